@@ -1,0 +1,12 @@
+"""The model core: frozen backbone + shared/routed LoRA + LID head + CTC heads, one forward."""
+
+from hlora_cli.model.backbone import Backbone, Features, load_backbone
+from hlora_cli.model.checkpoint import build_model, load_model, read_config, save_model
+from hlora_cli.model.config import BackboneRef, LIDConfig, LoRAConfig, ModelConfig
+from hlora_cli.model.hlora import HLoRAModel, ModelOutput, two_stage_forward
+
+__all__ = [
+    "Backbone", "BackboneRef", "Features", "HLoRAModel", "LIDConfig", "LoRAConfig", "ModelConfig",
+    "ModelOutput", "build_model", "load_backbone", "load_model", "read_config", "save_model",
+    "two_stage_forward",
+]

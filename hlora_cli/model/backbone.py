@@ -1,0 +1,318 @@
+"""Frozen speech encoders behind one small interface, run layer by layer so the model can route
+between layers.
+
+    waveforms --prepare--> Features --embed--> h (B, T, D) --layer(i) x L--> --finish--> h
+
+`prepare` is the feature frontend (log-mel for Whisper, normalised waveform for HuBERT/wav2vec2),
+computed per utterance so that padding never changes an utterance's features.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from hlora_cli.errors import HloraError
+from hlora_cli.model.config import BackboneRef
+
+SAMPLE_RATE = 16000
+
+
+@dataclass
+class Features:
+    """Padded frontend input.
+
+    values : shape = (batch, n_mels, n_frames) for Whisper, (batch, n_samples) for HuBERT/wav2vec2
+    lengths : shape = (batch,), valid frames or samples of each utterance
+    """
+
+    values: torch.Tensor
+    lengths: torch.Tensor
+
+    def to(self, device: torch.device | str) -> Features:
+        return Features(self.values.to(device), self.lengths.to(device))
+
+    def select(self, idx: torch.Tensor) -> Features:
+        """The sub-batch `idx`, trimmed to its own longest utterance."""
+        lengths = self.lengths[idx]
+        return Features(self.values[idx][..., : int(lengths.max())], lengths)
+
+
+def _as_numpy(w: np.ndarray | torch.Tensor) -> np.ndarray:
+    if isinstance(w, torch.Tensor):
+        w = w.detach().cpu().numpy()
+    return np.asarray(w, dtype=np.float32).reshape(-1)
+
+
+def additive_mask(lengths: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor | None:
+    """(B, 1, n, n) additive attention mask hiding padded keys, or None when nothing is padded."""
+    if bool((lengths == n).all()):
+        return None
+    valid = torch.arange(n, device=lengths.device)[None, :] < lengths[:, None]
+    mask = torch.zeros(valid.shape, dtype=dtype, device=lengths.device)
+    mask.masked_fill_(~valid, torch.finfo(dtype).min)
+    return mask[:, None, None, :].expand(-1, 1, n, n)
+
+
+def fingerprint(module: nn.Module) -> str:
+    """A short, cheap hash of a module's weights: names, shapes and a strided sample of values.
+    Enough to tell two checkpoints apart without hashing hundreds of MB."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        flat = t.detach().reshape(-1).float()
+        step = max(1, flat.numel() // 2048)
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(flat[::step].cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+class Backbone(nn.Module):
+    """A frozen encoder. Subclasses set `kind`, `hidden_size`, `num_layers`, `frames_per_second`,
+    `min_samples` (shortest audio that yields one output frame) and `target_paths` (LoRA target
+    name -> module path inside one layer)."""
+
+    kind: str
+    hidden_size: int
+    num_layers: int
+    frames_per_second: float
+    min_samples: int
+    target_paths: dict[str, str]
+
+    def layers(self) -> nn.ModuleList:
+        raise NotImplementedError
+
+    def prepare(self, waveforms: list[np.ndarray | torch.Tensor]) -> Features:
+        raise NotImplementedError
+
+    def embed(self, feats: Features) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frontend to the input of layer 1: h (B, T, D) and output lengths (B,)."""
+        raise NotImplementedError
+
+    def layer(self, i: int, h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        return self.layers()[i](h, attention_mask=mask)
+
+    def finish(self, h: torch.Tensor) -> torch.Tensor:
+        """What follows the last layer (a final layer norm where the encoder has one)."""
+        return h
+
+    def check_lengths(self, n_samples: list[int]) -> None:
+        for i, n in enumerate(n_samples):
+            if n < self.min_samples:
+                raise HloraError(
+                    f"utterance {i} of the batch has {n} samples ({n / SAMPLE_RATE:.3f} s), shorter than one "
+                    f"output frame of the {self.kind} encoder ({self.min_samples} samples): drop or pad it"
+                )
+
+    def freeze(self) -> Backbone:
+        self.requires_grad_(False)
+        return self
+
+
+class WhisperBackbone(Backbone):
+    """The encoder of an HF Whisper model, run on each utterance's true length (never padded to 30 s)
+    by slicing the sinusoidal position table; padded batches are masked in attention."""
+
+    kind = "whisper"
+    frames_per_second = 50.0
+    min_samples = 320  # two 10 ms mel frames -> one 20 ms output frame
+    target_paths = {
+        "q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
+        "out": "self_attn.out_proj", "ff_in": "fc1", "ff_out": "fc2",
+    }
+
+    def __init__(self, encoder: nn.Module, feature_extractor) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.feature_extractor = feature_extractor
+        self.hidden_size = encoder.config.d_model
+        self.num_layers = encoder.config.encoder_layers
+        self.max_frames = encoder.config.max_source_positions * 2
+
+    def layers(self) -> nn.ModuleList:
+        return self.encoder.layers
+
+    def prepare(self, waveforms: list[np.ndarray | torch.Tensor]) -> Features:
+        wavs = [_as_numpy(w) for w in waveforms]
+        self.check_lengths([len(w) for w in wavs])
+        mels = []
+        for w in wavs:
+            mel = self.feature_extractor(
+                w, sampling_rate=SAMPLE_RATE, padding="longest", return_tensors="pt"
+            ).input_features[0]
+            mels.append(mel[:, : mel.shape[1] // 2 * 2])  # even length: exactly frames/2 outputs
+        lengths = torch.tensor([m.shape[1] for m in mels])
+        if int(lengths.max()) > self.max_frames:
+            raise HloraError(
+                f"an utterance of {int(lengths.max()) / 100:.1f} s exceeds the Whisper encoder's "
+                f"{self.max_frames / 100:.0f} s window: split long audio before encoding"
+            )
+        values = torch.zeros(len(mels), mels[0].shape[0], int(lengths.max()))
+        for i, m in enumerate(mels):
+            values[i, :, : m.shape[1]] = m
+        return Features(values, lengths)
+
+    def embed(self, feats: Features) -> tuple[torch.Tensor, torch.Tensor]:
+        enc = self.encoder
+        x = feats.values.to(enc.conv1.weight.dtype)
+        n_in = x.shape[-1]
+        valid_in = torch.arange(n_in, device=x.device)[None, :] < feats.lengths[:, None]
+        x = nn.functional.gelu(enc.conv1(x))
+        # conv2 looks one frame past each utterance's end: make that frame the zero an unpadded
+        # utterance would see, so padding never changes a result.
+        x = x * valid_in[:, None, :].to(x.dtype)
+        x = nn.functional.gelu(enc.conv2(x)).permute(0, 2, 1)
+        lengths = (feats.lengths + 1) // 2
+        h = x + enc.embed_positions.weight[: x.shape[1]]
+        h = nn.functional.dropout(h, p=enc.config.dropout, training=self.training)
+        return h, lengths
+
+    def layer(self, i: int, h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        return self.encoder.layers[i](h, mask)
+
+    def finish(self, h: torch.Tensor) -> torch.Tensor:
+        return self.encoder.layer_norm(h)
+
+
+class HubertBackbone(Backbone):
+    """HuBERT or wav2vec2 (`HubertModel`, `Wav2Vec2Model`, e.g. mHuBERT-147) on raw 16 kHz audio."""
+
+    frames_per_second = 50.0
+    target_paths = {
+        "q": "attention.q_proj", "k": "attention.k_proj", "v": "attention.v_proj",
+        "out": "attention.out_proj", "ff_in": "feed_forward.intermediate_dense",
+        "ff_out": "feed_forward.output_dense",
+    }
+
+    def __init__(self, model: nn.Module, do_normalize: bool) -> None:
+        super().__init__()
+        self.model = model
+        cfg = model.config
+        self.kind = cfg.model_type
+        self.hidden_size = cfg.hidden_size
+        self.num_layers = cfg.num_hidden_layers
+        self.do_normalize = do_normalize
+        self.stable_layer_norm = bool(cfg.do_stable_layer_norm)
+        # Group norm in the conv frontend normalises over time, so padding would leak into the
+        # statistics: such models get their frontend run per utterance.
+        self.per_utterance_frontend = cfg.feat_extract_norm == "group"
+        self.min_samples = self._min_samples()
+
+    def _min_samples(self) -> int:
+        n = 1
+        for kernel, stride in reversed(list(zip(self.model.config.conv_kernel, self.model.config.conv_stride))):
+            n = (n - 1) * stride + kernel
+        return n
+
+    def layers(self) -> nn.ModuleList:
+        return self.model.encoder.layers
+
+    def prepare(self, waveforms: list[np.ndarray | torch.Tensor]) -> Features:
+        wavs = [_as_numpy(w) for w in waveforms]
+        self.check_lengths([len(w) for w in wavs])
+        lengths = torch.tensor([len(w) for w in wavs])
+        values = torch.zeros(len(wavs), int(lengths.max()))
+        for i, w in enumerate(wavs):
+            if self.do_normalize:
+                w = (w - w.mean()) / np.sqrt(w.var() + 1e-7)
+            values[i, : len(w)] = torch.from_numpy(w)
+        return Features(values, lengths)
+
+    def _conv_frontend(self, feats: Features) -> torch.Tensor:
+        fe = self.model.feature_extractor
+        x = feats.values.to(self.model.feature_projection.projection.weight.dtype)
+        if not self.per_utterance_frontend:
+            return fe(x).transpose(1, 2)
+        outs = [fe(x[i : i + 1, : int(n)]).transpose(1, 2) for i, n in enumerate(feats.lengths)]
+        t = max(o.shape[1] for o in outs)
+        return torch.cat([nn.functional.pad(o, (0, 0, 0, t - o.shape[1])) for o in outs])
+
+    def embed(self, feats: Features) -> tuple[torch.Tensor, torch.Tensor]:
+        m = self.model
+        lengths = m._get_feat_extract_output_lengths(feats.lengths).long()
+        h = m.feature_projection(self._conv_frontend(feats))
+        if isinstance(h, tuple):  # wav2vec2 also returns the unprojected features
+            h = h[0]
+        valid = torch.arange(h.shape[1], device=h.device)[None, :] < lengths[:, None]
+        h = h * valid[..., None].to(h.dtype)  # the positional conv must see zeros past the end
+        h = h + m.encoder.pos_conv_embed(h)
+        if not self.stable_layer_norm:
+            h = m.encoder.layer_norm(h)
+        return m.encoder.dropout(h), lengths
+
+    def finish(self, h: torch.Tensor) -> torch.Tensor:
+        return self.model.encoder.layer_norm(h) if self.stable_layer_norm else h
+
+
+def _hf_config(ref: BackboneRef):
+    from transformers import HubertConfig, Wav2Vec2Config, WhisperConfig
+
+    cls = {"whisper": WhisperConfig, "hubert": HubertConfig, "wav2vec2": Wav2Vec2Config}[ref.kind]
+    cfg = cls(**(ref.config or {}))
+    cfg._attn_implementation = "sdpa"
+    return cfg
+
+
+def detect_kind(source: str) -> str:
+    """The backbone kind of a local directory or hub id, from its config's model_type."""
+    from transformers import AutoConfig
+
+    try:
+        model_type = AutoConfig.from_pretrained(source).model_type
+    except (OSError, ValueError) as e:
+        raise HloraError(f"{source}: not a transformers model directory or reachable hub id ({e})") from e
+    if model_type not in ("whisper", "hubert", "wav2vec2"):
+        raise HloraError(f"{source}: model_type '{model_type}' is not supported (whisper, hubert, wav2vec2)")
+    return model_type
+
+
+def _hubert_do_normalize(ref: BackboneRef, cfg) -> bool:
+    """Waveform normalisation as the model's own preprocessor config says; without one, the
+    transformers convention (layer-norm frontends were trained on normalised audio)."""
+    from transformers import Wav2Vec2FeatureExtractor
+
+    if ref.source is not None:
+        try:
+            return bool(Wav2Vec2FeatureExtractor.from_pretrained(ref.source).do_normalize)
+        except OSError:
+            pass
+    return cfg.feat_extract_norm == "layer"
+
+
+def load_backbone(ref: BackboneRef) -> Backbone:
+    """Build the frozen encoder `ref` describes, in eval mode, and record its fingerprint."""
+    from transformers import AutoModel, WhisperFeatureExtractor, WhisperModel
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    if ref.kind not in ("whisper", "hubert", "wav2vec2"):
+        raise HloraError(f"backbone kind '{ref.kind}' is not supported (whisper, hubert, wav2vec2)")
+    if ref.source is None and ref.config is None:
+        raise HloraError("a backbone needs a source (directory or hub id) or a config")
+    if ref.kind == "whisper":
+        if ref.source is not None:
+            encoder = WhisperModel.from_pretrained(ref.source, attn_implementation="sdpa").get_encoder()
+            try:
+                fe = WhisperFeatureExtractor.from_pretrained(ref.source)
+            except OSError:
+                fe = WhisperFeatureExtractor(feature_size=encoder.config.num_mel_bins)
+        else:
+            torch.manual_seed(ref.seed)
+            encoder = WhisperEncoder(_hf_config(ref))
+            fe = WhisperFeatureExtractor(feature_size=encoder.config.num_mel_bins)
+        backbone: Backbone = WhisperBackbone(encoder, fe)
+    else:
+        if ref.source is not None:
+            model = AutoModel.from_pretrained(ref.source, attn_implementation="sdpa")
+            if model.config.model_type != ref.kind:
+                raise HloraError(f"{ref.source}: is a {model.config.model_type} model, not {ref.kind}")
+        else:
+            from transformers import HubertModel, Wav2Vec2Model
+
+            torch.manual_seed(ref.seed)
+            model = (HubertModel if ref.kind == "hubert" else Wav2Vec2Model)(_hf_config(ref))
+        backbone = HubertBackbone(model, do_normalize=_hubert_do_normalize(ref, model.config))
+    backbone.fingerprint = fingerprint(backbone)
+    return backbone.freeze().eval()

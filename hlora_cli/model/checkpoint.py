@@ -1,0 +1,95 @@
+"""A model directory: config.json (everything needed to rebuild the model, including the backbone
+reference and its weight fingerprint) + adapters.safetensors (trainable parameters only).
+Both are written atomically, so a crash never leaves a half-written model behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from hlora_cli.errors import HloraError
+from hlora_cli.model.backbone import load_backbone
+from hlora_cli.model.config import BackboneRef, ModelConfig
+from hlora_cli.model.hlora import HLoRAModel
+
+CONFIG = "config.json"
+ADAPTERS = "adapters.safetensors"
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call write(tmp) on a temporary file beside `path`, then rename it over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def build_model(config: ModelConfig) -> HLoRAModel:
+    """A fresh model (new adapters) on the backbone the config references; fills in its fingerprint."""
+    backbone = load_backbone(config.backbone)
+    config.backbone.fingerprint = backbone.fingerprint
+    return HLoRAModel(config, backbone)
+
+
+def save_model(model: HLoRAModel, out_dir: str | Path) -> Path:
+    out = Path(out_dir)
+    if model.is_merged:
+        raise HloraError("save the model unmerged: merged weights would be saved twice")
+    tensors = {n: t.contiguous().cpu() for n, t in model.trainable_state_dict().items()}
+    atomic_write(out / ADAPTERS, lambda p: save_file(tensors, str(p)))
+    text = json.dumps(model.config.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    atomic_write(out / CONFIG, lambda p: p.write_text(text, encoding="utf-8"))
+    return out
+
+
+def read_config(model_dir: str | Path) -> ModelConfig:
+    path = Path(model_dir) / CONFIG
+    try:
+        return ModelConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError as e:
+        raise HloraError(f"{path}: no such file; is {model_dir} a model directory?") from e
+    except (json.JSONDecodeError, TypeError, KeyError) as e:
+        raise HloraError(f"{path}: not a valid hlora model config ({e})") from e
+
+
+def load_model(model_dir: str | Path, backbone: str | None = None) -> HLoRAModel:
+    """Rebuild a saved model in eval mode. `backbone` overrides where the encoder is loaded from
+    (a moved directory); its weights must still match the saved fingerprint."""
+    model_dir = Path(model_dir)
+    config = read_config(model_dir)
+    ref = config.backbone
+    if backbone is not None:
+        ref = BackboneRef(ref.kind, backbone, None, ref.seed, ref.fingerprint)
+    bb = load_backbone(ref)
+    if ref.fingerprint and bb.fingerprint != ref.fingerprint:
+        where = ref.source or f"random {ref.kind} config (seed {ref.seed})"
+        raise HloraError(
+            f"backbone {where} has fingerprint {bb.fingerprint}, but {model_dir} was trained on "
+            f"{config.backbone.source or 'a random config'} with fingerprint {ref.fingerprint}: load the backbone it was trained on"
+        )
+    model = HLoRAModel(config, bb)
+    path = model_dir / ADAPTERS
+    try:
+        state = load_file(str(path))
+    except FileNotFoundError as e:
+        raise HloraError(f"{path}: no such file; the model directory is incomplete") from e
+    expected = set(model.trainable_state_dict())
+    if set(state) != expected:
+        missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+        raise HloraError(f"{path}: adapters do not match the config (missing {missing[:3]}, unexpected {extra[:3]})")
+    with torch.no_grad():
+        params = dict(model.named_parameters())
+        for name, t in state.items():
+            params[name].copy_(t)
+    return model.eval()

@@ -1,0 +1,74 @@
+"""The LID head (pooling over valid frames + a small MLP) and the CTC heads (one per language, or
+one shared head over the union inventory)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hlora_cli.errors import HloraError
+from hlora_cli.model.config import LIDConfig
+
+
+def valid_mask(lengths: torch.Tensor, n: int) -> torch.Tensor:
+    """(B, n) bool: True on the valid frames of each utterance."""
+    return torch.arange(n, device=lengths.device)[None, :] < lengths[:, None]
+
+
+class LIDHead(nn.Module):
+    """Language logits from hidden states, pooled over each utterance's valid frames only.
+
+    pooling "mean": the mean of the frames; "attentive": attentive statistics pooling (a learned
+    weight per frame; weighted mean and standard deviation concatenated).
+    """
+
+    def __init__(self, hidden_size: int, n_languages: int, cfg: LIDConfig) -> None:
+        super().__init__()
+        if cfg.pooling not in ("mean", "attentive"):
+            raise HloraError(f"unknown LID pooling '{cfg.pooling}': choose mean or attentive")
+        self.pooling = cfg.pooling
+        pooled = hidden_size
+        if cfg.pooling == "attentive":
+            self.attention = nn.Sequential(nn.Linear(hidden_size, cfg.hidden), nn.Tanh(), nn.Linear(cfg.hidden, 1))
+            pooled = 2 * hidden_size
+        self.mlp = nn.Sequential(
+            nn.LayerNorm(pooled), nn.Linear(pooled, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, n_languages)
+        )
+
+    def forward(self, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """h : shape = (batch, time, hidden); returns logits, shape = (batch, n_languages)."""
+        valid = valid_mask(lengths, h.shape[1])[..., None]
+        if self.pooling == "mean":
+            pooled = (h * valid).sum(1) / lengths[:, None].to(h.dtype)
+        else:
+            scores = self.attention(h).masked_fill(~valid, float("-inf"))
+            w = torch.softmax(scores, dim=1)
+            mean = (w * h).sum(1)
+            var = (w * h * h).sum(1) - mean * mean
+            pooled = torch.cat([mean, var.clamp_min(1e-6).sqrt()], dim=-1)
+        return self.mlp(pooled)
+
+
+class CTCHeads(nn.Module):
+    """One linear CTC head per language (each its own inventory, blank = 0), or a single shared one.
+
+    Returns log-probabilities padded to the largest inventory with -inf, so a mixed-language batch
+    is one tensor; column j of utterance b means token j of the head that utterance used.
+    """
+
+    def __init__(self, hidden_size: int, vocab_sizes: list[int]) -> None:
+        super().__init__()
+        self.vocab_sizes = vocab_sizes
+        self.heads = nn.ModuleList(nn.Linear(hidden_size, v) for v in vocab_sizes)
+
+    def forward(self, h: torch.Tensor, route: torch.Tensor) -> torch.Tensor:
+        """h : shape = (batch, time, hidden); route : shape = (batch,) head per utterance.
+        Returns log_probs, shape = (batch, time, max vocab size)."""
+        if len(self.heads) == 1:
+            return torch.log_softmax(self.heads[0](h).float(), dim=-1)
+        out = h.new_full((*h.shape[:2], max(self.vocab_sizes)), float("-inf"), dtype=torch.float32)
+        for lang in torch.unique(route).tolist():
+            idx = (route == lang).nonzero().squeeze(1)
+            logits = self.heads[lang](h[idx]).float()
+            out[idx, :, : self.vocab_sizes[lang]] = torch.log_softmax(logits, dim=-1)
+        return out

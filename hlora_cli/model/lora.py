@@ -1,0 +1,138 @@
+"""LoRA around a frozen nn.Linear: one adapter (shared LoRA) or one per language (routed LoRA).
+
+The wrapped layer keeps its base weight untouched; each adapter adds scaling * B @ A with B
+initialised to zero, so a fresh adapter is exactly the bare backbone. A routed LoRA picks its
+adapter per sample from `route` (set by the model core for one forward), so a mixed-language batch
+runs in one batched forward.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from hlora_cli.errors import HloraError
+from hlora_cli.model.config import LORA_TARGETS, LoRAConfig
+
+
+class LoRALinear(nn.Module):
+    """y = base(x) + scaling * B[a] A[a] dropout(x), with adapter a chosen per sample.
+
+    lora_A : shape = (n_adapters, rank, in_features)
+    lora_B : shape = (n_adapters, out_features, rank)
+    """
+
+    def __init__(self, base: nn.Linear, n_adapters: int, cfg: LoRAConfig) -> None:
+        super().__init__()
+        if cfg.rank < 1:
+            raise HloraError(f"LoRA rank must be >= 1, got {cfg.rank}")
+        self.base = base
+        self.n_adapters = n_adapters
+        self.scaling = cfg.alpha / cfg.rank
+        self.lora_A = nn.Parameter(torch.empty(n_adapters, cfg.rank, base.in_features))
+        self.lora_B = nn.Parameter(torch.zeros(n_adapters, base.out_features, cfg.rank))
+        for a in self.lora_A:  # the initialisation nn.Linear (and peft) use for A
+            nn.init.kaiming_uniform_(a, a=math.sqrt(5))
+        self.dropout = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
+        self.route: torch.Tensor | None = None  # (batch,) adapter index per sample, routed only
+        self.merged = False  # shared adapter folded into base.weight
+        self.merged_weights: torch.Tensor | None = None  # (n_adapters, out, in), routed only
+
+    @property
+    def routed(self) -> bool:
+        return self.n_adapters > 1
+
+    def delta_weight(self) -> torch.Tensor:
+        """scaling * B @ A for every adapter: shape = (n_adapters, out_features, in_features)."""
+        return self.scaling * torch.bmm(self.lora_B, self.lora_A)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x : shape = (batch, time, in_features)."""
+        if not self.routed:
+            if self.merged:
+                return self.base(x)
+            return self.base(x) + self.scaling * (self.dropout(x) @ self.lora_A[0].T) @ self.lora_B[0].T
+        if self.route is None:
+            raise HloraError("routed LoRA called without a route: run it through the model core")
+        route = self.route
+        if self.merged_weights is not None:
+            return self._forward_merged(x, route)
+        a = self.lora_A[route]  # (batch, rank, in)
+        b = self.lora_B[route]  # (batch, out, rank)
+        return self.base(x) + self.scaling * torch.bmm(torch.bmm(self.dropout(x), a.transpose(1, 2)), b.transpose(1, 2))
+
+    def _forward_merged(self, x: torch.Tensor, route: torch.Tensor) -> torch.Tensor:
+        # One plain matmul per language present in the batch: the cost of the bare layer.
+        langs = torch.unique(route)
+        bias = self.base.bias
+        if len(langs) == 1:
+            return nn.functional.linear(x, self.merged_weights[langs[0]], bias)
+        y = x.new_empty(*x.shape[:-1], self.base.out_features)
+        for lang in langs:
+            idx = (route == lang).nonzero().squeeze(1)
+            y[idx] = nn.functional.linear(x[idx], self.merged_weights[lang], bias)
+        return y
+
+    @torch.no_grad()
+    def merge(self, routed: bool = False) -> None:
+        """Fold the shared adapter into the frozen weight; with `routed`, keep a merged copy of
+        the weight per language for routed layers."""
+        if not self.routed and not self.merged:
+            self.base.weight += self.delta_weight()[0].to(self.base.weight.dtype)
+            self.merged = True
+        elif self.routed and routed and self.merged_weights is None:
+            self.merged_weights = self.base.weight[None] + self.delta_weight().to(self.base.weight.dtype)
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        if self.merged:
+            self.base.weight -= self.delta_weight()[0].to(self.base.weight.dtype)
+            self.merged = False
+        self.merged_weights = None
+
+
+def _get(module: nn.Module, path: str) -> nn.Module | None:
+    for name in path.split("."):
+        module = getattr(module, name, None)
+        if module is None:
+            return None
+    return module
+
+
+def inject_lora(
+    layer: nn.Module, target_paths: dict[str, str], n_adapters: int, cfg: LoRAConfig, where: str
+) -> list[LoRALinear]:
+    """Replace each target nn.Linear of `layer` with a LoRALinear wrapping it."""
+    wrapped = []
+    for target in cfg.targets:
+        if target not in LORA_TARGETS:
+            raise HloraError(f"unknown LoRA target '{target}': choose from {', '.join(LORA_TARGETS)}")
+        path = target_paths.get(target)
+        base = _get(layer, path) if path else None
+        if not isinstance(base, nn.Linear):
+            raise HloraError(
+                f"LoRA target '{target}' ({path}) is not a linear layer of {where}: "
+                f"choose from {', '.join(target_paths)}"
+            )
+        parent_path, _, name = path.rpartition(".")
+        parent = _get(layer, parent_path) if parent_path else layer
+        module = LoRALinear(base, n_adapters, cfg)
+        setattr(parent, name, module)
+        wrapped.append(module)
+    return wrapped
+
+
+@contextmanager
+def routing(modules: list[LoRALinear], route: torch.Tensor) -> Iterator[None]:
+    """Give the routed LoRA modules of one layer their per-sample adapter for one forward."""
+    for m in modules:
+        m.route = route
+    try:
+        yield
+    finally:
+        for m in modules:
+            m.route = None
