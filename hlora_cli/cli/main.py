@@ -1,0 +1,62 @@
+"""The `hlora` Typer app. User errors (HloraError) print as one line without a traceback;
+`hlora --debug ...` shows the traceback."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from hlora_cli import __version__
+from hlora_cli.cli import info
+from hlora_cli.errors import HloraError
+
+app = typer.Typer(
+    help="Multilingual CTC ASR on frozen encoders with shared, routed and hierarchical LoRA (HLoRA).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command("info")(info.info)
+err = Console(stderr=True)
+_state = {"debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"hlora {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    _state["debug"] = debug
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except HloraError as e:
+        if _state["debug"]:
+            raise
+        err.print(f"[bold red]error:[/] {e}", soft_wrap=True, highlight=False)
+        sys.exit(2)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except Exception as e:  # click's usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Shared fixtures: tiny random backbones (fast, built from a config alone) and the real Whisper-base."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hlora_cli.model import BackboneRef, ModelConfig, build_model
+from hlora_cli.model.config import BLANK
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("HLORA_SHARED", REPO.parent / "shared"))
+TINY = {
+    "whisper": dict(num_mel_bins=80, d_model=64, encoder_layers=4, encoder_attention_heads=4,
+                    encoder_ffn_dim=128, decoder_layers=1, decoder_attention_heads=4, decoder_ffn_dim=128,
+                    max_source_positions=1500, vocab_size=51865),
+    # group-norm frontend (HuBERT-base style): frontend runs per utterance
+    "hubert": dict(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=128,
+                   conv_dim=[32, 32, 32], conv_kernel=[10, 8, 4], conv_stride=[5, 8, 8], num_conv_pos_embeddings=16,
+                   num_conv_pos_embedding_groups=4),
+    # layer-norm frontend, stable layer norm (wav2vec2-large style): batched frontend, final norm
+    "wav2vec2": dict(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=128,
+                     conv_dim=[32, 32, 32], conv_kernel=[10, 8, 4], conv_stride=[5, 8, 8], num_conv_pos_embeddings=16,
+                     num_conv_pos_embedding_groups=4, feat_extract_norm="layer", do_stable_layer_norm=True),
+}
+LANGS = ["en", "de", "fr", "ja"]
+VOCAB = [BLANK, "|", "<unk>", "a", "b", "c", "d", "e"]
+
+
+def tiny_config(kind: str, model_type: str = "hlora", k: int | None = 2, **kw) -> ModelConfig:
+    vocabs = {lang: VOCAB[: 5 + i] for i, lang in enumerate(LANGS)}  # inventories of different sizes
+    shared = VOCAB + [f"<{lang}>" for lang in LANGS]
+    return ModelConfig(model_type, BackboneRef(kind, config=TINY[kind]), list(LANGS), vocabs=vocabs,
+                       shared_vocab=shared, k=k if model_type == "hlora" else None, **kw)
+
+
+def randomize_adapters(model, seed: int = 0, scale: float = 0.1) -> None:
+    """Give every trainable tensor random values, so routed adapters differ per language (a fresh
+    LoRA has B = 0 and would hide a routing mistake)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.copy_(torch.randn(p.shape, generator=g) * scale)
+
+
+def waves(seconds: list[float], seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [(0.1 * rng.standard_normal(int(s * 16000))).astype(np.float32) for s in seconds]
+
+
+@pytest.fixture(params=["whisper", "hubert", "wav2vec2"])
+def kind(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def tiny_model(kind):
+    model = build_model(tiny_config(kind)).eval()
+    randomize_adapters(model)
+    return model
+
+
+@pytest.fixture(scope="session")
+def whisper_base() -> Path:
+    """The real multilingual Whisper-base in HF format, built by ../shared/tools/whisper_base/build
+    into the cache on first use. Skipped where ../shared is absent, unless HLORA_REQUIRE_REAL=1 (CI)."""
+    dest = Path(os.environ.get("HLORA_CACHE", Path.home() / ".cache" / "hlora")) / "whisper-base"
+    if not (dest / "model.safetensors").exists():
+        build = SHARED / "tools" / "whisper_base" / "build"
+        if not build.exists():
+            if os.environ.get("HLORA_REQUIRE_REAL") == "1":
+                pytest.fail(f"{build} is missing and HLORA_REQUIRE_REAL=1")
+            pytest.skip(f"real Whisper-base unavailable: {build} not found")
+        subprocess.run(["bash", str(build), str(dest)], check=True, env={**os.environ, "PYTHON": sys.executable})
+    return dest
+
+
+@pytest.fixture(scope="session")
+def real_manifest() -> Path:
+    path = SHARED / "data" / "real" / "manifest.jsonl"
+    if not path.exists():
+        if os.environ.get("HLORA_REQUIRE_REAL") == "1":
+            pytest.fail(f"{path} is missing and HLORA_REQUIRE_REAL=1")
+        pytest.skip(f"{path} not found")
+    return path

@@ -1,0 +1,78 @@
+import pytest
+import torch
+from torch import nn
+
+from hlora_cli.errors import HloraError
+from hlora_cli.model import LoRAConfig, build_model, load_backbone
+from hlora_cli.model.backbone import additive_mask
+from hlora_cli.model.lora import LoRALinear, inject_lora, routing
+from tests.conftest import randomize_adapters, tiny_config, waves
+
+
+def hidden_states(bb, feats, routes=None):
+    h, lengths = bb.embed(feats)
+    mask = additive_mask(lengths, h.shape[1], h.dtype)
+    for i in range(bb.num_layers):
+        h = bb.layer(i, h, mask)
+    return bb.finish(h)
+
+
+def test_fresh_lora_is_exactly_the_bare_backbone(kind):
+    model = build_model(tiny_config(kind, "baseline")).eval()  # shared LoRA in every layer, B = 0
+    bare = load_backbone(model.config.backbone).eval()
+    feats = model.prepare(waves([0.6, 1.1]))
+    with torch.no_grad():
+        assert all(float(m.lora_B.abs().sum()) == 0 for m in model.lora_modules())
+        assert torch.equal(hidden_states(model.backbone, feats), hidden_states(bare, feats))
+
+
+def test_routed_lora_picks_its_adapter_per_sample():
+    torch.manual_seed(0)
+    layer = LoRALinear(nn.Linear(6, 5), 3, LoRAConfig(rank=2))
+    nn.init.normal_(layer.lora_B)
+    x = torch.randn(4, 7, 6)
+    route = torch.tensor([2, 0, 2, 1])
+    with routing([layer], route):
+        batched = layer(x)
+    for b, a in enumerate(route.tolist()):
+        expected = layer.base(x[b]) + layer.scaling * x[b] @ layer.lora_A[a].T @ layer.lora_B[a].T
+        torch.testing.assert_close(batched[b], expected, atol=1e-6, rtol=0)
+    with pytest.raises(HloraError, match="routed LoRA called without a route"):
+        layer(x)
+
+
+@pytest.mark.parametrize("routed", [False, True])
+def test_merge_equals_unmerged_and_unmerge_restores(routed):
+    torch.manual_seed(0)
+    layer = LoRALinear(nn.Linear(6, 5), 3 if routed else 1, LoRAConfig(rank=2))
+    nn.init.normal_(layer.lora_B)
+    w0 = layer.base.weight.clone()
+    x, route = torch.randn(4, 7, 6), torch.tensor([2, 0, 2, 1])
+    with routing([layer], route):
+        before = layer(x)
+        layer.merge(routed=True)
+        merged = layer(x)
+    torch.testing.assert_close(merged, before, atol=1e-5, rtol=0)
+    layer.unmerge()
+    torch.testing.assert_close(layer.base.weight, w0, atol=1e-6, rtol=0)
+    assert not layer.merged and layer.merged_weights is None
+
+
+def test_unknown_and_missing_targets_are_clear_errors(kind):
+    bb = load_backbone(tiny_config(kind).backbone)
+    with pytest.raises(HloraError, match="unknown LoRA target 'gate'"):
+        inject_lora(bb.layers()[0], bb.target_paths, 1, LoRAConfig(targets=["gate"]), "layer 1")
+    paths = {**bb.target_paths, "ff_in": "no_such.module"}
+    with pytest.raises(HloraError, match=r"LoRA target 'ff_in' \(no_such.module\) is not a linear layer of layer 1"):
+        inject_lora(bb.layers()[0], paths, 1, LoRAConfig(targets=["ff_in"]), "layer 1")
+
+
+def test_target_subset_wraps_only_those(kind):
+    model = build_model(tiny_config(kind, lora=LoRAConfig(rank=4, targets=["q", "v"])))
+    assert len(model.lora_modules()) == 2 * 4
+    randomize_adapters(model)
+    trainable, _ = model.parameter_counts()
+    lora = sum(m.lora_A.numel() + m.lora_B.numel() for m in model.lora_modules())
+    # (2 shared layers x 1 adapter + 2 routed layers x 4 languages) x (q, v) x (A, B) x rank 4 x hidden 64
+    assert lora == (2 * 1 + 2 * 4) * 2 * 2 * 4 * 64
+    assert trainable > lora
