@@ -26,7 +26,8 @@ whisper-base: install
 	else echo "../shared/tools/whisper_base/build not found: tests on the real Whisper-base will be skipped"; fi
 
 lint: install
-	$(BIN)/ruff check hlora_cli tests bench
+	$(BIN)/ruff check hlora_cli text_normalization tests bench
+	$(BIN)/ruff format --check hlora_cli text_normalization tests bench
 
 test: install whisper-base lint
 	$(BIN)/python -m pytest -q

@@ -17,17 +17,44 @@ from hlora_cli.model.config import BLANK
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("HLORA_SHARED", REPO.parent / "shared"))
 TINY = {
-    "whisper": dict(num_mel_bins=80, d_model=64, encoder_layers=4, encoder_attention_heads=4,
-                    encoder_ffn_dim=128, decoder_layers=1, decoder_attention_heads=4, decoder_ffn_dim=128,
-                    max_source_positions=1500, vocab_size=51865),
+    "whisper": dict(
+        num_mel_bins=80,
+        d_model=64,
+        encoder_layers=4,
+        encoder_attention_heads=4,
+        encoder_ffn_dim=128,
+        decoder_layers=1,
+        decoder_attention_heads=4,
+        decoder_ffn_dim=128,
+        max_source_positions=1500,
+        vocab_size=51865,
+    ),
     # group-norm frontend (HuBERT-base style): frontend runs per utterance
-    "hubert": dict(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=128,
-                   conv_dim=[32, 32, 32], conv_kernel=[10, 8, 4], conv_stride=[5, 8, 8], num_conv_pos_embeddings=16,
-                   num_conv_pos_embedding_groups=4),
+    "hubert": dict(
+        hidden_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=128,
+        conv_dim=[32, 32, 32],
+        conv_kernel=[10, 8, 4],
+        conv_stride=[5, 8, 8],
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+    ),
     # layer-norm frontend, stable layer norm (wav2vec2-large style): batched frontend, final norm
-    "wav2vec2": dict(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=128,
-                     conv_dim=[32, 32, 32], conv_kernel=[10, 8, 4], conv_stride=[5, 8, 8], num_conv_pos_embeddings=16,
-                     num_conv_pos_embedding_groups=4, feat_extract_norm="layer", do_stable_layer_norm=True),
+    "wav2vec2": dict(
+        hidden_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=128,
+        conv_dim=[32, 32, 32],
+        conv_kernel=[10, 8, 4],
+        conv_stride=[5, 8, 8],
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+        feat_extract_norm="layer",
+        do_stable_layer_norm=True,
+    ),
 }
 LANGS = ["en", "de", "fr", "ja"]
 VOCAB = [BLANK, "|", "<unk>", "a", "b", "c", "d", "e"]
@@ -36,8 +63,15 @@ VOCAB = [BLANK, "|", "<unk>", "a", "b", "c", "d", "e"]
 def tiny_config(kind: str, model_type: str = "hlora", k: int | None = 2, **kw) -> ModelConfig:
     vocabs = {lang: VOCAB[: 5 + i] for i, lang in enumerate(LANGS)}  # inventories of different sizes
     shared = VOCAB + [f"<{lang}>" for lang in LANGS]
-    return ModelConfig(model_type, BackboneRef(kind, config=TINY[kind]), list(LANGS), vocabs=vocabs,
-                       shared_vocab=shared, k=k if model_type == "hlora" else None, **kw)
+    return ModelConfig(
+        model_type,
+        BackboneRef(kind, config=TINY[kind]),
+        list(LANGS),
+        vocabs=vocabs,
+        shared_vocab=shared,
+        k=k if model_type == "hlora" else None,
+        **kw,
+    )
 
 
 def randomize_adapters(model, seed: int = 0, scale: float = 0.1) -> None:
@@ -82,11 +116,16 @@ def whisper_base() -> Path:
     return dest
 
 
-@pytest.fixture(scope="session")
-def real_manifest() -> Path:
-    path = SHARED / "data" / "real" / "manifest.jsonl"
+def require_shared(relative: str) -> Path:
+    """A path under ../shared; skipped where it is absent, a failure under HLORA_REQUIRE_REAL=1 (CI)."""
+    path = SHARED / relative
     if not path.exists():
         if os.environ.get("HLORA_REQUIRE_REAL") == "1":
             pytest.fail(f"{path} is missing and HLORA_REQUIRE_REAL=1")
         pytest.skip(f"{path} not found")
     return path
+
+
+@pytest.fixture(scope="session")
+def real_manifest() -> Path:
+    return require_shared("data/real/manifest.jsonl")

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from hlora_cli import __version__
-from hlora_cli.cli import info
+from hlora_cli.cli import info, normalize, prepare
 from hlora_cli.errors import HloraError
 
 app = typer.Typer(
@@ -18,6 +18,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("info")(info.info)
+app.add_typer(prepare.app, name="prepare")
+app.command("normalize")(normalize.normalize)
 err = Console(stderr=True)
 _state = {"debug": False}
 

@@ -6,7 +6,18 @@ from hlora_cli.model.config import BackboneRef, LIDConfig, LoRAConfig, ModelConf
 from hlora_cli.model.hlora import HLoRAModel, ModelOutput, two_stage_forward
 
 __all__ = [
-    "Backbone", "BackboneRef", "Features", "HLoRAModel", "LIDConfig", "LoRAConfig", "ModelConfig",
-    "ModelOutput", "build_model", "load_backbone", "load_model", "read_config", "save_model",
+    "Backbone",
+    "BackboneRef",
+    "Features",
+    "HLoRAModel",
+    "LIDConfig",
+    "LoRAConfig",
+    "ModelConfig",
+    "ModelOutput",
+    "build_model",
+    "load_backbone",
+    "load_model",
+    "read_config",
+    "save_model",
     "two_stage_forward",
 ]

@@ -120,8 +120,12 @@ class WhisperBackbone(Backbone):
     frames_per_second = 50.0
     min_samples = 320  # two 10 ms mel frames -> one 20 ms output frame
     target_paths = {
-        "q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
-        "out": "self_attn.out_proj", "ff_in": "fc1", "ff_out": "fc2",
+        "q": "self_attn.q_proj",
+        "k": "self_attn.k_proj",
+        "v": "self_attn.v_proj",
+        "out": "self_attn.out_proj",
+        "ff_in": "fc1",
+        "ff_out": "fc2",
     }
 
     def __init__(self, encoder: nn.Module, feature_extractor) -> None:
@@ -181,8 +185,11 @@ class HubertBackbone(Backbone):
     """HuBERT or wav2vec2 (`HubertModel`, `Wav2Vec2Model`, e.g. mHuBERT-147) on raw 16 kHz audio."""
 
     target_paths = {
-        "q": "attention.q_proj", "k": "attention.k_proj", "v": "attention.v_proj",
-        "out": "attention.out_proj", "ff_in": "feed_forward.intermediate_dense",
+        "q": "attention.q_proj",
+        "k": "attention.k_proj",
+        "v": "attention.v_proj",
+        "out": "attention.out_proj",
+        "ff_in": "feed_forward.intermediate_dense",
         "ff_out": "feed_forward.output_dense",
     }
 
@@ -202,8 +209,8 @@ class HubertBackbone(Backbone):
         self.frames_per_second = SAMPLE_RATE / float(np.prod(cfg.conv_stride))
 
     def _min_samples(self) -> int:
-        n = 1
-        for kernel, stride in reversed(list(zip(self.model.config.conv_kernel, self.model.config.conv_stride))):
+        cfg, n = self.model.config, 1
+        for kernel, stride in reversed(list(zip(cfg.conv_kernel, cfg.conv_stride, strict=True))):
             n = (n - 1) * stride + kernel
         return n
 

@@ -76,7 +76,8 @@ def load_model(model_dir: str | Path, backbone: str | None = None) -> HLoRAModel
         where = ref.source or f"random {ref.kind} config (seed {ref.seed})"
         raise HloraError(
             f"backbone {where} has fingerprint {bb.fingerprint}, but {model_dir} was trained on "
-            f"{config.backbone.source or 'a random config'} with fingerprint {ref.fingerprint}: load the backbone it was trained on"
+            f"{config.backbone.source or 'a random config'} with fingerprint {ref.fingerprint}: "
+            "load the backbone it was trained on"
         )
     model = HLoRAModel(config, bb)
     path = model_dir / ADAPTERS

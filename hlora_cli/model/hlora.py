@@ -1,9 +1,9 @@
 """The three systems on one frozen encoder, one forward.
 
-    baseline : shared LoRA in all L layers, LID head on the output, one shared CTC head
-    lidlora  : routed LoRA in all L layers, per-language CTC heads, language given from outside
-    hlora    : shared LoRA in layers 1..L-k, LID head after layer L-k, routed LoRA in layers
-               L-k+1..L, per-language CTC heads; the LID picks LoRA and head in a single pass
+baseline : shared LoRA in all L layers, LID head on the output, one shared CTC head
+lidlora  : routed LoRA in all L layers, per-language CTC heads, language given from outside
+hlora    : shared LoRA in layers 1..L-k, LID head after layer L-k, routed LoRA in layers
+           L-k+1..L, per-language CTC heads; the LID picks LoRA and head in a single pass
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ def layer_plan(model_type: str, num_layers: int, k: int | None) -> tuple[list[st
     if model_type == "lidlora":
         return ["routed"] * num_layers, None
     if k is None or not 1 <= k <= num_layers - 1:
-        raise HloraError(f"k={k} is outside 1..{num_layers - 1} for a {num_layers}-layer encoder: set --k in that range")
+        raise HloraError(
+            f"k={k} is outside 1..{num_layers - 1} for a {num_layers}-layer encoder: set --k in that range"
+        )
     return ["shared"] * (num_layers - k) + ["routed"] * k, num_layers - k
 
 
@@ -74,7 +76,9 @@ class HLoRAModel(nn.Module):
         else:
             missing = [lang for lang in cfg.languages if lang not in cfg.vocabs]
             if missing:
-                raise HloraError(f"language(s) {', '.join(missing)} have no token inventory, so no CTC head: add them to the vocab")
+                raise HloraError(
+                    f"language(s) {', '.join(missing)} have no token inventory, so no CTC head: add them to the vocab"
+                )
             vocabs = [cfg.vocabs[lang] for lang in cfg.languages]
         for v in vocabs:
             if not v or v[0] != BLANK:
@@ -126,12 +130,17 @@ class HLoRAModel(nn.Module):
             route = None
         h, lengths = self.backbone.embed(feats)
         mask = additive_mask(lengths, h.shape[1], h.dtype)
-        lang_logprobs = None
+        lang_logprobs, order = None, None
         for i, kind in enumerate(self.plan):
             if self.lid_layer == i and self.lid_head is not None:
                 lang_logprobs = self._lid(h, lengths)
                 route = route if route is not None else lang_logprobs.argmax(-1)
             if kind == "routed":
+                if order is None:
+                    # Sort the batch by language once, so every routed layer sees contiguous runs.
+                    order = torch.argsort(route, stable=True)
+                    h, lengths, route = h[order], lengths[order], route[order]
+                    mask = mask[order] if mask is not None else None
                 with routing(self.lora[i], route):
                     h = self.backbone.layer(i, h, mask)
             else:
@@ -141,7 +150,11 @@ class HLoRAModel(nn.Module):
             lang_logprobs = self._lid(h, lengths)
             route = route if route is not None else lang_logprobs.argmax(-1)
         head_route = torch.zeros_like(route) if self.config.model_type == "baseline" else route
-        return ModelOutput(lang_logprobs, route, self.ctc_heads(h, head_route), lengths)
+        log_probs = self.ctc_heads(h, head_route)
+        if order is not None:  # back to the caller's order
+            inverse = torch.argsort(order)
+            log_probs, lengths, route = log_probs[inverse], lengths[inverse], route[inverse]
+        return ModelOutput(lang_logprobs, route, log_probs, lengths)
 
     @torch.no_grad()
     def identify(self, feats: Features) -> torch.Tensor:

@@ -39,6 +39,7 @@ class LoRALinear(nn.Module):
             nn.init.kaiming_uniform_(a, a=math.sqrt(5))
         self.dropout = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
         self.route: torch.Tensor | None = None  # (batch,) adapter index per sample, routed only
+        self.groups: list[tuple[int, int, int]] | None = None  # (adapter, start, end) runs of `route`
         self.merged = False  # shared adapter folded into base.weight
         self.merged_weights: torch.Tensor | None = None  # (n_adapters, out, in), routed only
 
@@ -66,13 +67,22 @@ class LoRALinear(nn.Module):
         return self.base(x) + self.scaling * torch.bmm(torch.bmm(self.dropout(x), a.transpose(1, 2)), b.transpose(1, 2))
 
     def _forward_merged(self, x: torch.Tensor, route: torch.Tensor) -> torch.Tensor:
-        # One plain matmul per language present in the batch: the cost of the bare layer.
-        langs = torch.unique(route)
+        # One plain matmul per language present in the batch: the cost of the bare layer. When the
+        # model core has sorted the batch by language (`groups`), each matmul writes straight into
+        # its contiguous slice of the output; otherwise rows are gathered and scattered.
         bias = self.base.bias
-        if len(langs) == 1:
-            return nn.functional.linear(x, self.merged_weights[langs[0]], bias)
+        groups = self.groups if self.groups is not None else contiguous_groups(route)
+        if groups is not None and len(groups) == 1:
+            return nn.functional.linear(x, self.merged_weights[groups[0][0]], bias)
         y = x.new_empty(*x.shape[:-1], self.base.out_features)
-        for lang in langs:
+        if groups is not None:
+            for lang, start, end in groups:
+                out = y[start:end].view(-1, y.shape[-1])
+                xs = x[start:end].reshape(-1, x.shape[-1])
+                w = self.merged_weights[lang].t()
+                torch.addmm(bias, xs, w, out=out) if bias is not None else torch.mm(xs, w, out=out)
+            return y
+        for lang in torch.unique(route).tolist():
             idx = (route == lang).nonzero().squeeze(1)
             y[idx] = nn.functional.linear(x[idx], self.merged_weights[lang], bias)
         return y
@@ -126,13 +136,24 @@ def inject_lora(
     return wrapped
 
 
+def contiguous_groups(route: torch.Tensor) -> list[tuple[int, int, int]] | None:
+    """(adapter, start, end) for each run of equal adapters in `route`, or None when some adapter
+    occurs in more than one run (the batch is not grouped by language)."""
+    langs, counts = torch.unique_consecutive(route, return_counts=True)
+    langs, ends = langs.tolist(), counts.cumsum(0).tolist()
+    if len(set(langs)) != len(langs):
+        return None
+    return [(lang, end - n, end) for lang, end, n in zip(langs, ends, counts.tolist(), strict=True)]
+
+
 @contextmanager
 def routing(modules: list[LoRALinear], route: torch.Tensor) -> Iterator[None]:
     """Give the routed LoRA modules of one layer their per-sample adapter for one forward."""
+    groups = contiguous_groups(route) if any(m.merged_weights is not None for m in modules) else None
     for m in modules:
-        m.route = route
+        m.route, m.groups = route, groups
     try:
         yield
     finally:
         for m in modules:
-            m.route = None
+            m.route, m.groups = None, None

@@ -7,8 +7,12 @@ from tests.conftest import tiny_config
 
 
 def hlora(*args):
-    return subprocess.run([sys.executable, "-m", "hlora_cli.cli.main", *args], capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "200"})
+    return subprocess.run(
+        [sys.executable, "-m", "hlora_cli.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
 
 
 def test_info_reports_the_model(tmp_path):
@@ -25,7 +29,9 @@ def test_info_reports_the_model(tmp_path):
 def test_errors_are_one_line_without_traceback(tmp_path):
     r = hlora("info", str(tmp_path))
     assert r.returncode == 2
-    assert r.stderr.strip().splitlines() == [f"error: {tmp_path}/config.json: no such file; is {tmp_path} a model directory?"]
+    assert r.stderr.strip().splitlines() == [
+        f"error: {tmp_path}/config.json: no such file; is {tmp_path} a model directory?"
+    ]
 
 
 def test_help_lists_commands():

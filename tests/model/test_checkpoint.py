@@ -40,8 +40,11 @@ def test_wrong_backbone_is_a_clear_error(tmp_path):
     torch.manual_seed(7)  # another whisper of the same shape, other weights
     WhisperModel(WhisperConfig(**model.config.backbone.config)).save_pretrained(tmp_path / "other")
     other = load_backbone(BackboneRef("whisper", source=str(tmp_path / "other")))
-    with pytest.raises(HloraError, match=rf"backbone {tmp_path / 'other'} has fingerprint {other.fingerprint}, "
-                       rf"but {tmp_path / 'm'} was trained on .* fingerprint {model.backbone.fingerprint}"):
+    with pytest.raises(
+        HloraError,
+        match=rf"backbone {tmp_path / 'other'} has fingerprint {other.fingerprint}, "
+        rf"but {tmp_path / 'm'} was trained on .* fingerprint {model.backbone.fingerprint}",
+    ):
         load_model(tmp_path / "m", backbone=str(tmp_path / "other"))
 
 
@@ -80,5 +83,7 @@ def test_baseline_and_lidlora_round_trip(tmp_path):
         loaded = load_model(tmp_path / model_type)
         feats = model.prepare(waves([0.6], seed=9))
         with torch.no_grad():
-            assert torch.equal(model(feats, "oracle", torch.tensor([1])).log_probs,
-                               loaded(feats, "oracle", torch.tensor([1])).log_probs)
+            assert torch.equal(
+                model(feats, "oracle", torch.tensor([1])).log_probs,
+                loaded(feats, "oracle", torch.tensor([1])).log_probs,
+            )

@@ -1,0 +1,183 @@
+"""Inference cost of the model core on a mixed-language batch (8 utterances x 5 s, 4 languages).
+
+Side by side in one process, medians of interleaved runs, 2 CPU threads:
+  (a) bare backbone                       (our layer-by-layer encoder, no LoRA)
+  (b) HLoRA single pass, merged           (shared LoRA folded in; routed layers: one merged weight per language)
+  (c) HLoRA single pass, unmerged         (batched per-sample adapters)
+  (d) two-stage                           (baseline LID pass over all layers, then a LIDLoRA pass, both merged)
+  (e) peft LoRA with adapter_names        (peft's mixed-batch path; per-language adapters in the same top-k
+                                            layers as HLoRA's routed LoRA, lower layers bare: generous to peft)
+(b)-(d) run with oracle routing set to the batch's 4 languages, which costs the same as predicted routing
+(the LID head runs either way) but guarantees a mixed batch even with untrained LID heads.
+
+Usage: python bench/core_speed.py [--quick] [--whisper DIR]
+The last line printed is one JSON object; the results also go to BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import machine, time_interleaved, write_section  # noqa: E402
+from hlora_cli.model import BackboneRef, LoRAConfig, ModelConfig, build_model, load_backbone  # noqa: E402
+from hlora_cli.model.backbone import additive_mask  # noqa: E402
+from hlora_cli.model.config import BLANK  # noqa: E402
+
+LANGS = ["en", "de", "fr", "ja"]
+VOCAB = [BLANK, "|", "<unk>"] + [chr(c) for c in range(ord("a"), ord("a") + 29)]
+HUBERT_BASE = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072}
+
+
+def config(model_type: str, ref: BackboneRef, k: int | None, rank: int) -> ModelConfig:
+    return ModelConfig(
+        model_type,
+        ref,
+        LANGS,
+        vocabs={lang: VOCAB for lang in LANGS},
+        shared_vocab=VOCAB + [f"<{lang}>" for lang in LANGS],
+        k=k,
+        lora=LoRAConfig(rank=rank, alpha=2.0 * rank),
+    )
+
+
+def randomize(model: nn.Module) -> None:
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.02)
+
+
+class BareEncoder(nn.Module):
+    """Our layer-by-layer backbone as one module, for (a) and for peft to wrap in (e)."""
+
+    def __init__(self, backbone) -> None:
+        super().__init__()
+        self.bb = backbone
+
+    def forward(self, values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        from hlora_cli.model.backbone import Features
+
+        h, out_lengths = self.bb.embed(Features(values, lengths))
+        mask = additive_mask(out_lengths, h.shape[1], h.dtype)
+        for i in range(self.bb.num_layers):
+            h = self.bb.layer(i, h, mask)
+        return self.bb.finish(h)
+
+
+def peft_model(ref: BackboneRef, k: int, rank: int):
+    from peft import LoraConfig, get_peft_model
+
+    bb = load_backbone(ref)
+    targets = [p.rsplit(".", 1)[-1] for p in bb.target_paths.values()]
+    top = list(range(bb.num_layers - k, bb.num_layers))
+    cfg = LoraConfig(
+        r=rank, lora_alpha=2 * rank, target_modules=targets, layers_to_transform=top, layers_pattern="layers"
+    )
+    model = get_peft_model(BareEncoder(bb), cfg, adapter_name=LANGS[0])
+    for lang in LANGS[1:]:
+        model.add_adapter(lang, cfg)
+    randomize(model)
+    return model.eval()
+
+
+def measure(label: str, ref: BackboneRef, k: int, rank: int, repeats: int) -> dict[str, float]:
+    rng = np.random.default_rng(0)
+    wavs = [(0.1 * rng.standard_normal(5 * 16000)).astype(np.float32) for _ in range(8)]
+    langs = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+    hlora_m = build_model(config("hlora", ref, k, rank)).eval()
+    hlora_u = build_model(config("hlora", ref, k, rank)).eval()
+    baseline = build_model(config("baseline", ref, None, rank)).eval()
+    lidlora = build_model(config("lidlora", ref, None, rank)).eval()
+    for m in (hlora_m, hlora_u, baseline, lidlora):
+        randomize(m)
+    hlora_m.merge(routed=True)
+    baseline.merge()
+    lidlora.merge(routed=True)
+    bare = BareEncoder(load_backbone(ref)).eval()
+    peft = peft_model(ref, k, rank)
+    feats = hlora_m.prepare(wavs)
+    adapter_names = [LANGS[i] for i in langs.tolist()]
+
+    def two_stage():
+        first = baseline.identify(feats).argmax(-1)
+        return lidlora(feats, "oracle", first if len(set(first.tolist())) > 1 else langs)
+
+    fns = {
+        "a_bare": lambda: bare(feats.values, feats.lengths),
+        "b_hlora_merged": lambda: hlora_m(feats, "oracle", langs),
+        "c_hlora_unmerged": lambda: hlora_u(feats, "oracle", langs),
+        "d_two_stage": two_stage,
+        "e_peft": lambda: peft(feats.values, feats.lengths, adapter_names=adapter_names),
+    }
+    with torch.inference_mode():
+        t = time_interleaved(fns, repeats=repeats)
+    print(f"{label}: " + ", ".join(f"{n} {s * 1000:.0f} ms" for n, s in t.items()), flush=True)
+    return t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="fewer repeats (under 3 minutes)")
+    ap.add_argument("--whisper", default=os.path.expanduser("~/.cache/hlora/whisper-base"))
+    ap.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    repeats = 3 if args.quick else 7
+    whisper, hubert = BackboneRef("whisper", source=args.whisper), BackboneRef("hubert", config=HUBERT_BASE)
+    # rank 8 is our default and gives the headline; rank 32 shows how peft's unmerged cost grows.
+    setups = [("whisper-base", whisper, 3, 8), ("hubert-base-size", hubert, 9, 8)]
+    if not args.quick:
+        setups += [("whisper-base", whisper, 3, 32), ("hubert-base-size", hubert, 9, 32)]
+    rows, result = [], {}
+    for name, ref, k, rank in setups:
+        label = f"{name} k={k} rank={rank}"
+        t = measure(label, ref, k, rank, repeats)
+        key = f"{name.replace('-', '_')}_r{rank}"
+        r = {
+            "hlora_over_bare": t["b_hlora_merged"] / t["a_bare"],
+            "unmerged_over_merged": t["c_hlora_unmerged"] / t["b_hlora_merged"],
+            "two_stage_over_hlora": t["d_two_stage"] / t["b_hlora_merged"],
+            "peft_over_hlora": t["e_peft"] / t["b_hlora_merged"],
+        }
+        result[key] = {**{n: round(s * 1000, 1) for n, s in t.items()}, **{n: round(v, 3) for n, v in r.items()}}
+        rows.append(
+            f"| {label} | "
+            + " | ".join(f"{t[n] * 1000:.0f}" for n in t)
+            + " | "
+            + " | ".join(f"{v:.2f}" for v in r.values())
+            + " |"
+        )
+    # Headline ratios at the default rank 8: the less favourable of the two backbones.
+    heads = [result["whisper_base_r8"], result["hubert_base_size_r8"]]
+    result["hlora_over_bare"] = max(h["hlora_over_bare"] for h in heads)
+    result["two_stage_over_hlora"] = min(h["two_stage_over_hlora"] for h in heads)
+    result["peft_over_hlora"] = min(h["peft_over_hlora"] for h in heads)
+    result["quick"] = args.quick
+    body = (
+        "## Model core: inference on a mixed-language batch (`bench/core_speed.py`)\n\n"
+        f"8 utterances x 5 s, 4 languages mixed, {machine()}; medians of {repeats} interleaved runs, ms.\n"
+        "Goals: b/a <= 1.05, d/b >= 1.9, e/b >= 1.1.\n\n"
+        "| backbone | (a) bare | (b) HLoRA merged | (c) HLoRA unmerged | (d) two-stage | (e) peft adapter_names "
+        "| b/a | c/b | d/b | e/b |\n|---|---|---|---|---|---|---|---|---|---|\n"
+        + "\n".join(rows)
+        + "\n\nThe headline ratios in the JSON are those of rank 8 (the default), worse backbone of the two. "
+        "(b) cannot be faster than (a), so e/b is bounded by e/a: how much peft's unmerged mixed batch "
+        "costs over the bare encoder, which grows with the LoRA rank."
+    )
+    if not args.no_write:
+        write_section("core_speed", body, result)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""`hlora prepare ...`: corpus importers, the way back to Kaldi, and token inventories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hlora_cli.data.importers import ImportResult, Summary, finish
+from hlora_cli.data.manifest import read_manifest
+from hlora_cli.errors import HloraError
+
+app = typer.Typer(
+    help="Turn a corpus on disk into a validated JSONL manifest (and back), build token inventories.",
+    no_args_is_help=True,
+)
+console = Console()
+
+OUT = typer.Option(..., "-o", "--out", help="Manifest to write (JSONL); rejected rows go to OUT.rejected.jsonl.")
+LANGS = typer.Option(None, "--languages", help="Comma-separated language set; rows in other languages are rejected.")
+MAXDUR = typer.Option(30.0, "--max-duration", help="Reject utterances longer than this (seconds).")
+
+
+def _languages(value: str | None) -> list[str] | None:
+    return [x.strip() for x in value.split(",") if x.strip()] if value else None
+
+
+def print_summary(s: Summary) -> None:
+    table = Table(title=f"{s.manifest}")
+    table.add_column("language")
+    table.add_column("utterances", justify="right")
+    table.add_column("hours", justify="right")
+    for lang, (n, hours) in s.per_language.items():
+        table.add_row(lang, str(n), f"{hours:.3f}")
+    n, hours = s.total
+    table.add_row("[bold]total", f"[bold]{n}", f"[bold]{hours:.3f}")
+    console.print(table)
+    if s.rejected:
+        rej = Table(title=f"rejected -> {s.rejected_file}")
+        rej.add_column("reason")
+        rej.add_column("rows", justify="right")
+        for reason, count in sorted(s.rejected.items(), key=lambda x: -x[1]):
+            rej.add_row(reason, str(count))
+        console.print(rej)
+    else:
+        console.print("rejected: none")
+
+
+def _finish(result: ImportResult, out: Path, languages: str | None, max_duration: float) -> None:
+    print_summary(finish(result, out, _languages(languages), max_duration))
+
+
+@app.command()
+def kaldi(
+    data_dir: Path = typer.Argument(..., help="Kaldi data dir: wav.scp, text, [segments, utt2spk, utt2lang]."),
+    out: Path = OUT,
+    lang: str = typer.Option(None, "--lang", help="Language of every utterance (without utt2lang)."),
+    lang_from_id: bool = typer.Option(
+        False, "--lang-from-id", help="Language = utterance id prefix before '_' or '-'."
+    ),
+    allow_pipes: bool = typer.Option(
+        False, "--allow-pipes", help="Run 'cmd |' entries of wav.scp (audio cached as wav)."
+    ),
+    languages: str = LANGS,
+    max_duration: float = MAXDUR,
+) -> None:
+    """Import a Kaldi / ESPnet data directory."""
+    from hlora_cli.data.importers.kaldi import import_kaldi
+
+    cache = out.parent / f"{out.stem}_pipe_audio"
+    _finish(import_kaldi(data_dir, lang, lang_from_id, allow_pipes, cache), out, languages, max_duration)
+
+
+@app.command("export-kaldi")
+def export_kaldi_cmd(
+    manifest: Path = typer.Argument(..., help="JSONL manifest."),
+    out_dir: Path = typer.Argument(..., help="Kaldi data dir to write."),
+) -> None:
+    """Write a manifest as a Kaldi data dir (wav.scp, text, segments, utt2spk, spk2utt, utt2lang)."""
+    from hlora_cli.data.importers.kaldi import export_kaldi
+
+    files = export_kaldi(read_manifest(manifest), out_dir)
+    console.print(f"wrote {', '.join(p.name for p in files)} to {out_dir}")
+
+
+@app.command("mlc-slm")
+def mlc_slm(
+    root: Path = typer.Argument(..., help="MLC-SLM data root (English/<accent>/, French/, ... with .wav + .txt)."),
+    out: Path = OUT,
+    languages: str = LANGS,
+    max_duration: float = MAXDUR,
+) -> None:
+    """Import the MLC-SLM 2025 challenge layout: one row per time-stamped segment."""
+    from hlora_cli.data.importers.mlc_slm import import_mlc_slm
+
+    _finish(import_mlc_slm(root), out, languages, max_duration)
+
+
+@app.command()
+def folder(
+    directory: Path = typer.Argument(..., help="Folder of audio files with same-named .txt transcripts."),
+    lang: str = typer.Option(..., "--lang", help="Language of the folder."),
+    out: Path = OUT,
+    max_duration: float = MAXDUR,
+) -> None:
+    """Import a folder of audio files with same-named .txt transcripts."""
+    from hlora_cli.data.importers.folder import import_folder
+
+    _finish(import_folder(directory, lang), out, None, max_duration)
+
+
+@app.command()
+def cv(
+    tsv_or_dir: Path = typer.Argument(..., help="A Common Voice TSV, or a release folder (with --split)."),
+    out: Path = OUT,
+    split: str = typer.Option("train", help="TSV to read from a release folder (train, dev, test, validated)."),
+    lang: str = typer.Option(None, "--lang", help="Language, for TSVs without a locale column."),
+    languages: str = LANGS,
+    max_duration: float = MAXDUR,
+) -> None:
+    """Import a Common Voice release TSV (path, sentence, locale)."""
+    from hlora_cli.data.importers.cv import import_cv
+
+    _finish(import_cv(tsv_or_dir, split, lang), out, languages, max_duration)
+
+
+@app.command()
+def vocab(
+    manifest: Path = typer.Argument(..., help="Training manifest (text_norm used where present)."),
+    out: Path = typer.Option(..., "-o", "--out", help="vocab.json to write."),
+    coverage_of: list[Path] = typer.Option([], "--coverage", help="Dev/test manifest(s) to report coverage for."),
+    prefix_tokens: bool = typer.Option(
+        False, "--prefix-tokens", help="Add <xx> language tokens to the shared inventory."
+    ),
+    min_count: int = typer.Option(1, help="Keep characters seen at least this often."),
+) -> None:
+    """Per-language character inventories plus the baseline's shared one, and a coverage report."""
+    from hlora_cli.data.vocab import build_vocab, coverage
+
+    utts = read_manifest(manifest)
+    if not utts:
+        raise HloraError(f"{manifest}: manifest is empty")
+    v = build_vocab(utts, prefix_tokens=prefix_tokens, min_count=min_count)
+    v.save(out)
+    table = Table(title=f"{out}")
+    table.add_column("language")
+    table.add_column("tokens", justify="right")
+    for lang, tokens in v.languages.items():
+        table.add_row(lang, str(len(tokens)))
+    table.add_row("[bold]shared", f"[bold]{len(v.shared)}")
+    console.print(table)
+    for path in coverage_of:
+        cov = Table(title=f"coverage of {path}")
+        for col in ("language", "characters", "covered", "not covered (most frequent)"):
+            cov.add_column(col)
+        for lang, r in sorted(coverage(read_manifest(path), v).items()):
+            missing = (
+                "no inventory"
+                if r["no_inventory"]
+                else " ".join(f"{c}×{n}" for c, n in list(r["missing"].items())[:10])
+            )
+            cov.add_row(lang, str(r["chars"]), f"{100 * r['covered']:.2f}%", missing)
+        console.print(cov)

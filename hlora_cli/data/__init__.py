@@ -1,0 +1,1 @@
+"""Data: the manifest, the audio loader, corpus importers and token inventories."""

@@ -1,0 +1,51 @@
+"""Corpus importers: each turns a corpus layout on disk into manifest rows plus rejected rows with
+reasons (nothing is dropped silently). `finish` validates, writes, and summarises."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hlora_cli.data.manifest import Rejected, Utterance, validate, write_manifest, write_rejected
+
+
+@dataclass
+class ImportResult:
+    utts: list[Utterance] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+@dataclass
+class Summary:
+    manifest: Path
+    rejected_file: Path | None
+    per_language: dict[str, tuple[int, float]]  # lang -> (utterances, hours)
+    rejected: dict[str, int]  # reason -> count
+
+    @property
+    def total(self) -> tuple[int, float]:
+        return sum(n for n, _ in self.per_language.values()), sum(h for _, h in self.per_language.values())
+
+
+def _reason_key(reason: str) -> str:
+    # Reasons read "kind: detail"; the summary counts kinds.
+    return reason.split(":")[0]
+
+
+def finish(result: ImportResult, out: Path, languages: list[str] | None = None, max_duration: float = 30.0) -> Summary:
+    """Validate the imported rows, write the manifest and (if any) OUT.rejected.jsonl."""
+    ok, rejected = validate(result.utts, languages=languages, max_duration=max_duration)
+    rejected = result.rejected + rejected
+    write_manifest(out, ok)
+    rejected_file = out.with_suffix(".rejected.jsonl")
+    if rejected:
+        write_rejected(rejected_file, rejected)
+    else:
+        rejected_file.unlink(missing_ok=True)
+        rejected_file = None
+    per_lang: dict[str, list[float]] = defaultdict(list)
+    for u in ok:
+        per_lang[u.lang].append(u.duration or 0.0)
+    summary = {lang: (len(d), sum(d) / 3600) for lang, d in sorted(per_lang.items())}
+    return Summary(out, rejected_file, summary, dict(Counter(_reason_key(r.reason) for r in rejected)))

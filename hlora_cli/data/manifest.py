@@ -1,0 +1,172 @@
+"""The manifest: JSONL, one utterance a line. One reader, one writer and one validator for the
+whole project.
+
+    {"id": "utt1", "audio": "clips/utt1.wav", "lang": "en", "text": "Hello."}
+    optional: "start"/"end" (seconds: a segment of a longer recording, read virtually),
+              "duration", "text_norm", "speaker"
+
+Audio paths are absolute or relative to the manifest's folder."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+from hlora_cli.errors import HloraError
+from hlora_cli.model.checkpoint import atomic_write
+
+REQUIRED = ("id", "audio", "lang", "text")
+
+
+@dataclass
+class Utterance:
+    id: str
+    audio: str  # absolute path once read (resolved against the manifest's folder)
+    lang: str
+    text: str
+    start: float | None = None
+    end: float | None = None
+    duration: float | None = None
+    text_norm: str | None = None
+    speaker: str | None = None
+
+    def to_json(self, base: Path | None = None) -> dict:
+        d = {k: v for k, v in asdict(self).items() if v is not None}
+        if base is not None:
+            d["audio"] = _relative(Path(self.audio), base)
+        return d
+
+
+_FIELDS = {f.name for f in fields(Utterance)}
+
+
+def _relative(path: Path, base: Path) -> str:
+    """`path` relative to `base` when it lies below it, absolute otherwise."""
+    try:
+        return str(path.resolve().relative_to(base.resolve()))
+    except ValueError:
+        return str(path.resolve())
+
+
+def parse_line(line: str, where: str, base: Path) -> Utterance:
+    try:
+        d = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise HloraError(f"{where}: not valid JSON ({e.msg})") from e
+    if not isinstance(d, dict):
+        raise HloraError(f"{where}: expected a JSON object")
+    missing = [k for k in REQUIRED if k not in d]
+    if missing:
+        raise HloraError(f"{where}: missing field(s) {', '.join(missing)}")
+    unknown = sorted(set(d) - _FIELDS)
+    if unknown:
+        raise HloraError(f"{where}: unknown field(s) {', '.join(unknown)}")
+    try:
+        utt = Utterance(**d)
+        utt.id, utt.lang, utt.text = str(utt.id), str(utt.lang), str(utt.text)
+        for key in ("start", "end", "duration"):
+            value = getattr(utt, key)
+            if value is not None:
+                setattr(utt, key, float(value))
+    except (TypeError, ValueError) as e:
+        raise HloraError(f"{where}: bad value ({e})") from e
+    audio = Path(utt.audio)
+    utt.audio = str(audio if audio.is_absolute() else base / audio)
+    return utt
+
+
+def read_manifest(path: str | Path) -> list[Utterance]:
+    """All utterances of a JSONL manifest; a malformed line is an error naming file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise HloraError(f"{path}: manifest not found") from e
+    except UnicodeDecodeError as e:
+        raise HloraError(f"{path}: not UTF-8 text ({e.reason})") from e
+    base = path.resolve().parent
+    return [parse_line(line, f"{path}:{n}", base) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
+def write_manifest(path: str | Path, utts: Iterable[Utterance]) -> Path:
+    """Write atomically; audio paths below the manifest's folder are written relative to it."""
+    path = Path(path)
+    base = path.resolve().parent
+    lines = [json.dumps(u.to_json(base), ensure_ascii=False) for u in utts]
+    text = "\n".join(lines) + ("\n" if lines else "")
+    atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+    return path
+
+
+@dataclass
+class Rejected:
+    utt: Utterance | dict
+    reason: str
+
+    def to_json(self) -> dict:
+        u = self.utt.to_json() if isinstance(self.utt, Utterance) else dict(self.utt)
+        return {**u, "reason": self.reason}
+
+
+def validate(
+    utts: list[Utterance],
+    languages: Iterable[str] | None = None,
+    max_duration: float = 30.0,
+    check_audio: bool = True,
+) -> tuple[list[Utterance], list[Rejected]]:
+    """Split utterances into accepted and rejected (with reasons): duplicate ids, missing or
+    unreadable audio, duration <= 0 or > max_duration, unknown language, empty text. Durations
+    are filled in from the audio headers."""
+    from hlora_cli.data.audio import audio_info
+    from hlora_cli.data.langs import resolve_language
+
+    known = set(languages) if languages is not None else None
+    seen: set[str] = set()
+    infos: dict[str, float] = {}
+    ok, rejected = [], []
+
+    def reject(u: Utterance, reason: str) -> None:
+        rejected.append(Rejected(u, reason))
+
+    for u in utts:
+        if u.id in seen:
+            reject(u, "duplicate id")
+            continue
+        seen.add(u.id)
+        if not u.text.strip():
+            reject(u, "empty text")
+            continue
+        if known is not None and resolve_language(u.lang, known) is None:
+            reject(u, f"unknown language: {u.lang}")
+            continue
+        if check_audio:
+            try:
+                if u.audio not in infos:
+                    infos[u.audio] = audio_info(u.audio).duration
+            except HloraError as e:
+                reject(u, f"unreadable audio: {e}")
+                continue
+            total = infos[u.audio]
+            if u.end is not None and u.end > total + 0.01:
+                reject(u, f"segment beyond the file's end: {u.end:.2f} s > {total:.2f} s")
+                continue
+            u = replace(u, duration=round((u.end if u.end is not None else total) - (u.start or 0.0), 3))
+        elif u.duration is None and u.end is not None:
+            u = replace(u, duration=round(u.end - (u.start or 0.0), 3))
+        if u.duration is not None and u.duration <= 0:
+            reject(u, "duration <= 0")
+            continue
+        if u.duration is not None and u.duration > max_duration:
+            reject(u, f"over the maximum duration: {u.duration:.1f} s > {max_duration:g} s")
+            continue
+        ok.append(u)
+    return ok, rejected
+
+
+def write_rejected(path: str | Path, rejected: list[Rejected]) -> Path:
+    path = Path(path)
+    text = "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in rejected)
+    atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+    return path
