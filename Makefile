@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HLORA_CACHE ?= $(HOME)/.cache/hlora
 WHISPER_BASE := $(HLORA_CACHE)/whisper-base
 
-.PHONY: install test lint whisper-base bench clean
+.PHONY: install test lint whisper-base bench clean kenlm
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -37,3 +37,7 @@ bench: install whisper-base
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# KenLM's lmplz / build_binary, built from the PyPI source distribution into tools/kenlm/bin.
+kenlm:
+	PYTHON=$(BIN)/python bash scripts/build_kenlm.sh

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from hlora_cli import __version__
-from hlora_cli.cli import info, normalize, prepare
+from hlora_cli.cli import info, normalize, prepare, train
 from hlora_cli.errors import HloraError
 
 app = typer.Typer(
@@ -20,6 +20,7 @@ app = typer.Typer(
 app.command("info")(info.info)
 app.add_typer(prepare.app, name="prepare")
 app.command("normalize")(normalize.normalize)
+app.command("train")(train.train)
 err = Console(stderr=True)
 _state = {"debug": False}
 

@@ -27,17 +27,19 @@ class LIDHead(nn.Module):
         if cfg.pooling not in ("mean", "attentive"):
             raise HloraError(f"unknown LID pooling '{cfg.pooling}': choose mean or attentive")
         self.pooling = cfg.pooling
+        # Normalise each frame before pooling: intermediate encoder states (Whisper's especially)
+        # carry a few dimensions of huge magnitude that would swamp a norm applied after pooling.
+        self.frame_norm = nn.LayerNorm(hidden_size)
         pooled = hidden_size
         if cfg.pooling == "attentive":
             self.attention = nn.Sequential(nn.Linear(hidden_size, cfg.hidden), nn.Tanh(), nn.Linear(cfg.hidden, 1))
             pooled = 2 * hidden_size
-        self.mlp = nn.Sequential(
-            nn.LayerNorm(pooled), nn.Linear(pooled, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, n_languages)
-        )
+        self.mlp = nn.Sequential(nn.Linear(pooled, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, n_languages))
 
     def forward(self, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """h : shape = (batch, time, hidden); returns logits, shape = (batch, n_languages)."""
         valid = valid_mask(lengths, h.shape[1])[..., None]
+        h = self.frame_norm(h)
         if self.pooling == "mean":
             pooled = (h * valid).sum(1) / lengths[:, None].to(h.dtype)
         else:

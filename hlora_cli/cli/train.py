@@ -1,0 +1,150 @@
+"""`hlora train`: joint CTC + LID training of baseline, LIDLoRA and HLoRA models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from hlora_cli.train.config import load_config
+from hlora_cli.train.trainer import Trainer
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return [x.strip() for x in value.split(",") if x.strip()] if value else None
+
+
+def train(
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="RUN_DIR: train.yaml, metrics.jsonl, checkpoint.pt, best/, last/."
+    ),
+    config: Path = typer.Option(None, "--config", help="YAML with any of the settings below (flags override it)."),
+    model_type: str = typer.Option(None, help="baseline, lidlora or hlora."),
+    k: int = typer.Option(None, "--k", help="hlora: routed (language-specific) top layers, 1..L-1."),
+    backbone: str = typer.Option(None, help="HF encoder: local directory or hub id (Whisper, HuBERT, wav2vec2)."),
+    train_manifest: str = typer.Option(None, "--train", help="Training manifest (JSONL)."),
+    dev: str = typer.Option(None, help="Dev manifest for validation."),
+    vocab: str = typer.Option(None, help="vocab.json from `hlora prepare vocab`."),
+    languages: str = typer.Option(None, help="Comma-separated languages (default: all in the vocab)."),
+    lora_rank: int = typer.Option(None),
+    lora_alpha: float = typer.Option(None),
+    lora_dropout: float = typer.Option(None),
+    lora_targets: str = typer.Option(None, help="Comma-separated subset of q,k,v,out,ff_in,ff_out."),
+    lid_weight: float = typer.Option(None, help="Weight of the LID cross-entropy."),
+    lid_pooling: str = typer.Option(None, help="mean or attentive."),
+    predicted_route_prob: float = typer.Option(None, help="hlora: share of batches routed by the predicted language."),
+    lr: float = typer.Option(None),
+    warmup_steps: int = typer.Option(None),
+    schedule: str = typer.Option(None, help="linear, cosine or constant after warmup."),
+    max_steps: int = typer.Option(None),
+    epochs: float = typer.Option(None),
+    batch_seconds: float = typer.Option(None, help="Padded audio seconds per batch."),
+    grad_accum: int = typer.Option(None),
+    max_duration: float = typer.Option(None, help="Skip longer utterances (counted)."),
+    eval_every: int = typer.Option(None),
+    save_every: int = typer.Option(None),
+    metric: str = typer.Option(None, help="Keep best by cer, loss or lid_acc."),
+    early_stop: int = typer.Option(None, help="Stop after this many evaluations without improvement."),
+    seed: int = typer.Option(None),
+    device: str = typer.Option(None, help="auto, cpu, cuda or cuda:N."),
+    deterministic: bool = typer.Option(None, "--deterministic/--no-deterministic"),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in RUN_DIR from its checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run already in RUN_DIR."),
+) -> None:
+    """Train a model; RUN_DIR/best and RUN_DIR/last are model directories every other command reads.
+    Multi-GPU / multi-node: `torchrun --nproc_per_node N -m hlora_cli train ...`."""
+    overrides = dict(
+        model_type=model_type,
+        k=k,
+        backbone=backbone,
+        train=train_manifest,
+        dev=dev,
+        vocab=vocab,
+        languages=_csv(languages),
+        lora_rank=lora_rank,
+        lora_alpha=lora_alpha,
+        lora_dropout=lora_dropout,
+        lora_targets=_csv(lora_targets),
+        lid_weight=lid_weight,
+        lid_pooling=lid_pooling,
+        predicted_route_prob=predicted_route_prob,
+        lr=lr,
+        warmup_steps=warmup_steps,
+        schedule=schedule,
+        max_steps=max_steps,
+        epochs=epochs,
+        batch_seconds=batch_seconds,
+        grad_accum=grad_accum,
+        max_duration=max_duration,
+        eval_every=eval_every,
+        save_every=save_every,
+        metric=metric,
+        early_stop=early_stop,
+        seed=seed,
+        device=device,
+        deterministic=deterministic,
+    )
+    base = out / "train.yaml" if resume and config is None else config
+    cfg = load_config(base, overrides)
+    trainer = Trainer(cfg, out, resume=resume, overwrite=overwrite)
+    console = Console(quiet=not trainer.dist.is_main)
+    trainable, frozen = trainer.model.parameter_counts()
+    console.print(
+        f"[bold]{cfg.model_type}[/] on {cfg.backbone} ({trainer.model.backbone.num_layers} layers"
+        f"{f', k={cfg.k}' if cfg.model_type == 'hlora' else ''}), languages {', '.join(trainer.model.languages)}; "
+        f"{len(trainer.train_data.examples)} training utterances, {trainable:,} trainable / {frozen:,} frozen "
+        f"parameters; {trainer.dist.world_size} process(es) on {trainer.device}"
+        + (f"; resuming at step {trainer.step}" if resume else "")
+    )
+    columns = [
+        TextColumn("[bold]train"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=console, disable=not trainer.dist.is_main) as progress:
+        task = progress.add_task("train", total=trainer.total_steps, completed=trainer.step, info="")
+        clock = {"t": None}
+
+        def on_step(r: dict) -> None:
+            import time
+
+            now = time.time()
+            rate = ""
+            if clock["t"] is not None and "utts" in r:
+                dt = max(1e-6, now - clock["t"])
+                rate = f" {r['utts'] / dt:.1f} utt/s {r['audio_s'] / dt:.1f} audio-s/s"
+            clock["t"] = now
+            info = (
+                "skipped (non-finite loss)"
+                if r.get("skipped")
+                else f"loss {r['loss']:.3f} lid {r['lid_acc']:.2f}{rate}"
+            )
+            progress.update(task, completed=r["step"], info=info)
+
+        def on_eval(r: dict) -> None:
+            per = " ".join(f"{k[8:]} {v:.3f}" for k, v in r.items() if k.startswith("dev_cer_"))
+            head = f"step {r['step']}: dev loss {r['dev_loss']:.3f}, LID {r['dev_lid_acc']:.3f}"
+            progress.console.print(f"{head}, CER {r['dev_cer']:.3f} ({per})")
+
+        summary = trainer.fit(on_step, on_eval)
+    trainer.dist.close()
+    table = Table(title=f"{out}", show_header=False)
+    rows = [
+        ("steps", str(summary.steps)),
+        ("time", f"{summary.seconds:.0f} s"),
+        (f"best {summary.metric}", "n/a (no dev set)" if summary.best is None else f"{summary.best:.4f}"),
+        ("trainable / frozen", f"{summary.trainable:,} / {summary.frozen:,}"),
+        ("skipped utterances", ", ".join(f"{k}: {v}" for k, v in summary.skipped.items()) or "none"),
+        ("unknown characters", str(summary.unknown_chars)),
+        ("skipped batches (non-finite)", str(summary.bad_batches)),
+        ("model directories", f"{out / 'best'}, {out / 'last'}"),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)

@@ -1,0 +1,103 @@
+"""Batches by total (padded) audio seconds from duration buckets, and loading them.
+
+The sampler is a pure function of (seed, epoch): utterances are sorted by a jittered duration so
+that a batch holds utterances of similar length (little padding) while batch composition still
+varies between epochs; batch order is shuffled. Under DDP every rank computes the same global
+list and takes every world_size-th batch, so a position in it is the whole sampler state."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+
+from hlora_cli.data.audio import load_audio
+from hlora_cli.data.manifest import Utterance
+from hlora_cli.errors import HloraError
+
+
+@dataclass
+class Example:
+    utt: Utterance
+    lang: int  # index into the model's languages
+    targets: list[int]  # token ids in the inventory of the head that trains on it
+
+
+def duration_batches(
+    durations: list[float], batch_seconds: float, seed: int, epoch: int, shuffle: bool = True
+) -> list[list[int]]:
+    """Indices grouped so that (longest utterance x batch size) <= batch_seconds."""
+    rng = random.Random(seed * 100_003 + epoch)
+    jitter = [d * (1 + rng.uniform(-0.1, 0.1)) if shuffle else d for d in durations]
+    order = sorted(range(len(durations)), key=lambda i: jitter[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0.0
+    for i in order:
+        longest_if_added = max(longest, durations[i])
+        if current and longest_if_added * (len(current) + 1) > batch_seconds:
+            batches.append(current)
+            current, longest_if_added = [], durations[i]
+        current.append(i)
+        longest = longest_if_added
+    if current:
+        batches.append(current)
+    if shuffle:
+        rng.shuffle(batches)
+    return batches
+
+
+class DurationBatchSampler:
+    """Endless stream of batches over epochs, resumable from (epoch, position)."""
+
+    def __init__(
+        self,
+        durations: list[float],
+        batch_seconds: float,
+        seed: int,
+        shuffle: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if not durations:
+            raise HloraError("no utterances to train on")
+        if batch_seconds < max(durations):
+            raise HloraError(
+                f"--batch-seconds {batch_seconds:g} is smaller than the longest utterance ({max(durations):.1f} s): "
+                "raise it or lower --max-duration"
+            )
+        self.durations, self.batch_seconds, self.seed, self.shuffle = durations, batch_seconds, seed, shuffle
+        self.rank, self.world_size = rank, world_size
+        self.epoch, self.position = 0, 0
+        self._batches = self._epoch_batches(0)
+
+    def _epoch_batches(self, epoch: int) -> list[list[int]]:
+        batches = duration_batches(self.durations, self.batch_seconds, self.seed, epoch, self.shuffle)
+        usable = len(batches) // self.world_size * self.world_size
+        if usable == 0:
+            raise HloraError(f"{len(batches)} batch(es) per epoch cannot be shared by {self.world_size} processes")
+        return batches[:usable][self.rank :: self.world_size]
+
+    def __len__(self) -> int:
+        """Batches per epoch on this rank."""
+        return len(self._batches)
+
+    def next(self) -> list[int]:
+        if self.position >= len(self._batches):
+            self.epoch, self.position = self.epoch + 1, 0
+            self._batches = self._epoch_batches(self.epoch)
+        batch = self._batches[self.position]
+        self.position += 1
+        return batch
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.position = state["epoch"], state["position"]
+        self._batches = self._epoch_batches(self.epoch)
+
+
+def load_waveforms(utts: list[Utterance]) -> list[np.ndarray]:
+    return [load_audio(u.audio, u.start, u.end) for u in utts]

@@ -1,0 +1,1 @@
+"""Inference: CTC decoding and batched runs of the model core in the three routing modes."""

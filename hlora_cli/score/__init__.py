@@ -1,0 +1,1 @@
+"""Scoring: error rates per language, LID accuracy."""

@@ -1,0 +1,1 @@
+"""Training: joint CTC + LID, resumable to the step, distributed with torchrun."""

@@ -1,0 +1,102 @@
+"""The training configuration: defaults < --config YAML < command-line flags. The resolved config
+is written to RUN_DIR/train.yaml."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hlora_cli.errors import HloraError
+from hlora_cli.model.config import LORA_TARGETS
+
+
+@dataclass
+class TrainConfig:
+    # data
+    train: str = ""
+    dev: str | None = None
+    vocab: str = ""
+    languages: list[str] | None = None  # default: every language of the vocab
+    max_duration: float = 30.0  # longer utterances are skipped (and counted)
+    # model
+    model_type: str = "hlora"
+    backbone: str = ""  # local directory or hub id
+    k: int | None = None
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.05
+    lora_targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
+    lid_pooling: str = "mean"
+    lid_hidden: int = 256
+    # objective
+    lid_weight: float = 0.3
+    predicted_route_prob: float = 0.0  # hlora: share of batches routed by the predicted language
+    # optimisation
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    schedule: str = "linear"  # "linear" or "cosine" decay after warmup, or "constant"
+    max_steps: int | None = None
+    epochs: float | None = None
+    batch_seconds: float = 120.0
+    grad_accum: int = 1
+    clip: float = 1.0
+    seed: int = 0
+    # evaluation and checkpoints
+    eval_every: int = 200
+    save_every: int = 200
+    metric: str = "cer"  # "cer", "loss" (lower is better) or "lid_acc" (higher)
+    early_stop: int | None = None  # evaluations without improvement before stopping
+    max_bad_batches: int = 20  # consecutive non-finite losses before aborting
+    # device
+    device: str = "auto"  # auto, cpu, cuda, cuda:N
+    bf16: bool = True  # autocast on CUDA
+    deterministic: bool = False
+
+    def check(self) -> None:
+        if not self.train:
+            raise HloraError("no training manifest: give --train (or train: in --config)")
+        if not self.vocab:
+            raise HloraError("no vocabulary: give --vocab (made by `hlora prepare vocab`)")
+        if not self.backbone:
+            raise HloraError("no backbone: give --backbone (a local HF directory or hub id)")
+        if self.model_type == "hlora" and self.k is None:
+            raise HloraError("an hlora model needs --k (routed top layers)")
+        if self.max_steps is None and self.epochs is None:
+            raise HloraError("give --max-steps or --epochs")
+        if self.metric not in ("cer", "loss", "lid_acc"):
+            raise HloraError(f"unknown --metric {self.metric}: choose cer, loss or lid_acc")
+        if self.schedule not in ("linear", "cosine", "constant"):
+            raise HloraError(f"unknown schedule {self.schedule}: choose linear, cosine or constant")
+        if self.grad_accum < 1:
+            raise HloraError("--grad-accum must be >= 1")
+
+    def save(self, path: Path) -> None:
+        from hlora_cli.model.checkpoint import atomic_write
+
+        text = yaml.safe_dump(asdict(self), sort_keys=False, allow_unicode=True)
+        atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def load_config(path: Path | None, overrides: dict[str, Any]) -> TrainConfig:
+    """Defaults, then the YAML file, then the flags that were given (not None)."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except FileNotFoundError as e:
+            raise HloraError(f"{path}: config file not found") from e
+        except yaml.YAMLError as e:
+            raise HloraError(f"{path}: not valid YAML ({e})") from e
+        if not isinstance(loaded, dict):
+            raise HloraError(f"{path}: expected a mapping of settings")
+        known = {f.name for f in fields(TrainConfig)}
+        unknown = sorted(set(loaded) - known)
+        if unknown:
+            raise HloraError(f"{path}: unknown setting(s) {', '.join(unknown)}")
+        values.update(loaded)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(**values)

@@ -1,0 +1,375 @@
+"""The training loop: joint CTC + LID, gradient accumulation, clipping, warmup + decay, periodic
+validation (loss, LID accuracy, CER per language), best/last model directories, and a checkpoint
+that resumes to the exact step. Data-parallel under torchrun: each rank takes its share of the
+batches, gradients are averaged, rank 0 alone writes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hlora_cli.data.batching import DurationBatchSampler, duration_batches, load_waveforms
+from hlora_cli.data.vocab import Vocab, from_tokens, norm_text
+from hlora_cli.errors import HloraError
+from hlora_cli.infer.ctc_decode import greedy_decode
+from hlora_cli.model import BackboneRef, HLoRAModel, LIDConfig, LoRAConfig, ModelConfig, build_model
+from hlora_cli.model.backbone import detect_kind
+from hlora_cli.score.metrics import char_errors
+from hlora_cli.train import state as run_state
+from hlora_cli.train.config import TrainConfig
+from hlora_cli.train.data import Examples, load_examples
+from hlora_cli.train.distributed import Dist
+from hlora_cli.train.losses import joint_loss
+from text_normalization import normalize
+from text_normalization.rules import strip_language_prefix
+
+METRICS = "metrics.jsonl"
+Callback = Callable[[dict], None]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise HloraError(f"--device {name}: CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def model_config(cfg: TrainConfig, vocab: Vocab, languages: list[str]) -> ModelConfig:
+    kind = detect_kind(cfg.backbone)
+    lora = LoRAConfig(cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, list(cfg.lora_targets))
+    return ModelConfig(
+        cfg.model_type,
+        BackboneRef(kind, source=cfg.backbone),
+        languages,
+        vocabs={lang: vocab.languages[lang] for lang in languages},
+        shared_vocab=vocab.shared if cfg.model_type == "baseline" else [],
+        k=cfg.k if cfg.model_type == "hlora" else None,
+        lora=lora,
+        lid=LIDConfig(cfg.lid_pooling, cfg.lid_hidden),
+    )
+
+
+def lr_lambda(cfg: TrainConfig, total: int) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        if cfg.schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
+        return 1.0 - progress if cfg.schedule == "linear" else 0.5 * (1 + math.cos(math.pi * progress))
+
+    return f
+
+
+@dataclass
+class Summary:
+    steps: int
+    best: float | None
+    metric: str
+    seconds: float
+    trainable: int
+    frozen: int
+    skipped: dict
+    unknown_chars: int
+    bad_batches: int
+    last_eval: dict
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, run_dir: Path, resume: bool = False, overwrite: bool = False) -> None:
+        cfg.check()
+        self.cfg, self.run_dir, self.resume = cfg, Path(run_dir), resume
+        self.device = resolve_device(cfg.device)
+        self.dist = Dist.from_env(self.device.type == "cuda")
+        if self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank) if self.dist.enabled else self.device
+            torch.cuda.set_device(self.device)
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        self._check_run_dir(overwrite)
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True)
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+
+        self.vocab = Vocab.load(cfg.vocab)
+        languages = cfg.languages or list(self.vocab.languages)
+        unknown = [lang for lang in languages if lang not in self.vocab.languages]
+        if unknown:
+            raise HloraError(f"{cfg.vocab}: no token inventory for language(s) {', '.join(unknown)}")
+        shared = cfg.model_type == "baseline"
+        self.train_data = load_examples(cfg.train, self.vocab, languages, shared, cfg.max_duration)
+        self.dev_data = load_examples(cfg.dev, self.vocab, languages, shared, cfg.max_duration) if cfg.dev else None
+        self.model: HLoRAModel = build_model(model_config(cfg, self.vocab, languages)).to(self.device)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.sampler = DurationBatchSampler(
+            self.train_data.durations, cfg.batch_seconds, cfg.seed, rank=self.dist.rank, world_size=self.dist.world_size
+        )
+        self.total_steps = cfg.max_steps or math.ceil(cfg.epochs * len(self.sampler) / cfg.grad_accum)
+        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg, self.total_steps))
+        self.step, self.best, self.evals_since_best, self.bad_in_a_row, self.bad_total = 0, None, 0, 0, 0
+        self.last_eval: dict = {}
+        if resume:
+            self._restore()
+        elif self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            cfg.save(self.run_dir / "train.yaml")
+        self.tensorboard = self._tensorboard()
+
+    # --- run directory -------------------------------------------------------------------
+    def _check_run_dir(self, overwrite: bool) -> None:
+        holds_run = (self.run_dir / "train.yaml").exists() or (self.run_dir / run_state.CHECKPOINT).exists()
+        if self.resume:
+            if not (self.run_dir / run_state.CHECKPOINT).exists():
+                raise HloraError(f"{self.run_dir}: no {run_state.CHECKPOINT} to resume from")
+        elif holds_run and not overwrite:
+            raise HloraError(
+                f"{self.run_dir} holds another run: pass --resume to continue it or --overwrite to replace it"
+            )
+        elif holds_run and self.dist.is_main:
+            shutil.rmtree(self.run_dir)
+        self.dist.barrier()
+
+    def _restore(self) -> None:
+        ckpt = run_state.load_checkpoint(self.run_dir)
+        if len(ckpt["sampler"]) != self.dist.world_size:
+            raise HloraError(
+                f"{self.run_dir}: the run was saved by {len(ckpt['sampler'])} process(es); resume it with as many"
+            )
+        with torch.no_grad():
+            named = dict(self.model.named_parameters())
+            for name, t in ckpt["model"].items():
+                named[name].copy_(t)
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.sampler.load_state_dict(ckpt["sampler"][self.dist.rank])
+        run_state.set_rng_state(ckpt["rng"][self.dist.rank])
+        self.step, self.best, self.evals_since_best = ckpt["step"], ckpt["best"], ckpt["evals_since_best"]
+        self.bad_in_a_row, self.bad_total = ckpt["bad_in_a_row"], ckpt["bad_total"]
+        if self.dist.is_main and (self.run_dir / METRICS).exists():  # forget what the killed run logged later
+            lines = (self.run_dir / METRICS).read_text().splitlines()
+            kept = [line for line in lines if json.loads(line).get("step", 0) <= self.step]
+            run_state.atomic_write(self.run_dir / METRICS, lambda p: p.write_text("".join(x + "\n" for x in kept)))
+
+    def _checkpoint(self) -> None:
+        gathered_sampler = self._gather(self.sampler.state_dict())
+        gathered_rng = self._gather(run_state.rng_state())
+        if self.dist.is_main:
+            run_state.save_checkpoint(
+                self.run_dir,
+                {
+                    "step": self.step,
+                    "model": {n: t.cpu() for n, t in self.model.trainable_state_dict().items()},
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(),
+                    "sampler": gathered_sampler,
+                    "rng": gathered_rng,
+                    "best": self.best,
+                    "evals_since_best": self.evals_since_best,
+                    "bad_in_a_row": self.bad_in_a_row,
+                    "bad_total": self.bad_total,
+                },
+            )
+
+    def _gather(self, obj: object) -> list:
+        if not self.dist.enabled:
+            return [obj]
+        out: list = [None] * self.dist.world_size
+        torch.distributed.all_gather_object(out, obj)
+        return out
+
+    def _tensorboard(self):
+        if not self.dist.is_main:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            return None
+        return SummaryWriter(str(self.run_dir / "tensorboard"))
+
+    def _log(self, record: dict) -> None:
+        if not self.dist.is_main:
+            return
+        with open(self.run_dir / METRICS, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tensorboard is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key != "step":
+                    self.tensorboard.add_scalar(key, value, record["step"])
+
+    # --- steps ---------------------------------------------------------------------------
+    def _autocast(self):
+        if self.device.type == "cuda" and self.cfg.bf16:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _forward(self, data: Examples, idx: list[int], routing_mode: str):
+        batch = [data.examples[i] for i in idx]
+        feats = self.model.prepare(load_waveforms([e.utt for e in batch])).to(self.device)
+        langs = torch.tensor([e.lang for e in batch], device=self.device)
+        with self._autocast():
+            out = self.model(feats, routing_mode, langs if routing_mode == "oracle" else None)
+        parts = joint_loss(
+            out, langs, [e.targets for e in batch], self.model.ctc_heads.vocab_sizes, self.cfg.lid_weight
+        )
+        return batch, out, parts
+
+    def train_step(self) -> dict:
+        """One optimizer step over grad_accum batches; a non-finite loss on any rank skips it."""
+        cfg = self.cfg
+        self.model.train()
+        sums = np.zeros(6)  # loss*n, ctc*n, lid*n, lid correct, utterances, audio seconds
+        bad = 0.0
+        for micro in range(cfg.grad_accum):
+            idx = self.sampler.next()
+            coin = random.Random(cfg.seed * 1_000_003 + self.step * 101 + micro).random()
+            predicted = cfg.model_type == "hlora" and coin < cfg.predicted_route_prob
+            batch, out, parts = self._forward(self.train_data, idx, "predicted" if predicted else "oracle")
+            if not torch.isfinite(parts.total):
+                bad = 1.0
+                break
+            (parts.total / cfg.grad_accum).backward()
+            n = len(batch)
+            sums += [
+                parts.total.item() * n,
+                parts.ctc.item() * n,
+                parts.lid.item() * n,
+                parts.lid_correct,
+                n,
+                sum(e.utt.duration for e in batch),
+            ]
+        totals = self.dist.sum([*sums.tolist(), bad])
+        if totals[-1] > 0:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.bad_in_a_row += 1
+            self.bad_total += 1
+            if self.bad_in_a_row >= cfg.max_bad_batches:
+                raise HloraError(
+                    f"{self.bad_in_a_row} batches in a row had a non-finite loss (step {self.step}): "
+                    "lower --lr, check the data, or use --device cpu to rule out bf16"
+                )
+            return {"step": self.step, "skipped": 1}
+        self.bad_in_a_row = 0
+        self.dist.average_gradients(self.params)
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.clip))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        n = max(1.0, totals[4])
+        return {
+            "step": self.step,
+            "loss": totals[0] / n,
+            "ctc": totals[1] / n,
+            "lid": totals[2] / n,
+            "lid_acc": totals[3] / n,
+            "utts": totals[4],
+            "audio_s": totals[5],
+            "grad_norm": grad_norm,
+            "lr": self.scheduler.get_last_lr()[0],
+        }
+
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        """Dev loss, LID accuracy and CER per language, decoding as the system would: single pass
+        (hlora, baseline) or with the true language (lidlora)."""
+        data = self.dev_data
+        self.model.eval()
+        routing_mode = "oracle" if self.cfg.model_type == "lidlora" else "predicted"
+        langs = self.model.languages
+        per = np.zeros((len(langs), 4))  # char errors, ref chars, utterances, lid correct
+        loss_sum = 0.0
+        batches = duration_batches(data.durations, self.cfg.batch_seconds, self.cfg.seed, 0, shuffle=False)
+        for idx in batches[self.dist.rank :: self.dist.world_size]:
+            batch, out, parts = self._forward(data, idx, routing_mode)
+            loss_sum += float(parts.ctc) * len(batch)
+            hyps = greedy_decode(out.log_probs.float(), out.out_lengths)
+            for e, ids, routed in zip(batch, hyps, out.langs.tolist(), strict=True):
+                code = langs[routed]
+                hyp = from_tokens([self.model.vocab(routed)[i] for i in ids], code)
+                ref = normalize(strip_language_prefix(norm_text(e.utt)), e.utt.lang)
+                errors, chars = char_errors([ref], [normalize(hyp, e.utt.lang)], e.utt.lang)
+                per[e.lang] += [errors, chars, 1, routed == e.lang]
+        totals = np.array(self.dist.sum([*per.reshape(-1).tolist(), loss_sum])).astype(float)
+        per, loss_sum = totals[:-1].reshape(len(langs), 4), totals[-1]
+        present = per[:, 2] > 0
+        cers = {lang: per[i, 0] / max(1, per[i, 1]) for i, lang in enumerate(langs) if present[i]}
+        result = {
+            "step": self.step,
+            "dev_loss": loss_sum / max(1, per[:, 2].sum()),
+            "dev_lid_acc": per[:, 3].sum() / max(1, per[:, 2].sum()),
+            "dev_cer": float(np.mean(list(cers.values()))) if cers else float("nan"),
+            **{f"dev_cer_{lang}": v for lang, v in cers.items()},
+        }
+        self.last_eval = result
+        return result
+
+    def _improved(self, result: dict) -> bool:
+        key = {"cer": "dev_cer", "loss": "dev_loss", "lid_acc": "dev_lid_acc"}[self.cfg.metric]
+        value = result[key]
+        better = self.best is None or (value > self.best if self.cfg.metric == "lid_acc" else value < self.best)
+        if better:
+            self.best, self.evals_since_best = value, 0
+        else:
+            self.evals_since_best += 1
+        return better
+
+    def _save_models(self, best: bool) -> None:
+        if self.dist.is_main:
+            run_state.save_model_dir(self.model, self.run_dir / "last")
+            if best:
+                run_state.save_model_dir(self.model, self.run_dir / "best")
+
+    # --- the loop ------------------------------------------------------------------------
+    def fit(self, on_step: Callback | None = None, on_eval: Callback | None = None) -> Summary:
+        cfg = self.cfg
+        start = time.time()
+        stop = False
+        while self.step < self.total_steps and not stop:
+            record = self.train_step()
+            self.step += 1
+            record["step"] = self.step
+            self._log(record)
+            if on_step:
+                on_step(record)
+            at_end = self.step == self.total_steps
+            if self.dev_data is not None and (self.step % cfg.eval_every == 0 or at_end):
+                result = self.evaluate()
+                improved = self._improved(result)
+                self._log(result)
+                self._save_models(best=improved)
+                if on_eval:
+                    on_eval(result)
+                stop = cfg.early_stop is not None and self.evals_since_best >= cfg.early_stop
+            if self.step % cfg.save_every == 0 or at_end or stop:
+                self._checkpoint()
+        if self.dev_data is None:
+            self._save_models(best=True)  # without a dev set, best is the last
+        self._checkpoint()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+        trainable, frozen = self.model.parameter_counts()
+        skipped = dict(self.train_data.skipped)
+        return Summary(
+            self.step,
+            self.best,
+            cfg.metric,
+            time.time() - start,
+            trainable,
+            frozen,
+            skipped,
+            self.train_data.unknown_chars,
+            self.bad_total,
+            self.last_eval,
+        )
