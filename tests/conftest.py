@@ -129,3 +129,51 @@ def require_shared(relative: str) -> Path:
 @pytest.fixture(scope="session")
 def real_manifest() -> Path:
     return require_shared("data/real/manifest.jsonl")
+
+
+@pytest.fixture(scope="session")
+def espeak_run(whisper_base, tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny HLoRA (k=2, rank 8) on the real Whisper-base, trained for 200 steps on 2 x 16 espeak-ng
+    sentences (en, de). Returns (run dir, corpus dir). Shared by the learning and decoding tests."""
+    from tests.cli.test_info import hlora
+    from tests.speech import synthesize
+
+    root = tmp_path_factory.mktemp("espeak")
+    manifest = synthesize(root / "tts")
+    r = hlora(
+        "train",
+        "--out",
+        str(root / "run"),
+        "--model-type",
+        "hlora",
+        "--k",
+        "2",
+        "--backbone",
+        str(whisper_base),
+        "--train",
+        str(manifest),
+        "--dev",
+        str(manifest),
+        "--vocab",
+        str(root / "tts" / "vocab.json"),
+        "--lora-rank",
+        "8",
+        "--lr",
+        "3e-3",
+        "--lid-weight",
+        "1.0",
+        "--warmup-steps",
+        "10",
+        "--max-steps",
+        "200",
+        "--batch-seconds",
+        "10",
+        "--eval-every",
+        "100",
+        "--save-every",
+        "100",
+        "--seed",
+        "0",
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    return root / "run", root / "tts"

@@ -3,6 +3,7 @@ per language, our own text), normalized, with its vocab."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -60,6 +61,8 @@ def synthesize(out_dir: Path, per_language: int = 16, languages: tuple[str, ...]
     """Write WAVs and manifest.jsonl (text_norm filled) and vocab.json into out_dir; return the manifest."""
     espeak = shutil.which("espeak-ng")
     if espeak is None:
+        if os.environ.get("HLORA_REQUIRE_REAL") == "1":
+            pytest.fail("espeak-ng not installed and HLORA_REQUIRE_REAL=1")
         pytest.skip("espeak-ng not installed (apt-get install espeak-ng)")
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = []

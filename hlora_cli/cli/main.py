@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from hlora_cli import __version__
-from hlora_cli.cli import info, normalize, prepare, train
+from hlora_cli.cli import ablate, decode, info, lid, lm, normalize, prepare, score, train
 from hlora_cli.errors import HloraError
 
 app = typer.Typer(
@@ -21,6 +21,11 @@ app.command("info")(info.info)
 app.add_typer(prepare.app, name="prepare")
 app.command("normalize")(normalize.normalize)
 app.command("train")(train.train)
+app.command("lid")(lid.lid)
+app.command("decode")(decode.decode)
+app.command("score")(score.score_cmd)
+app.add_typer(lm.app, name="lm")
+app.command("ablate")(ablate.ablate)
 err = Console(stderr=True)
 _state = {"debug": False}
 
@@ -41,7 +46,10 @@ def _root(
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        # Outside standalone mode click returns a command's typer.Exit code instead of exiting.
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except HloraError as e:
         if _state["debug"]:
             raise

@@ -1,8 +1,16 @@
-"""Greedy CTC decoding: best token per frame, repeats collapsed, blanks removed."""
+"""CTC decoding: greedy (best token per frame, repeats collapsed, blanks removed) with token
+frames for word times, and beam search with pyctcdecode, optionally fused with a KenLM n-gram."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
+import numpy as np
 import torch
+
+from hlora_cli.data.vocab import UNK, WORD
+from hlora_cli.model.config import BLANK
+from text_normalization.registry import get_normalizer
 
 
 def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -> list[list[int]]:
@@ -13,3 +21,85 @@ def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = 0
     keep[:, 1:] = best[:, 1:] != best[:, :-1]
     keep &= best != blank
     return [best[b, : int(n)][keep[b, : int(n)]].tolist() for b, n in enumerate(lengths.tolist())]
+
+
+@dataclass
+class Hypothesis:
+    text: str
+    words: list[tuple[str, float, float]] = field(default_factory=list)  # (word, start s, end s)
+
+
+def _words_from_tokens(tokens: list[tuple[str, int, int]], lang: str, fps: float) -> list[tuple[str, float, float]]:
+    """Group (token, first frame, last frame) into words: split at the boundary token, and, in
+    languages scored by CER, each character of a space-less script is its own word."""
+    split = get_normalizer(lang).split_characters
+    words: list[list[tuple[str, int, int]]] = [[]]
+    for tok in tokens:
+        if tok[0] == WORD:
+            words.append([])
+            continue
+        if split and not tok[0].isascii():
+            words += [[tok], []]
+            continue
+        words[-1].append(tok)
+    return [("".join(t for t, _, _ in w), w[0][1] / fps, (w[-1][2] + 1) / fps) for w in words if w]
+
+
+def greedy_hypothesis(log_probs: np.ndarray, vocab: list[str], lang: str, fps: float) -> Hypothesis:
+    """log_probs : shape = (frames, vocab) of one utterance."""
+    from hlora_cli.data.vocab import from_tokens
+
+    best = log_probs.argmax(-1)
+    tokens: list[tuple[str, int, int]] = []
+    prev = -1
+    for t, idx in enumerate(best.tolist()):
+        if idx == prev and tokens and idx != 0:
+            tokens[-1] = (tokens[-1][0], tokens[-1][1], t)
+        elif idx != 0:
+            tokens.append((vocab[idx], t, t))
+        prev = idx
+    tokens = [tok for tok in tokens if tok[0] not in (BLANK, UNK) and not tok[0].startswith("<")]
+    return Hypothesis(from_tokens([t for t, _, _ in tokens], lang), _words_from_tokens(tokens, lang, fps))
+
+
+class BeamDecoder:
+    """pyctcdecode beam search over one head's inventory, with an optional KenLM (ARPA or binary).
+
+    In CER languages the LM's words are single characters (as in the normalized text it is built
+    from), so each character of a space-less script is presented as a word start."""
+
+    def __init__(
+        self,
+        vocab: list[str],
+        lang: str,
+        lm_path: str | None = None,
+        beam_width: int = 32,
+        alpha: float = 0.5,
+        beta: float = 1.0,
+    ) -> None:
+        from pyctcdecode import build_ctcdecoder
+
+        self.lang, self.beam_width = lang, beam_width
+        split = get_normalizer(lang).split_characters
+        labels = []
+        for i, t in enumerate(vocab):
+            if t == BLANK:
+                labels.append("")
+            elif t == UNK:
+                labels.append("▁⁇▁" if split else "⁇")
+            elif t == WORD:
+                labels.append("▁" if split else " ")
+            elif t.startswith("<") and len(t) > 2:  # language-prefix tokens of the shared head
+                labels.append(f"▁<p{i}>" if split else f"<p{i}>")
+            else:
+                labels.append(f"▁{t}" if split and not t.isascii() else t)
+        self.decoder = build_ctcdecoder(labels, kenlm_model_path=lm_path, alpha=alpha, beta=beta)
+
+    def __call__(self, log_probs: np.ndarray, fps: float) -> Hypothesis:
+        from text_normalization import normalize
+
+        beam = self.decoder.decode_beams(log_probs, beam_width=self.beam_width)[0]
+        text, frames = beam[0], beam[2]
+        words = [(w, a / fps, b / fps) for w, (a, b) in frames if not w.startswith("<p")]
+        text = " ".join(w for w in text.split() if not w.startswith("<p"))
+        return Hypothesis(normalize(text, self.lang, keep_words=not get_normalizer(self.lang).split_characters), words)

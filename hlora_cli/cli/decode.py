@@ -1,0 +1,107 @@
+"""`hlora decode`: transcribe audio files, folders or manifests (single-pass, two-stage, oracle;
+greedy or beam search with a KenLM per language), or run a Whisper model zero-shot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from hlora_cli.errors import HloraError
+from hlora_cli.infer.inputs import collect_inputs, item_duration
+from hlora_cli.infer.output import write_results
+from hlora_cli.infer.runner import DecodeOptions, Recognizer, Report
+
+console = Console()
+
+
+def parse_lms(values: list[str]) -> dict[str, str]:
+    lms = {}
+    for v in values:
+        lang, sep, path = v.partition("=")
+        if not sep or not lang or not path:
+            raise HloraError(f"--lm {v}: expected LANG=PATH, e.g. --lm en=en.bin")
+        if not Path(path).exists():
+            raise HloraError(f"{path}: language model not found (--lm {v})")
+        lms[lang] = path
+    return lms
+
+
+def run_with_progress(run, items, label: str) -> Report:
+    total = 0.0
+    for it in items:
+        try:
+            total += item_duration(it)
+        except HloraError:
+            pass
+    columns = [
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} s audio"),
+        TimeElapsedColumn(),
+    ]
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(label, total=max(total, 1e-6))
+        return run(items, on_progress=lambda s: progress.advance(task, s))
+
+
+def finish(report: Report, out: Path) -> None:
+    write_results(report.results, out)
+    for utt, reason in report.skipped:
+        console.print(f"[yellow]skipped[/] {utt}: {reason}", highlight=False)
+    console.print(
+        f"{len(report.results)} utterances, {report.audio_seconds / 3600:.4f} h audio in {report.wall_seconds:.1f} s: "
+        f"real-time factor {report.rtf:.4f} -> {out}, {out.with_suffix('.text')}"
+    )
+    if report.skipped:
+        raise typer.Exit(1)
+
+
+def decode(
+    inputs: list[str] = typer.Argument(..., help="Audio files, folders of audio, or manifests (.jsonl)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output JSONL (a Kaldi text file is written beside it)."),
+    model: Path = typer.Option(None, "--model", help="Model directory (RUN_DIR/best)."),
+    mode: str = typer.Option("single", help="single, two-stage or oracle."),
+    lid_model: Path = typer.Option(None, "--lid-model", help="two-stage: the model whose LID picks the language."),
+    lang: str = typer.Option(None, "--lang", help="oracle: language for inputs that do not carry one."),
+    decoder: str = typer.Option("greedy", help="greedy or beam."),
+    beam_width: int = typer.Option(32),
+    lm: list[str] = typer.Option([], "--lm", help="LANG=PATH of a KenLM (ARPA or binary); repeatable; implies beam."),
+    lm_alpha: float = typer.Option(0.5, help="LM weight."),
+    lm_beta: float = typer.Option(1.0, help="Word insertion bonus."),
+    batch_seconds: float = typer.Option(60.0, help="Padded audio seconds per batch."),
+    window: float = typer.Option(25.0, help="Longer audio is decoded in windows of this many seconds."),
+    overlap: float = typer.Option(2.0, help="Overlap between windows (s)."),
+    whisper: str = typer.Option(None, "--whisper", help="Instead of --model: an HF Whisper directory, zero-shot."),
+    whisper_languages: str = typer.Option(
+        None, help="Whisper: restrict language detection to these (comma-separated)."
+    ),
+    threads: int = typer.Option(None, help="CPU threads (torch)."),
+) -> None:
+    """Transcribe; writes id, lang, lang_probs, text and word times per utterance."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    items = collect_inputs(inputs)
+    if whisper is not None:
+        from hlora_cli.infer.whisper_zero_shot import WhisperZeroShot
+
+        langs = [x.strip() for x in whisper_languages.split(",")] if whisper_languages else None
+        finish(run_with_progress(WhisperZeroShot(whisper, languages=langs).run, items, "whisper"), out)
+        return
+    if model is None:
+        raise HloraError("give --model DIR (or --whisper DIR for a Whisper zero-shot run)")
+    from hlora_cli.model import load_model
+
+    lms = parse_lms(lm)
+    options = DecodeOptions(
+        mode, "beam" if lms else decoder, beam_width, lms, lm_alpha, lm_beta, batch_seconds, window, overlap, lang
+    )
+    if options.decoder not in ("greedy", "beam"):
+        raise HloraError(f"unknown decoder {decoder}: choose greedy or beam")
+    first = load_model(lid_model) if lid_model is not None else None
+    recognizer = Recognizer(load_model(model), options, first)
+    finish(run_with_progress(recognizer.run, items, mode), out)

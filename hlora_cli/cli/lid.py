@@ -1,0 +1,54 @@
+"""`hlora lid`: language and posteriors per utterance from a model's LID head."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from hlora_cli.cli.decode import console, run_with_progress
+from hlora_cli.infer.inputs import collect_inputs
+from hlora_cli.infer.output import write_results
+from hlora_cli.infer.runner import DecodeOptions, Recognizer
+
+
+def lid(
+    inputs: list[str] = typer.Argument(..., help="Audio files, folders, or manifests (with `lang` for accuracy)."),
+    model: Path = typer.Option(..., "--model", help="An hlora or baseline model directory."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output JSONL: id, lang, lang_probs."),
+    batch_seconds: float = typer.Option(60.0),
+    plot: Path = typer.Option(None, help="PNG of the confusion matrix (needs references)."),
+) -> None:
+    """Identify the language of each utterance; with references, accuracy and a confusion matrix."""
+    from hlora_cli.model import load_model
+    from hlora_cli.score.report import plot_confusion
+    from text_normalization.registry import base_language
+
+    items = collect_inputs(inputs)
+    m = load_model(model)
+    recognizer = Recognizer(m, DecodeOptions(mode="single", batch_seconds=batch_seconds, merge=True))
+    report = run_with_progress(recognizer.identify, items, "lid")
+    write_results(report.results, out)
+    refs = {it.id: it.lang for it in items if it.lang}
+    console.print(f"{len(report.results)} utterances -> {out}")
+    if refs:
+        confusion: dict[str, dict[str, int]] = {}
+        for r in report.results:
+            if r.id in refs:
+                row = confusion.setdefault(base_language(refs[r.id]), {})
+                row[base_language(r.lang)] = row.get(base_language(r.lang), 0) + 1
+        correct = sum(row.get(ref, 0) for ref, row in confusion.items())
+        total = sum(sum(row.values()) for row in confusion.values())
+        console.print(f"LID accuracy {correct}/{total} = {100 * correct / max(1, total):.1f}%")
+        langs = sorted({h for row in confusion.values() for h in row} | set(confusion))
+        console.print(
+            "confusion (rows: reference, columns: predicted)\n" + "ref\\hyp " + " ".join(f"{x:>5}" for x in langs)
+        )
+        for ref in sorted(confusion):
+            console.print(f"{ref:>7} " + " ".join(f"{confusion[ref].get(h, 0):>5}" for h in langs))
+        if plot:
+            plot_confusion(confusion, plot)
+    if report.skipped:
+        for utt, reason in report.skipped:
+            console.print(f"[yellow]skipped[/] {utt}: {reason}")
+        raise typer.Exit(1)

@@ -1,0 +1,73 @@
+"""`hlora score REF HYP`: WER, CER and MER per language, LID accuracy and confusion."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from hlora_cli.data.manifest import read_manifest
+from hlora_cli.errors import HloraError
+from hlora_cli.score.metrics import SetScore, score
+from hlora_cli.score.report import markdown, plot_confusion, rich_table, write_json
+
+
+def read_hyps(path: Path) -> dict[str, tuple[str | None, str]]:
+    """Decode JSONL (id, lang, text) or a Kaldi text file (id text)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError as e:
+        raise HloraError(f"{path}: hypothesis file not found") from e
+    out = {}
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        if line.lstrip().startswith("{"):
+            try:
+                d = json.loads(line)
+                out[str(d["id"])] = (d.get("lang"), d.get("text", ""))
+            except (json.JSONDecodeError, KeyError) as e:
+                raise HloraError(f"{path}:{n}: expected a JSON object with id and text ({e})") from e
+        else:
+            utt, _, text = line.partition(" ")
+            out[utt] = (None, text)
+    return out
+
+
+def score_files(ref: Path, hyp: Path) -> SetScore:
+    refs = {u.id: (u.lang, u.text) for u in read_manifest(ref)}
+    try:
+        return score(refs, read_hyps(hyp))
+    except HloraError as e:
+        raise HloraError(f"{ref} vs {hyp}: {e}") from e
+
+
+def score_cmd(
+    pairs: list[Path] = typer.Argument(..., help="REF HYP [REF2 HYP2 ...]: manifests and decode outputs."),
+    names: str = typer.Option(None, help="Names of the sets, comma-separated (default: dev,test for two)."),
+    as_markdown: bool = typer.Option(False, "--markdown", help="Print a markdown table."),
+    json_out: Path = typer.Option(None, "--json", help="Write per-language wer, cer, mer, n and lid_accuracy."),
+    plot: Path = typer.Option(None, "--plot", help="PNG of the LID confusion (first set)."),
+) -> None:
+    """Score hypotheses against references per language, after text normalization."""
+    if len(pairs) % 2:
+        raise HloraError("give REF HYP pairs (an even number of files)")
+    n = len(pairs) // 2
+    labels = names.split(",") if names else (["dev", "test"] if n == 2 else [f"set{i + 1}" for i in range(n)])
+    if len(labels) != n:
+        raise HloraError(f"--names has {len(labels)} names for {n} set(s)")
+    sets = {label: score_files(pairs[2 * i], pairs[2 * i + 1]) for i, label in enumerate(labels)}
+    console = Console()
+    if as_markdown:
+        print(markdown(sets), end="")
+    else:
+        console.print(rich_table(sets))
+    if json_out:
+        write_json(sets, json_out)
+    if plot:
+        first = next(iter(sets.values()))
+        if first.confusion is None:
+            raise HloraError(f"{pairs[1]}: no `lang` per utterance, so no LID confusion to plot")
+        plot_confusion(first.confusion, plot)

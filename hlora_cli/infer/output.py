@@ -1,0 +1,24 @@
+"""Decoding output: JSONL (id, lang, lang_probs, text, words) and a Kaldi `text` file, atomically."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hlora_cli.infer.runner import Result
+from hlora_cli.model.checkpoint import atomic_write
+
+
+def write_results(results: list[Result], out: Path) -> list[Path]:
+    rows = []
+    for r in sorted(results, key=lambda r: r.id):
+        row = {"id": r.id, "lang": r.lang, "lang_probs": r.lang_probs, "text": r.text}
+        if r.words:
+            row["words"] = [{"word": w, "start": round(a, 3), "end": round(b, 3)} for w, a, b in r.words]
+        rows.append(json.dumps(row, ensure_ascii=False))
+    jsonl = "".join(line + "\n" for line in rows)
+    atomic_write(out, lambda p: p.write_text(jsonl, encoding="utf-8"))
+    kaldi = out.with_suffix(".text")
+    text = "".join(f"{r.id} {r.text}\n" for r in sorted(results, key=lambda r: r.id))
+    atomic_write(kaldi, lambda p: p.write_text(text, encoding="utf-8"))
+    return [out, kaldi]

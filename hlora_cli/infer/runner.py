@@ -1,0 +1,226 @@
+"""Batched inference with the model core in the three modes:
+
+    single    : HLoRA routes by its own LID in one pass (a baseline decodes with its shared head)
+    two-stage : another model's LID head picks the language, then this model decodes with it
+    oracle    : the language is given (manifest or --lang)
+
+Utterances longer than one window are decoded in overlapping windows and stitched; their language
+is decided once per recording from the windows' averaged LID posteriors."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from hlora_cli.data.audio import load_audio
+from hlora_cli.errors import HloraError
+from hlora_cli.infer.ctc_decode import BeamDecoder, Hypothesis, greedy_hypothesis
+from hlora_cli.infer.inputs import Item, item_duration
+from hlora_cli.infer.long_audio import Window, stitch, windows
+from hlora_cli.model import HLoRAModel
+
+MODES = ("single", "two-stage", "oracle")
+
+
+@dataclass
+class DecodeOptions:
+    mode: str = "single"
+    decoder: str = "greedy"  # "greedy" or "beam"
+    beam_width: int = 32
+    lms: dict[str, str] = field(default_factory=dict)  # language -> KenLM (ARPA or binary)
+    lm_alpha: float = 0.5
+    lm_beta: float = 1.0
+    batch_seconds: float = 60.0
+    window: float = 25.0  # longer audio is decoded in windows of this many seconds
+    overlap: float = 2.0
+    lang: str | None = None  # oracle language for inputs without one
+    merge: bool = True  # fold LoRA into the weights (bare-backbone speed)
+
+
+@dataclass
+class Result:
+    id: str
+    lang: str
+    lang_probs: dict[str, float]
+    text: str
+    words: list[tuple[str, float, float]]
+    duration: float
+
+
+@dataclass
+class Report:
+    results: list[Result]
+    skipped: list[tuple[str, str]]  # (id, reason)
+    audio_seconds: float
+    wall_seconds: float
+
+    @property
+    def rtf(self) -> float:
+        return self.wall_seconds / max(1e-9, self.audio_seconds)
+
+
+class Recognizer:
+    def __init__(self, model: HLoRAModel, options: DecodeOptions, lid_model: HLoRAModel | None = None) -> None:
+        if options.mode not in MODES:
+            raise HloraError(f"unknown mode '{options.mode}': choose single, two-stage or oracle")
+        if options.mode == "two-stage" and lid_model is None:
+            raise HloraError("two-stage decoding needs --lid-model (a baseline or hlora model with a LID head)")
+        if options.mode == "single" and model.config.model_type == "lidlora":
+            raise HloraError("a lidlora model has no LID head: decode it with --mode oracle or --mode two-stage")
+        if options.mode == "two-stage" and lid_model.lid_head is None:
+            raise HloraError("the --lid-model has no LID head: use a baseline or hlora model")
+        self.model, self.lid_model, self.opt = model.eval(), lid_model, options
+        self.window = min(options.window, getattr(model.backbone, "max_frames", 3000) / 100 - 1)
+        for m in (model, lid_model):
+            if m is not None and options.merge:
+                m.merge(routed=True)
+        self.fps = model.backbone.frames_per_second
+        self._beams: dict[int, BeamDecoder] = {}
+
+    # --- language ------------------------------------------------------------------------
+    def _language(
+        self, items: list[Item], probs: dict[int, list[tuple[float, np.ndarray]]], lid_langs: list[str]
+    ) -> dict[int, tuple[str, dict[str, float]]]:
+        """Duration-weighted mean of window posteriors -> (language, posteriors) per recording."""
+        out = {}
+        for i, parts in probs.items():
+            weights = np.array([d for d, _ in parts])
+            mean = (np.stack([p for _, p in parts]) * weights[:, None]).sum(0) / weights.sum()
+            out[i] = (
+                lid_langs[int(mean.argmax())],
+                {lang: round(float(p), 4) for lang, p in zip(lid_langs, mean, strict=True)},
+            )
+        return out
+
+    # --- decoding ------------------------------------------------------------------------
+    def _hypothesis(self, log_probs: np.ndarray, lang_idx: int) -> Hypothesis:
+        vocab = self.model.vocab(lang_idx)
+        code = self.model.languages[lang_idx]
+        if self.opt.decoder == "greedy":
+            return greedy_hypothesis(log_probs, vocab, code, self.fps)
+        if lang_idx not in self._beams:
+            self._beams[lang_idx] = BeamDecoder(
+                vocab, code, self.opt.lms.get(code), self.opt.beam_width, self.opt.lm_alpha, self.opt.lm_beta
+            )
+        return self._beams[lang_idx](log_probs, self.fps)
+
+    def _batches(self, wins: list[Window]) -> list[list[Window]]:
+        wins = sorted(wins, key=lambda w: w.end - w.start)
+        batches, current = [], []
+        for w in wins:
+            if current and (w.end - w.start) * (len(current) + 1) > self.opt.batch_seconds:
+                batches.append(current)
+                current = []
+            current.append(w)
+        return batches + ([current] if current else [])
+
+    def _load(self, items: list[Item], batch: list[Window]):
+        waves = []
+        for w in batch:
+            it = items[w.item]
+            offset = it.start or 0.0
+            waves.append(load_audio(it.audio, offset + w.start, offset + w.end))
+        return self.model.prepare(waves)
+
+    def _usable(self, items: list[Item]) -> tuple[list[int], list[tuple[str, str]]]:
+        """Indices of items whose audio can be read (header), and (id, reason) for the others."""
+        ok, skipped = [], []
+        for i, it in enumerate(items):
+            try:
+                if item_duration(it) <= 0:
+                    raise HloraError(f"{it.audio}: empty segment")
+                ok.append(i)
+            except HloraError as e:
+                skipped.append((it.id, str(e)))
+        return ok, skipped
+
+    def _lid_pass(
+        self,
+        items: list[Item],
+        wins: list[Window],
+        model: HLoRAModel,
+        on_progress: Callable[[float], None] | None = None,
+    ) -> dict[int, list[tuple[float, np.ndarray]]]:
+        probs: dict[int, list[tuple[float, np.ndarray]]] = {}
+        for batch in self._batches(wins):
+            for w, p in zip(batch, model.identify(self._load(items, batch)).exp().numpy(), strict=True):
+                probs.setdefault(w.item, []).append((w.end - w.start, p))
+            if on_progress:
+                on_progress(sum(w.end - w.start for w in batch))
+        return probs
+
+    @torch.no_grad()
+    def identify(self, items: list[Item], on_progress: Callable[[float], None] | None = None) -> Report:
+        """Language ID only, per recording (windows averaged): the LID model's in two-stage mode,
+        this model's otherwise. Runs the encoder only up to the LID layer."""
+        start = time.time()
+        ok, skipped = self._usable(items)
+        model = self.lid_model if self.opt.mode == "two-stage" else self.model
+        wins = [w for i in ok for w in windows(i, items[i].duration, self.window, self.opt.overlap)]
+        decided = self._language(items, self._lid_pass(items, wins, model, on_progress), model.languages)
+        results = [Result(items[i].id, *decided[i], "", [], items[i].duration) for i in ok]
+        return Report(results, skipped, sum(items[i].duration for i in ok), time.time() - start)
+
+    @torch.no_grad()
+    def run(self, items: list[Item], on_progress: Callable[[float], None] | None = None) -> Report:
+        start = time.time()
+        ok, skipped = self._usable(items)
+        wins = [w for i in ok for w in windows(i, items[i].duration, self.window, self.opt.overlap)]
+        model, mode = self.model, self.opt.mode
+        langs = model.languages
+        known: dict[int, str] = {}
+        if mode == "oracle":
+            for i in ok:
+                code = items[i].lang or self.opt.lang
+                if code is None:
+                    raise HloraError(f"oracle decoding needs a language for {items[i].id}: use a manifest or --lang")
+                known[i] = code
+        multi = {w.item for w in wins if w.index > 0}
+        # Pass 1 (only where needed): recording-level language from a LID head.
+        lid_model = self.lid_model if mode == "two-stage" else model
+        first_pass = mode == "two-stage" or (mode == "single" and multi)
+        probs = {}
+        if first_pass:
+            probs = self._lid_pass(items, [w for w in wins if mode == "two-stage" or w.item in multi], lid_model)
+        decided = self._language(items, probs, lid_model.languages) if probs else {}
+        # Pass 2: decode every window, routed by the decided, given or (single pass) predicted language.
+        parts: dict[int, list[tuple[Window, np.ndarray]]] = {}
+        single_pass: dict[int, list[tuple[float, np.ndarray]]] = {}
+        routed: dict[int, int] = {}
+
+        def fixed(w: Window) -> str | None:
+            return known.get(w.item) or (decided[w.item][0] if w.item in decided else None)
+
+        # Windows with a known language and those routed by their own LID are batched apart.
+        groups = [[w for w in wins if fixed(w) is not None], [w for w in wins if fixed(w) is None]]
+        for batch in [b for group in groups for b in self._batches(group)]:
+            feats = self._load(items, batch)
+            if fixed(batch[0]) is not None:
+                out = model(feats, "oracle", model.lang_index([fixed(w) for w in batch]))
+            else:
+                out = model(feats, "predicted")
+            for b, w in enumerate(batch):
+                lang_idx = int(out.langs[b])
+                routed[w.item] = lang_idx
+                n = int(out.out_lengths[b])
+                parts.setdefault(w.item, []).append((w, out.log_probs[b, :n, : len(model.vocab(lang_idx))].numpy()))
+                if out.lang_logprobs is not None and w.item not in decided:
+                    single_pass.setdefault(w.item, []).append((w.end - w.start, out.lang_logprobs[b].exp().numpy()))
+            if on_progress:
+                on_progress(sum(w.end - w.start for w in batch))
+        decided.update(self._language(items, single_pass, langs) if single_pass else {})
+        results = []
+        for i in ok:
+            it = items[i]
+            lang_idx = routed[i]
+            code, lang_probs = known.get(i), {}
+            if i in decided:
+                code, lang_probs = decided[i][0] if code is None else code, decided[i][1]
+            hyp = self._hypothesis(stitch(parts[i], self.fps), lang_idx)
+            results.append(Result(it.id, code or langs[lang_idx], lang_probs, hyp.text, hyp.words, it.duration))
+        audio = sum(items[i].duration for i in ok)
+        return Report(results, skipped, audio, time.time() - start)

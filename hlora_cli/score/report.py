@@ -1,0 +1,95 @@
+"""Score tables: rich, markdown, JSON, and a LID confusion plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.table import Table
+
+from hlora_cli.model.checkpoint import atomic_write
+from hlora_cli.score.metrics import SetScore
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def rows(sets: dict[str, SetScore]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows: one row per language plus the average; per set n, WER, CER, MER, S/D/I (%)."""
+    header = ["language"]
+    for name in sets:
+        prefix = f"{name} " if len(sets) > 1 else ""
+        header += [f"{prefix}{col}" for col in ("n", "WER", "CER", "MER", "S/D/I")]
+    langs = sorted({lang for s in sets.values() for lang in s.languages})
+    body = []
+    for lang in langs:
+        row = [lang]
+        for s in sets.values():
+            v = s.languages.get(lang)
+            row += [str(v.n), _pct(v.wer), _pct(v.cer), _pct(v.mer), f"{v.sub}/{v.dele}/{v.ins}"] if v else ["-"] * 5
+        body.append(row)
+    avg = ["average"]
+    for s in sets.values():
+        avg += [
+            str(sum(v.n for v in s.languages.values())),
+            _pct(s.average["wer"]),
+            _pct(s.average["cer"]),
+            _pct(s.average["mer"]),
+            "",
+        ]
+    body.append(avg)
+    if any(s.lid_accuracy is not None for s in sets.values()):
+        lid = ["LID accuracy"]
+        for s in sets.values():
+            lid += ["", "", "", _pct(s.lid_accuracy) if s.lid_accuracy is not None else "-", ""]
+        body.append(lid)
+    return header, body
+
+
+def rich_table(sets: dict[str, SetScore], title: str = "error rates (%)") -> Table:
+    header, body = rows(sets)
+    table = Table(title=title)
+    for i, h in enumerate(header):
+        table.add_column(h, justify="left" if i == 0 else "right")
+    for r in body:
+        table.add_row(*r, style="bold" if r[0] in ("average", "LID accuracy") else None)
+    return table
+
+
+def markdown(sets: dict[str, SetScore]) -> str:
+    header, body = rows(sets)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in body]
+    return "\n".join(lines) + "\n"
+
+
+def write_json(sets: dict[str, SetScore], path: Path) -> None:
+    data = next(iter(sets.values())).to_json() if len(sets) == 1 else {n: s.to_json() for n, s in sets.items()}
+    text = json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+    atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def plot_confusion(confusion: dict[str, dict[str, int]], path: Path, title: str = "LID confusion") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    refs = sorted(confusion)
+    hyps = sorted({h for row in confusion.values() for h in row} | set(refs))
+    grid = [[confusion[r].get(h, 0) for h in hyps] for r in refs]
+    fig, ax = plt.subplots(figsize=(1 + 0.6 * len(hyps), 1 + 0.5 * len(refs)))
+    ax.imshow(grid, cmap="Blues")
+    ax.set_xticks(range(len(hyps)), hyps)
+    ax.set_yticks(range(len(refs)), refs)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("reference")
+    ax.set_title(title)
+    for i, row in enumerate(grid):
+        for j, v in enumerate(row):
+            if v:
+                ax.text(j, i, str(v), ha="center", va="center", color="black")
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=120))
+    plt.close(fig)

@@ -1,0 +1,74 @@
+import os
+
+import numpy as np
+import pytest
+
+from hlora_cli.data.vocab import SPECIALS
+from hlora_cli.errors import HloraError
+from hlora_cli.infer.ctc_decode import BeamDecoder, greedy_hypothesis
+from hlora_cli.infer.lm import build_lm, kenlm_tool
+
+VOCAB = SPECIALS + list("abcdefghijklmnopqrstuvwxyz")
+
+
+def lmplz_or_skip():
+    try:
+        return kenlm_tool("lmplz")
+    except HloraError as e:
+        if os.environ.get("HLORA_REQUIRE_REAL") == "1":
+            pytest.fail(str(e))
+        pytest.skip(str(e))
+
+
+def near_miss(sentence: str, last: tuple[str, str]) -> np.ndarray:
+    """Log-probs spelling `sentence`, except that the final character is a close call between
+    last[0] (slightly ahead) and last[1]."""
+    frames = []
+    for ch in sentence:
+        p = np.full(len(VOCAB), 1e-4)
+        p[VOCAB.index("|" if ch == " " else ch)] = 1.0
+        frames.append(p)
+        blank = np.full(len(VOCAB), 1e-4)
+        blank[0] = 1.0
+        frames.append(blank)
+    p = np.full(len(VOCAB), 1e-4)
+    p[VOCAB.index(last[0])], p[VOCAB.index(last[1])] = 0.55, 0.45
+    frames.insert(len(frames) - 1, p)
+    x = np.array(frames)
+    return np.log(x / x.sum(1, keepdims=True)).astype(np.float32)
+
+
+def test_kenlm_beam_search_repairs_a_near_miss(tmp_path):
+    lmplz_or_skip()
+    lines = ["the cat sat on the mat", "a dog sat on the mat", "the cat is on the mat", "my cat likes the mat"] * 5
+    arpa, binary = build_lm(lines, tmp_path / "en", order=3)
+    assert arpa.read_text().startswith("\n\\data\\") or "\\data\\" in arpa.read_text()[:20]
+    log_probs = near_miss("the cat sat on the ma", ("d", "t"))
+    assert greedy_hypothesis(log_probs, VOCAB, "en", 50.0).text == "the cat sat on the mad"
+    assert BeamDecoder(VOCAB, "en")(log_probs, 50.0).text == "the cat sat on the mad"  # no LM: same as greedy
+    for lm in (arpa, binary):
+        hyp = BeamDecoder(VOCAB, "en", str(lm), alpha=0.8, beta=0.5)(log_probs, 50.0)
+        assert hyp.text == "the cat sat on the mat"
+        assert [w for w, _, _ in hyp.words] == "the cat sat on the mat".split()
+
+
+def test_lm_build_cli_and_missing_tool_message(tmp_path, monkeypatch):
+    from hlora_cli.data.manifest import Utterance, write_manifest
+    from tests.cli.test_info import hlora
+
+    lmplz_or_skip()
+    utts = [
+        Utterance(f"u{i}", "x.wav", lang, text)
+        for i, (lang, text) in enumerate(
+            [("en", "Hello there."), ("en", "Hello world!"), ("ja", "今日は。"), ("ja", "今日も")]
+        )
+    ]
+    write_manifest(tmp_path / "m.jsonl", utts)
+    r = hlora("lm", "build", str(tmp_path / "m.jsonl"), "-o", str(tmp_path / "lm"), "--order", "2")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "lm").iterdir()) == ["en.arpa", "en.bin", "ja.arpa", "ja.bin"]
+    assert "今" in (tmp_path / "lm" / "ja.arpa").read_text()  # characters are the words of a CER language
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setattr("hlora_cli.infer.lm.TOOLS", tmp_path / "none")
+    with pytest.raises(HloraError, match=r"KenLM's lmplz not found: no package ships it; run `make kenlm`"):
+        kenlm_tool("lmplz")

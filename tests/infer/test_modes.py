@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from hlora_cli.errors import HloraError
+from hlora_cli.infer.inputs import Item
+from hlora_cli.infer.runner import DecodeOptions, Recognizer
+from hlora_cli.model import build_model
+from tests.conftest import LANGS, randomize_adapters, tiny_config, waves
+
+
+@pytest.fixture
+def items(tmp_path):
+    out = []
+    for i, w in enumerate(waves([0.9, 0.5, 1.2, 0.7, 0.6], seed=11)):
+        sf.write(str(tmp_path / f"u{i}.wav"), w, 16000)
+        out.append(Item(f"u{i}", str(tmp_path / f"u{i}.wav")))
+    return out
+
+
+def model(model_type, seed):
+    m = build_model(tiny_config("whisper", model_type)).eval()
+    randomize_adapters(m, seed=seed, scale=0.3)
+    return m
+
+
+def with_langs(items, langs):
+    return [Item(it.id, it.audio, lang=lang) for it, lang in zip(items, langs, strict=True)]
+
+
+def test_single_pass_with_correct_lid_equals_oracle(items):
+    m = model("hlora", 1)
+    single = Recognizer(m, DecodeOptions(mode="single")).run(items).results
+    predicted = [r.lang for r in single]
+    oracle = Recognizer(m, DecodeOptions(mode="oracle")).run(with_langs(items, predicted)).results
+    assert [(r.id, r.text, r.lang) for r in single] == [(r.id, r.text, r.lang) for r in oracle]
+    # guard: with other languages the text changes, so the equality above can fail
+    others = [LANGS[(LANGS.index(code) + 1) % len(LANGS)] for code in predicted]
+    wrong = Recognizer(m, DecodeOptions(mode="oracle")).run(with_langs(items, others)).results
+    assert [r.text for r in wrong] != [r.text for r in single]
+
+
+def test_two_stage_with_correct_first_stage_equals_oracle(items):
+    first, second = model("baseline", 2), model("lidlora", 3)
+    two = Recognizer(second, DecodeOptions(mode="two-stage"), lid_model=first).run(items).results
+    chosen = [r.lang for r in two]
+    assert all(abs(sum(r.lang_probs.values()) - 1) < 1e-3 for r in two)
+    oracle = Recognizer(second, DecodeOptions(mode="oracle")).run(with_langs(items, chosen)).results
+    assert [r.text for r in two] == [r.text for r in oracle]
+    first_only = Recognizer(first, DecodeOptions(mode="single")).identify(items).results
+    assert [r.lang for r in first_only] == chosen
+
+
+def test_merged_decoding_equals_unmerged(items):
+    m = model("hlora", 4)
+    a = Recognizer(m, DecodeOptions(mode="single", merge=False)).run(items).results
+    b = Recognizer(model("hlora", 4), DecodeOptions(mode="single", merge=True)).run(items).results
+    assert [r.text for r in a] == [r.text for r in b]
+
+
+def test_mode_errors(items):
+    with pytest.raises(HloraError, match="lidlora model has no LID head: decode it with --mode oracle"):
+        Recognizer(model("lidlora", 0), DecodeOptions(mode="single"))
+    with pytest.raises(HloraError, match="two-stage decoding needs --lid-model"):
+        Recognizer(model("hlora", 0), DecodeOptions(mode="two-stage"))
+    with pytest.raises(HloraError, match="oracle decoding needs a language for u0"):
+        Recognizer(model("hlora", 0), DecodeOptions(mode="oracle")).run(items)
+
+
+def test_unreadable_file_is_skipped_and_others_decoded(items, tmp_path):
+    (tmp_path / "bad.wav").write_bytes(b"not audio")
+    report = Recognizer(model("hlora", 0), DecodeOptions()).run([*items, Item("bad", str(tmp_path / "bad.wav"))])
+    assert [r.id for r in report.results] == [it.id for it in items]
+    assert report.skipped[0][0] == "bad" and "bad.wav: cannot read audio" in report.skipped[0][1]
+    torch.manual_seed(0)
+    assert report.rtf > 0 and np.isclose(report.audio_seconds, 0.9 + 0.5 + 1.2 + 0.7 + 0.6)

@@ -1,0 +1,42 @@
+import json
+
+from tests.cli.test_info import hlora
+from tests.train.conftest import make_corpus
+
+
+def test_ablate_trains_each_k_once_and_writes_table(tiny_backbone, tmp_path):
+    manifest, vocab = make_corpus(tmp_path / "data")
+    (tmp_path / "run.yaml").write_text(
+        f"backbone: {tiny_backbone}\ntrain: {manifest}\nvocab: {vocab}\nlora_rank: 4\nlr: 0.005\nwarmup_steps: 2\n"
+        "batch_seconds: 3\nmax_steps: 4\neval_every: 4\nsave_every: 4\ndeterministic: true\n"
+    )
+    args = [
+        "ablate",
+        "--k",
+        "1,3",
+        "--config",
+        str(tmp_path / "run.yaml"),
+        "--dev",
+        str(manifest),
+        "--test",
+        str(manifest),
+        "-o",
+        str(tmp_path / "abl"),
+    ]
+    r = hlora(*args)
+    assert r.returncode == 0, r.stderr[-2000:]
+    results = json.loads((tmp_path / "abl" / "ablation.json").read_text())
+    assert [x["k"] for x in results] == [1, 3]
+    assert set(results[0]["dev"]["mer"]) == {"en", "de"} and "test" in results[0]
+    md = (tmp_path / "abl" / "ablation.md").read_text()
+    assert "| language | k = 1 | k = 3 |" in md and "| **Avg** |" in md and "**" in md.split("| de |")[1]
+    assert (tmp_path / "abl" / "ablation.png").read_bytes()[:4] == b"\x89PNG"
+    for k in (1, 3):
+        cfg = (tmp_path / "abl" / f"k{k}" / "train.yaml").read_text()
+        assert f"k: {k}" in cfg
+    # resumable: finished k are not trained again
+    stamp = (tmp_path / "abl" / "k1" / "metrics.jsonl").stat().st_mtime_ns
+    r = hlora(*args[:2], "1,3,2", *args[3:])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "abl" / "k1" / "metrics.jsonl").stat().st_mtime_ns == stamp
+    assert [x["k"] for x in json.loads((tmp_path / "abl" / "ablation.json").read_text())] == [1, 3, 2]
