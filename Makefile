@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HLORA_CACHE ?= $(HOME)/.cache/hlora
 WHISPER_BASE := $(HLORA_CACHE)/whisper-base
 
-.PHONY: install system-deps test lint whisper-base kenlm bench clean
+.PHONY: install system-deps demo test lint whisper-base kenlm bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -35,6 +35,10 @@ whisper-base: install
 # KenLM's lmplz / build_binary, built from the PyPI source distribution into tools/kenlm/bin.
 kenlm: install
 	PYTHON=$(BIN)/python bash scripts/build_kenlm.sh
+
+# The main job on an embedded default: no ../shared and no model hub needed.
+demo: install system-deps
+	bash recipes/demo/run.sh
 
 lint: install
 	$(BIN)/ruff check hlora_cli text_normalization tests bench

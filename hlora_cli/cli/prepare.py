@@ -163,3 +163,30 @@ def vocab(
             )
             cov.add_row(lang, str(r["chars"]), f"{100 * r['covered']:.2f}%", missing)
         console.print(cov)
+
+
+@app.command()
+def synth(
+    text: list[str] = typer.Option(..., "--text", help="LANG=FILE of sentences (one a line); repeatable."),
+    out_dir: Path = typer.Option(..., "-o", "--out", help="Folder for the WAVs and manifest.jsonl."),
+    split: str = typer.Option("train", help="train or test: test voices are never used for training."),
+    per_language: int = typer.Option(60, help="Utterances per language."),
+    seed: int = typer.Option(0),
+    jobs: int = typer.Option(2, help="Synthesisers running at once."),
+    jtalk_voice: Path = typer.Option(None, help="Open JTalk .htsvoice, for Japanese."),
+) -> None:
+    """Synthesise a speech corpus with espeak-ng (and Open JTalk for ja), 16 kHz mono, with a manifest."""
+    from hlora_cli.data.manifest import write_manifest
+    from hlora_cli.data.synth import synth_corpus
+
+    texts = {}
+    for spec in text:
+        lang, sep, path = spec.partition("=")
+        if not sep:
+            raise HloraError(f"--text {spec}: expected LANG=FILE")
+        try:
+            texts[lang] = Path(path).read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError as e:
+            raise HloraError(f"{path}: sentence file not found") from e
+    utts = synth_corpus(texts, split, per_language, out_dir, seed, jobs, jtalk_voice)
+    _finish(ImportResult(utts), out_dir / "manifest.jsonl", None, 30.0)

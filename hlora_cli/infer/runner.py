@@ -82,8 +82,9 @@ class Recognizer:
         self._beams: dict[int, BeamDecoder] = {}
 
     # --- language ------------------------------------------------------------------------
+    @staticmethod
     def _language(
-        self, items: list[Item], probs: dict[int, list[tuple[float, np.ndarray]]], lid_langs: list[str]
+        probs: dict[int, list[tuple[float, np.ndarray]]], lid_langs: list[str]
     ) -> dict[int, tuple[str, dict[str, float]]]:
         """Duration-weighted mean of window posteriors -> (language, posteriors) per recording."""
         out = {}
@@ -161,7 +162,7 @@ class Recognizer:
         ok, skipped = self._usable(items)
         model = self.lid_model if self.opt.mode == "two-stage" else self.model
         wins = [w for i in ok for w in windows(i, items[i].duration, self.window, self.opt.overlap)]
-        decided = self._language(items, self._lid_pass(items, wins, model, on_progress), model.languages)
+        decided = self._language(self._lid_pass(items, wins, model, on_progress), model.languages)
         results = [Result(items[i].id, *decided[i], "", [], items[i].duration) for i in ok]
         return Report(results, skipped, sum(items[i].duration for i in ok), time.time() - start)
 
@@ -186,7 +187,7 @@ class Recognizer:
         probs = {}
         if first_pass:
             probs = self._lid_pass(items, [w for w in wins if mode == "two-stage" or w.item in multi], lid_model)
-        decided = self._language(items, probs, lid_model.languages) if probs else {}
+        decided = self._language(probs, lid_model.languages) if probs else {}
         # Pass 2: decode every window, routed by the decided, given or (single pass) predicted language.
         parts: dict[int, list[tuple[Window, np.ndarray]]] = {}
         single_pass: dict[int, list[tuple[float, np.ndarray]]] = {}
@@ -212,7 +213,7 @@ class Recognizer:
                     single_pass.setdefault(w.item, []).append((w.end - w.start, out.lang_logprobs[b].exp().numpy()))
             if on_progress:
                 on_progress(sum(w.end - w.start for w in batch))
-        decided.update(self._language(items, single_pass, langs) if single_pass else {})
+        decided.update(self._language(single_pass, langs) if single_pass else {})
         results = []
         for i in ok:
             it = items[i]

@@ -253,6 +253,12 @@ class HubertBackbone(Backbone):
     def finish(self, h: torch.Tensor) -> torch.Tensor:
         return self.model.encoder.layer_norm(h) if self.stable_layer_norm else h
 
+    def freeze(self) -> Backbone:
+        # Also tell transformers: otherwise its conv feature encoder marks its input as requiring
+        # grad in training mode, and every backward runs through the whole frontend for nothing.
+        self.model.feature_extractor._freeze_parameters()
+        return super().freeze()
+
 
 def _hf_config(ref: BackboneRef):
     from transformers import HubertConfig, Wav2Vec2Config, WhisperConfig

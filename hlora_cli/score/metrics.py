@@ -6,7 +6,7 @@ and counts them elsewhere (a missed word boundary is an error there)."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import jiwer
 
@@ -100,6 +100,3 @@ def score(refs: dict[str, tuple[str, str]], hyps: dict[str, tuple[str | None, st
     if has_lang:
         lid = sum(c[lang] for lang, c in confusion.items()) / len(refs)
     return SetScore(languages, average, lid, {k: dict(v) for k, v in confusion.items()} if has_lang else None)
-
-
-__all__ = ["LangScore", "SetScore", "asdict", "char_errors", "score"]

