@@ -176,7 +176,6 @@ def synth(
     jtalk_voice: Path = typer.Option(None, help="Open JTalk .htsvoice, for Japanese."),
 ) -> None:
     """Synthesise a speech corpus with espeak-ng (and Open JTalk for ja), 16 kHz mono, with a manifest."""
-    from hlora_cli.data.manifest import write_manifest
     from hlora_cli.data.synth import synth_corpus
 
     texts = {}
