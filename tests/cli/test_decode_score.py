@@ -80,6 +80,8 @@ def test_decode_skips_unreadable_files_with_nonzero_exit(tmp_path):
     assert "skipped bad:" in r.stdout and "bad.wav: cannot read audio" in r.stdout
     assert [json.loads(x)["id"] for x in (tmp_path / "out.jsonl").read_text().splitlines()] == ["ok"]
     assert (tmp_path / "out.text").read_text().startswith("ok")
+    meta = json.loads((tmp_path / "out.meta.json").read_text())
+    assert (meta["utterances"], meta["skipped"], meta["mode"]) == (1, 1, "single") and meta["rtf"] > 0
 
 
 def test_score_mismatched_ids_is_one_line(tmp_path, real_manifest):
@@ -88,3 +90,38 @@ def test_score_mismatched_ids_is_one_line(tmp_path, real_manifest):
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     assert "ids do not match: 20 reference id(s) without hypothesis" in r.stderr
     assert len(read_manifest(real_manifest)) == 20
+
+
+def test_score_systems_as_rows_with_rtf(tmp_path):
+    from hlora_cli.data.manifest import Utterance, write_manifest
+
+    write_manifest(
+        tmp_path / "ref.jsonl",
+        [Utterance("a", "a.wav", "en", "one two three"), Utterance("b", "b.wav", "ja", "今日は")],
+    )
+    rows = {
+        "good": [("a", "en", "one two three"), ("b", "ja", "今日は")],
+        "bad": [("a", "ja", "one two"), ("b", "ja", "明日は")],
+    }
+    for name, hyps in rows.items():
+        (tmp_path / f"{name}.jsonl").write_text(
+            "".join(json.dumps({"id": i, "lang": lang, "text": t}) + "\n" for i, lang, t in hyps)
+        )
+    (tmp_path / "good.meta.json").write_text(json.dumps({"rtf": 0.0123}))
+    r = hlora(
+        "score",
+        str(tmp_path / "ref.jsonl"),
+        str(tmp_path / "good.jsonl"),
+        str(tmp_path / "bad.jsonl"),
+        "--systems",
+        "good,bad",
+        "--markdown",
+        "--json",
+        str(tmp_path / "s.json"),
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] == "| system | en | ja | average | LID acc | RTF |"
+    assert r.stdout.splitlines()[2] == "| good | 0.0 | 0.0 | 0.0 | 100.0 | 0.0123 |"
+    # bad: en WER 1/3 (deletion), ja CER 1/3 (substitution), LID 1 of 2
+    assert r.stdout.splitlines()[3] == "| bad | 33.3 | 33.3 | 33.3 | 50.0 | - |"
+    assert json.loads((tmp_path / "s.json").read_text())["good"]["rtf"] == 0.0123
