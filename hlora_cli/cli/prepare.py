@@ -189,3 +189,14 @@ def synth(
             raise HloraError(f"{path}: sentence file not found") from e
     utts = synth_corpus(texts, split, per_language, out_dir, seed, jobs, jtalk_voice)
     _finish(ImportResult(utts), out_dir / "manifest.jsonl", None, 30.0)
+
+
+@app.command()
+def subset(
+    manifest: Path = typer.Argument(..., help="Manifest to filter."),
+    out: Path = OUT,
+    languages: str = typer.Option(..., "--languages", help="Comma-separated languages to keep."),
+    max_duration: float = MAXDUR,
+) -> None:
+    """Keep the utterances in the given languages (the others go to OUT.rejected.jsonl)."""
+    _finish(ImportResult(read_manifest(manifest)), out, languages, max_duration)

@@ -4,13 +4,13 @@
 # mode, KenLM, scoring, the k ablation; the same models on the 20 real clips next to Whisper-base
 # zero-shot; RESULTS.md at the end. Calls only the hlora CLI.
 #   ./run.sh [--stage N] [--stop-stage M] [--backbone DIR] [--langs "en de ..."] [--train N] [--dev N]
-#            [--test N] [--ks "1 2 3 4 5"] [--main-k K] [--steps N] [--smoke]
+#            [--test N] [--ks "1 2 3 4 5"] [--main-k K] [--steps N] [--batch-seconds S] [--smoke]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 shared=${SHARED:-$root/../shared}
 stage=1; stop_stage=6
-langs="en de fr es pt ko ja"; n_train=150; n_dev=20; n_test=40; ks="1 2 3 4 5"; main_k=3; steps=800
+langs="en de fr es pt ko ja"; n_train=150; n_dev=20; n_test=40; ks="1 2 3 4 5"; main_k=3; steps=800; batch=40
 backbone=${BACKBONE:-${HLORA_CACHE:-$HOME/.cache/hlora}/whisper-base}
 exp=${EXP:-$root/exp/tts_ml}
 while [[ $# -gt 0 ]]; do
@@ -19,7 +19,7 @@ while [[ $# -gt 0 ]]; do
     --backbone) backbone=$2; shift 2 ;;  --langs) langs=$2; shift 2 ;;
     --train) n_train=$2; shift 2 ;;  --dev) n_dev=$2; shift 2 ;;  --test) n_test=$2; shift 2 ;;
     --ks) ks=$2; shift 2 ;;  --main-k) main_k=$2; shift 2 ;;  --steps) steps=$2; shift 2 ;;
-    --exp) exp=$2; shift 2 ;;
+    --exp) exp=$2; shift 2 ;;  --batch-seconds) batch=$2; shift 2 ;;
     --smoke) langs="en ja"; n_train=6; n_dev=2; n_test=3; ks="1 3"; main_k=3; steps=4; exp=$root/exp/tts_ml_smoke
              shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
@@ -70,7 +70,7 @@ lid_weight: 1.0
 lr: 0.003
 warmup_steps: $(( steps / 10 + 1 ))
 max_steps: $steps
-batch_seconds: 40
+batch_seconds: $batch
 eval_every: $(( steps / 4 + 1 ))
 save_every: $(( steps / 4 + 1 ))
 metric: cer
@@ -90,17 +90,17 @@ fi
 decode_all() {  # decode_all INPUT OUTDIR: every system on one set
   local in=$1 out=$2 hl=$exp/ablate/k$main_k/best
   mkdir -p "$out"
-  "$hlora" decode "$in" --model "$exp/baseline/best" -o "$out/baseline.jsonl" || true
+  "$hlora" decode "$in" --model "$exp/baseline/best" -o "$out/baseline.jsonl"
   "$hlora" decode "$in" --model "$exp/lidlora/best" --mode two-stage --lid-model "$exp/baseline/best" \
-    -o "$out/two_stage.jsonl" || true
-  "$hlora" decode "$in" --model "$exp/lidlora/best" --mode oracle -o "$out/lidlora_oracle.jsonl" || true
+    -o "$out/two_stage.jsonl"
+  "$hlora" decode "$in" --model "$exp/lidlora/best" --mode oracle -o "$out/lidlora_oracle.jsonl"
   for k in $ks; do
-    "$hlora" decode "$in" --model "$exp/ablate/k$k/best" -o "$out/hlora_k$k.jsonl" || true
+    "$hlora" decode "$in" --model "$exp/ablate/k$k/best" -o "$out/hlora_k$k.jsonl"
   done
-  "$hlora" decode "$in" --model "$hl" --mode oracle -o "$out/hlora_oracle.jsonl" || true
+  "$hlora" decode "$in" --model "$hl" --mode oracle -o "$out/hlora_oracle.jsonl"
   "$hlora" decode "$in" --model "$hl" $(for l in $langs; do printf -- '--lm %s=%s ' "$l" "$exp/lm/$l.bin"; done) \
-    -o "$out/hlora_lm.jsonl" || true
-  "$hlora" decode "$in" --whisper "$backbone" -o "$out/whisper.jsonl" || true
+    -o "$out/hlora_lm.jsonl"
+  "$hlora" decode "$in" --whisper "$backbone" -o "$out/whisper.jsonl"
 }
 systems() {  # systems OUTDIR REF: the score table, systems as rows
   local out=$1 ref=$2 names="baseline,two-stage (LIDLoRA),LIDLoRA oracle" files=()
@@ -122,9 +122,10 @@ if want 4; then
 fi
 
 if want 5; then
-  log 5 "the same systems on the 20 real clips (../shared/data/real)"
-  decode_all "$shared/data/real/manifest.jsonl" "$exp/decode_real"
-  systems "$exp/decode_real" "$shared/data/real/manifest.jsonl" > "$exp/decode_real/table.md"
+  log 5 "the same systems on the real clips (../shared/data/real) in the trained languages"
+  "$hlora" prepare subset "$shared/data/real/manifest.jsonl" --languages "${langs// /,}" -o "$exp/real.jsonl"
+  decode_all "$exp/real.jsonl" "$exp/decode_real"
+  systems "$exp/decode_real" "$exp/real.jsonl" > "$exp/decode_real/table.md"
   cat "$exp/decode_real/table.md"
 fi
 
@@ -139,13 +140,14 @@ if want 6; then
     echo "utterances (test voices never used in training); $steps training steps per model; main k = $main_k."
     echo "MER: CER for ja and ko, WER otherwise (after text_normalization); RTF: decode wall time / audio."
     echo "Reproduce: \`recipes/tts_ml/run.sh --langs \"$langs\" --train $n_train --dev $n_dev --test $n_test"
-    echo "--ks \"$ks\" --main-k $main_k --steps $steps\`."
+    echo "--ks \"$ks\" --main-k $main_k --steps $steps --batch-seconds $batch\`."
     echo
     echo "## TTS test set"
     echo
     cat "$exp/decode_test/table.md"
     echo
-    echo "## The 20 real clips (models trained on synthetic speech; Italian is not a trained language)"
+    echo "## Real clips (../shared/data/real) in the trained languages ($(grep -c . "$exp/real.jsonl") of 20;"
+    echo "models trained on synthetic speech)"
     echo
     cat "$exp/decode_real/table.md"
     echo
