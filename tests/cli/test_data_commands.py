@@ -60,3 +60,12 @@ def test_folder_and_cv_commands(tmp_path):
     assert r.returncode == 0 and [u.lang for u in read_manifest(tmp_path / "f.jsonl")] == ["es"]
     r = hlora("prepare", "cv", str(tmp_path / "missing.tsv"), "-o", str(tmp_path / "c.jsonl"))
     assert r.returncode == 2 and "missing.tsv: Common Voice TSV not found" in r.stderr
+
+
+def test_subset_keeps_the_given_languages(real_manifest, tmp_path):
+    r = hlora("prepare", "subset", str(real_manifest), "--languages", "en,ja", "-o", str(tmp_path / "s.jsonl"))
+    assert r.returncode == 0, r.stderr
+    assert sorted({u.lang for u in read_manifest(tmp_path / "s.jsonl")}) == ["en", "ja"]
+    assert len(read_manifest(tmp_path / "s.jsonl")) == 4  # 3 English clips, 1 Japanese
+    rejected = [json.loads(x) for x in (tmp_path / "s.rejected.jsonl").read_text().splitlines()]
+    assert len(rejected) == 16 and all(r["reason"].startswith("unknown language: ") for r in rejected)
