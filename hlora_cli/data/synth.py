@@ -57,19 +57,32 @@ def synthesize(text: str, voice: Voice, out: Path) -> None:
     """One 16 kHz mono WAV at `out`."""
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.wav"
+        # text goes through a file: a sentence may start with "-" and read as an option
+        (Path(tmp) / "in.txt").write_text(text, encoding="utf-8")
         if voice.engine == "espeak":
             exe = shutil.which("espeak-ng")
             if exe is None:
                 raise HloraError("espeak-ng not found: apt-get install espeak-ng")
             _run(
-                [exe, "-v", voice.name, "-s", str(int(voice.speed)), "-p", str(int(voice.pitch)), "-w", str(raw), text],
+                [
+                    exe,
+                    "-v",
+                    voice.name,
+                    "-s",
+                    str(int(voice.speed)),
+                    "-p",
+                    str(int(voice.pitch)),
+                    "-w",
+                    str(raw),
+                    "-f",
+                    str(Path(tmp) / "in.txt"),
+                ],
                 f"espeak-ng ({voice.name})",
             )
         else:
             exe = shutil.which("open_jtalk")
             if exe is None:
                 raise HloraError("open_jtalk not found: apt-get install open-jtalk open-jtalk-mecab-naist-jdic")
-            (Path(tmp) / "in.txt").write_text(text, encoding="utf-8")
             _run(
                 [
                     exe,
@@ -87,6 +100,8 @@ def synthesize(text: str, voice: Voice, out: Path) -> None:
                 ],
                 "open_jtalk",
             )
+        if not raw.exists() or raw.stat().st_size <= 44:
+            raise HloraError(f"{voice.engine} wrote no audio for {text[:50]!r} (voice {voice.name})")
         sf.write(str(out), load_audio(raw), SAMPLE_RATE, subtype="PCM_16")
 
 

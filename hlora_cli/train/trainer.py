@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from hlora_cli.data.batching import DurationBatchSampler, duration_batches, load_waveforms
-from hlora_cli.data.vocab import Vocab, from_tokens, norm_text
+from hlora_cli.data.vocab import Vocab, norm_text
 from hlora_cli.errors import HloraError
-from hlora_cli.infer.ctc_decode import greedy_decode
+from hlora_cli.infer.ctc_decode import greedy_hypothesis
 from hlora_cli.model import BackboneRef, HLoRAModel, LIDConfig, LoRAConfig, ModelConfig, build_model
 from hlora_cli.model.backbone import detect_kind
 from hlora_cli.model.checkpoint import atomic_write
@@ -295,10 +295,10 @@ class Trainer:
         for idx in batches[self.dist.rank :: self.dist.world_size]:
             batch, out, parts = self._forward(data, idx, routing_mode)
             loss_sum += float(parts.ctc) * len(batch)
-            hyps = greedy_decode(out.log_probs.float(), out.out_lengths)
-            for e, ids, routed in zip(batch, hyps, out.langs.tolist(), strict=True):
-                code = langs[routed]
-                hyp = from_tokens([self.model.vocab(routed)[i] for i in ids], code)
+            log_probs = out.log_probs.float().cpu().numpy()
+            for b, (e, routed) in enumerate(zip(batch, out.langs.tolist(), strict=True)):
+                vocab, n = self.model.vocab(routed), int(out.out_lengths[b])
+                hyp = greedy_hypothesis(log_probs[b, :n, : len(vocab)], vocab, langs[routed], fps=1.0).text
                 ref = normalize(strip_language_prefix(norm_text(e.utt)), e.utt.lang)
                 errors, chars = char_errors([ref], [normalize(hyp, e.utt.lang)], e.utt.lang)
                 per[e.lang] += [errors, chars, 1, routed == e.lang]

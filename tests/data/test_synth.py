@@ -23,7 +23,7 @@ def test_test_voices_are_never_training_voices():
 def test_synth_corpus_is_16k_mono_and_deterministic(tmp_path):
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng not installed")
-    texts = {"en": ["good morning", "see you soon"], "de": ["guten morgen"]}
+    texts = {"en": ["good morning", "- starts with a dash"], "de": ["guten morgen"]}
     utts = synth_corpus(texts, "test", 3, tmp_path / "a", seed=5)
     assert [u.id for u in utts] == [f"{lang}_test_{i:05d}" for lang in ("de", "en") for i in range(3)]
     assert [u.text for u in utts if u.lang == "de"] == ["guten morgen"] * 3  # repeats with other voices
