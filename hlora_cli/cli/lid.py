@@ -21,8 +21,8 @@ def lid(
 ) -> None:
     """Identify the language of each utterance; with references, accuracy and a confusion matrix."""
     from hlora_cli.model import load_model
+    from hlora_cli.score.metrics import lid_confusion
     from hlora_cli.score.report import plot_confusion
-    from text_normalization.registry import base_language
 
     items = collect_inputs(inputs)
     m = load_model(model)
@@ -32,14 +32,10 @@ def lid(
     refs = {it.id: it.lang for it in items if it.lang}
     console.print(f"{len(report.results)} utterances -> {out}")
     if refs:
-        confusion: dict[str, dict[str, int]] = {}
-        for r in report.results:
-            if r.id in refs:
-                row = confusion.setdefault(base_language(refs[r.id]), {})
-                row[base_language(r.lang)] = row.get(base_language(r.lang), 0) + 1
-        correct = sum(row.get(ref, 0) for ref, row in confusion.items())
-        total = sum(sum(row.values()) for row in confusion.values())
-        console.print(f"LID accuracy {correct}/{total} = {100 * correct / max(1, total):.1f}%")
+        pairs = [(refs[r.id], r.lang) for r in report.results if r.id in refs]
+        confusion, accuracy = lid_confusion(pairs)
+        correct = round(accuracy * len(pairs))
+        console.print(f"LID accuracy {correct}/{len(pairs)} = {100 * accuracy:.1f}%")
         langs = sorted({h for row in confusion.values() for h in row} | set(confusion))
         console.print(
             "confusion (rows: reference, columns: predicted)\n" + "ref\\hyp " + " ".join(f"{x:>5}" for x in langs)

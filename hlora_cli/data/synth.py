@@ -53,53 +53,28 @@ def _run(cmd: list[str], what: str) -> None:
         raise HloraError(f"{what} failed: {r.stderr.strip()[-300:]}")
 
 
+def _command(voice: Voice, text_file: Path, raw: Path) -> list[str]:
+    """The synthesiser's command line (the text goes through a file: a sentence may start with
+    "-" and would read as an option)."""
+    if voice.engine == "espeak":
+        exe = shutil.which("espeak-ng")
+        hint = "apt-get install espeak-ng"
+        args = ["-v", voice.name, "-s", str(int(voice.speed)), "-p", str(int(voice.pitch)), "-w", str(raw), "-f"]
+    else:
+        exe = shutil.which("open_jtalk")
+        hint = "apt-get install open-jtalk open-jtalk-mecab-naist-jdic"
+        args = ["-x", JTALK_DIC, "-m", voice.name, "-r", str(voice.speed), "-fm", str(voice.pitch), "-ow", str(raw)]
+    if exe is None:
+        raise HloraError(f"{voice.engine} not found: {hint}")
+    return [exe, *args, str(text_file)]
+
+
 def synthesize(text: str, voice: Voice, out: Path) -> None:
     """One 16 kHz mono WAV at `out`."""
     with tempfile.TemporaryDirectory() as tmp:
-        raw = Path(tmp) / "raw.wav"
-        # text goes through a file: a sentence may start with "-" and read as an option
-        (Path(tmp) / "in.txt").write_text(text, encoding="utf-8")
-        if voice.engine == "espeak":
-            exe = shutil.which("espeak-ng")
-            if exe is None:
-                raise HloraError("espeak-ng not found: apt-get install espeak-ng")
-            _run(
-                [
-                    exe,
-                    "-v",
-                    voice.name,
-                    "-s",
-                    str(int(voice.speed)),
-                    "-p",
-                    str(int(voice.pitch)),
-                    "-w",
-                    str(raw),
-                    "-f",
-                    str(Path(tmp) / "in.txt"),
-                ],
-                f"espeak-ng ({voice.name})",
-            )
-        else:
-            exe = shutil.which("open_jtalk")
-            if exe is None:
-                raise HloraError("open_jtalk not found: apt-get install open-jtalk open-jtalk-mecab-naist-jdic")
-            _run(
-                [
-                    exe,
-                    "-x",
-                    JTALK_DIC,
-                    "-m",
-                    voice.name,
-                    "-r",
-                    str(voice.speed),
-                    "-fm",
-                    str(voice.pitch),
-                    "-ow",
-                    str(raw),
-                    str(Path(tmp) / "in.txt"),
-                ],
-                "open_jtalk",
-            )
+        raw, text_file = Path(tmp) / "raw.wav", Path(tmp) / "in.txt"
+        text_file.write_text(text, encoding="utf-8")
+        _run(_command(voice, text_file, raw), f"{voice.engine} ({voice.name})")
         if not raw.exists() or raw.stat().st_size <= 44:
             raise HloraError(f"{voice.engine} wrote no audio for {text[:50]!r} (voice {voice.name})")
         sf.write(str(out), load_audio(raw), SAMPLE_RATE, subtype="PCM_16")

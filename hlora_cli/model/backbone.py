@@ -36,11 +36,6 @@ class Features:
     def to(self, device: torch.device | str) -> Features:
         return Features(self.values.to(device), self.lengths.to(device))
 
-    def select(self, idx: torch.Tensor) -> Features:
-        """The sub-batch `idx`, trimmed to its own longest utterance."""
-        lengths = self.lengths[idx]
-        return Features(self.values[idx][..., : int(lengths.max())], lengths)
-
 
 def _as_numpy(w: np.ndarray | torch.Tensor) -> np.ndarray:
     if isinstance(w, torch.Tensor):

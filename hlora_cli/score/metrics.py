@@ -68,6 +68,16 @@ class SetScore:
         }
 
 
+def lid_confusion(pairs: list[tuple[str, str]]) -> tuple[dict[str, dict[str, int]], float]:
+    """(reference language -> predicted language -> count, accuracy) over (reference, predicted)
+    language pairs, compared by base language (en-IN counts as en)."""
+    confusion: dict[str, Counter] = defaultdict(Counter)
+    for ref, hyp in pairs:
+        confusion[base_language(ref)][base_language(hyp)] += 1
+    correct = sum(c[lang] for lang, c in confusion.items())
+    return {k: dict(v) for k, v in confusion.items()}, correct / max(1, len(pairs))
+
+
 def score(refs: dict[str, tuple[str, str]], hyps: dict[str, tuple[str | None, str]]) -> SetScore:
     """refs: id -> (language, text); hyps: id -> (language or None, text). Ids must match."""
     missing, extra = sorted(set(refs) - set(hyps)), sorted(set(hyps) - set(refs))
@@ -79,13 +89,10 @@ def score(refs: dict[str, tuple[str, str]], hyps: dict[str, tuple[str | None, st
             parts.append(f"{len(extra)} hypothesis id(s) not in the reference ({', '.join(extra[:3])}...)")
         raise HloraError("ids do not match: " + "; ".join(parts))
     by_lang: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    confusion: dict[str, Counter] = defaultdict(Counter)
     has_lang = all(h[0] for h in hyps.values())
     for utt, (lang, text) in refs.items():
         base = base_language(lang)
         by_lang[base].append((normalize(text, base), normalize(hyps[utt][1], base)))
-        if has_lang:
-            confusion[base][base_language(hyps[utt][0])] += 1
     languages = {}
     for lang, pairs in sorted(by_lang.items()):
         r, h = [p[0] for p in pairs], [p[1] for p in pairs]
@@ -96,7 +103,7 @@ def score(refs: dict[str, tuple[str, str]], hyps: dict[str, tuple[str | None, st
         s, d, i = (cs, cd, ci) if by_char else (ws, wd, wi)
         languages[lang] = LangScore(len(pairs), wer, cer, cer if by_char else wer, s, d, i)
     average = {k: sum(getattr(v, k) for v in languages.values()) / len(languages) for k in ("wer", "cer", "mer")}
-    lid = None
-    if has_lang:
-        lid = sum(c[lang] for lang, c in confusion.items()) / len(refs)
-    return SetScore(languages, average, lid, {k: dict(v) for k, v in confusion.items()} if has_lang else None)
+    confusion, lid = (
+        lid_confusion([(lang, hyps[utt][0]) for utt, (lang, _) in refs.items()]) if has_lang else (None, None)
+    )
+    return SetScore(languages, average, lid, confusion)
