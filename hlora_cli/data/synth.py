@@ -89,18 +89,22 @@ def synth_corpus(
     jobs: int = 2,
     jtalk_voice: Path | None = None,
     max_chars: int = 80,
+    min_letters: int = 3,
 ) -> list[Utterance]:
     """`per_language` utterances per language from its sentences (short ones first choice; a
-    sentence repeats with other voices when there are too few). Existing WAVs are kept."""
+    sentence repeats with other voices when there are too few). Sentences with fewer than
+    `min_letters` letters (treebank lines such as "?" or "-----") are left out: they give empty
+    transcripts after normalisation. Existing WAVs are kept."""
     if split not in ("train", "test"):
         raise HloraError(f"split must be train or test, got {split}")
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs_list: list[tuple[Utterance, Voice]] = []
     for lang, lines in sorted(texts.items()):
         rng = random.Random(f"{seed}-{lang}-{split}")
-        pool = [s.strip() for s in lines if s.strip() and len(s.strip()) <= max_chars] or [s.strip() for s in lines]
+        usable = [s.strip() for s in lines if sum(c.isalpha() for c in s) >= min_letters]
+        pool = [s for s in usable if len(s) <= max_chars] or usable
         if not pool:
-            raise HloraError(f"no sentences for language {lang}")
+            raise HloraError(f"no sentence with at least {min_letters} letters for language {lang}")
         rng.shuffle(pool)
         for i in range(per_language):
             text = pool[i % len(pool)]

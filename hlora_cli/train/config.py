@@ -35,7 +35,8 @@ class TrainConfig:
     lid_weight: float = 0.3
     predicted_route_prob: float = 0.0  # hlora: share of batches routed by the predicted language
     # optimisation
-    lr: float = 1e-3
+    lr: float = 1e-3  # LoRA adapters
+    head_lr: float | None = None  # CTC and LID heads (new, randomly initialised); default: lr
     weight_decay: float = 0.01
     warmup_steps: int = 100
     schedule: str = "linear"  # "linear" or "cosine" decay after warmup, or "constant"

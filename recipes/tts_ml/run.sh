@@ -4,13 +4,15 @@
 # mode, KenLM, scoring, the k ablation; the same models on the 20 real clips next to Whisper-base
 # zero-shot; RESULTS.md at the end. Calls only the hlora CLI.
 #   ./run.sh [--stage N] [--stop-stage M] [--backbone DIR] [--langs "en de ..."] [--train N] [--dev N]
-#            [--test N] [--ks "1 2 3 4 5"] [--main-k K] [--steps N] [--batch-seconds S] [--smoke]
+#            [--test N] [--ks "1 2 3 4 5"] [--main-k K] [--steps N] [--batch-seconds S] [--lr LR]
+#            [--head-lr LR] [--smoke]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 shared=${SHARED:-$root/../shared}
 stage=1; stop_stage=6
-langs="en de fr es pt ko ja"; n_train=150; n_dev=20; n_test=40; ks="1 2 3 4 5"; main_k=3; steps=800; batch=40
+langs="en de fr es pt ko ja"; n_train=200; n_dev=15; n_test=40; ks="1 3 5"; main_k=3; steps=800; batch=16
+lr=1e-3; head_lr=1e-2
 backbone=${BACKBONE:-${HLORA_CACHE:-$HOME/.cache/hlora}/whisper-base}
 exp=${EXP:-$root/exp/tts_ml}
 while [[ $# -gt 0 ]]; do
@@ -20,7 +22,9 @@ while [[ $# -gt 0 ]]; do
     --train) n_train=$2; shift 2 ;;  --dev) n_dev=$2; shift 2 ;;  --test) n_test=$2; shift 2 ;;
     --ks) ks=$2; shift 2 ;;  --main-k) main_k=$2; shift 2 ;;  --steps) steps=$2; shift 2 ;;
     --exp) exp=$2; shift 2 ;;  --batch-seconds) batch=$2; shift 2 ;;
-    --smoke) langs="en ja"; n_train=6; n_dev=2; n_test=3; ks="1 3"; main_k=3; steps=4; exp=$root/exp/tts_ml_smoke
+    --lr) lr=$2; shift 2 ;;  --head-lr) head_lr=$2; shift 2 ;;
+    --smoke) langs="en ja"; n_train=6; n_dev=2; n_test=3; ks="1 3"; main_k=3; steps=4; batch=30
+             exp=$root/exp/tts_ml_smoke
              shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -67,10 +71,12 @@ vocab: $exp/vocab.json
 lora_rank: 8
 lora_alpha: 16
 lid_weight: 1.0
-lr: 0.003
+lr: $lr
+head_lr: $head_lr
 warmup_steps: $(( steps / 10 + 1 ))
 max_steps: $steps
 batch_seconds: $batch
+max_duration: $batch
 eval_every: $(( steps / 4 + 1 ))
 save_every: $(( steps / 4 + 1 ))
 metric: cer
@@ -140,7 +146,7 @@ if want 6; then
     echo "utterances (test voices never used in training); $steps training steps per model; main k = $main_k."
     echo "MER: CER for ja and ko, WER otherwise (after text_normalization); RTF: decode wall time / audio."
     echo "Reproduce: \`recipes/tts_ml/run.sh --langs \"$langs\" --train $n_train --dev $n_dev --test $n_test"
-    echo "--ks \"$ks\" --main-k $main_k --steps $steps --batch-seconds $batch\`."
+    echo "--ks \"$ks\" --main-k $main_k --steps $steps --batch-seconds $batch --lr $lr --head-lr $head_lr\`."
     echo
     echo "## TTS test set"
     echo

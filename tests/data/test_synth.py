@@ -23,12 +23,18 @@ def test_test_voices_are_never_training_voices():
 def test_synth_corpus_is_16k_mono_and_deterministic(tmp_path):
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng not installed")
-    texts = {"en": ["good morning", "- starts with a dash"], "de": ["guten morgen"]}
+    texts = {"en": ["good morning", "- starts with a dash", "?", "-----"], "de": ["guten morgen"]}
     utts = synth_corpus(texts, "test", 3, tmp_path / "a", seed=5)
     assert [u.id for u in utts] == [f"{lang}_test_{i:05d}" for lang in ("de", "en") for i in range(3)]
     assert [u.text for u in utts if u.lang == "de"] == ["guten morgen"] * 3  # repeats with other voices
+    assert {u.text for u in utts if u.lang == "en"} == {"good morning", "- starts with a dash"}
     for u in utts:
         info = audio_info(u.audio)
         assert (info.sample_rate, info.channels) == (16000, 1) and 0.3 < info.duration < 5
     again = synth_corpus(texts, "test", 3, tmp_path / "b", seed=5)
     assert [open(u.audio, "rb").read() for u in utts] == [open(u.audio, "rb").read() for u in again]
+
+
+def test_synth_corpus_rejects_a_language_without_real_sentences(tmp_path):
+    with pytest.raises(HloraError, match="no sentence with at least 3 letters for language en"):
+        synth_corpus({"en": ["?", "-----", "ok"]}, "train", 2, tmp_path)

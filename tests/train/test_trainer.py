@@ -234,3 +234,19 @@ def test_ddp_with_torchrun_two_processes(tiny_backbone, tmp_path):
     assert sorted(resumed) == list(range(1, 31))
     for step in range(1, 31):
         assert resumed[step] == pytest.approx(whole[step], abs=1e-5), step
+
+
+def test_heads_train_at_head_lr_and_lora_at_lr(tiny_backbone, tmp_path):
+    manifest, vocab = make_corpus(tmp_path / "data")
+    trainer = Trainer(config(tiny_backbone, manifest, vocab, head_lr=0.02), tmp_path / "run")
+    lora, heads = trainer.optimizer.param_groups
+    model = trainer.model
+    head_params = {id(p) for p in [*model.ctc_heads.parameters(), *model.lid_head.parameters()]}
+    assert {id(p) for p in heads["params"]} == head_params
+    assert {id(p) for p in lora["params"]} == {
+        id(p) for m in model.lora_modules() for p in m.parameters() if p.requires_grad
+    }
+    assert (lora["initial_lr"], heads["initial_lr"]) == (5e-3, 0.02)
+    # without head_lr both groups follow lr
+    same = Trainer(config(tiny_backbone, manifest, vocab), tmp_path / "run2").optimizer.param_groups
+    assert [g["initial_lr"] for g in same] == [5e-3, 5e-3]
