@@ -98,6 +98,20 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> TrainConfig:
         unknown = sorted(set(loaded) - known)
         if unknown:
             raise HloraError(f"{path}: unknown setting(s) {', '.join(unknown)}")
-        values.update(loaded)
+        values.update({k: _coerce(path, k, v) for k, v in loaded.items()})
     values.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig(**values)
+
+
+_NUMBERS = {f.name: f.type for f in fields(TrainConfig) if f.type in ("float", "int", "float | None", "int | None")}
+
+
+def _coerce(path: Path, key: str, value: Any) -> Any:
+    """YAML 1.1 reads `1e-3` (no dot) as a string; accept it as the number it is meant to be."""
+    kind = _NUMBERS.get(key)
+    if kind is None or value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    try:
+        return float(value) if kind.startswith("float") else int(value)
+    except (TypeError, ValueError):
+        raise HloraError(f"{path}: setting {key} must be a number, got {value!r}") from None

@@ -183,6 +183,12 @@ def test_missing_settings_are_clear_errors(tmp_path):
     (tmp_path / "run.yaml").write_text("lr: 0.1\nlearning_rate: 2\n")
     with pytest.raises(HloraError, match=r"run.yaml: unknown setting\(s\) learning_rate"):
         load_config(tmp_path / "run.yaml", {})
+    (tmp_path / "run.yaml").write_text("lr: 1e-3\nhead_lr: 2E-2\nmax_steps: 7\n")  # YAML 1.1 strings
+    cfg = load_config(tmp_path / "run.yaml", {})
+    assert (cfg.lr, cfg.head_lr, cfg.max_steps) == (1e-3, 2e-2, 7)
+    (tmp_path / "run.yaml").write_text("lr: fast\n")
+    with pytest.raises(HloraError, match=r"run.yaml: setting lr must be a number, got 'fast'"):
+        load_config(tmp_path / "run.yaml", {})
     (tmp_path / "run.yaml").write_text("lr: 0.1\nk: 3\n")
     assert (
         load_config(tmp_path / "run.yaml", {"lr": None, "k": 5}).lr,
