@@ -22,6 +22,7 @@ from hlora_cli.infer.ctc_decode import BeamDecoder, Hypothesis, greedy_hypothesi
 from hlora_cli.infer.inputs import Item, item_duration
 from hlora_cli.infer.long_audio import Window, stitch, windows
 from hlora_cli.model import HLoRAModel
+from hlora_cli.model.backbone import Features
 
 MODES = ("single", "two-stage", "oracle")
 
@@ -119,13 +120,25 @@ class Recognizer:
             current.append(w)
         return batches + ([current] if current else [])
 
-    def _load(self, items: list[Item], batch: list[Window]):
-        waves = []
+    def _load(
+        self, items: list[Item], batch: list[Window], failed: dict[int, str]
+    ) -> tuple[Features | None, list[Window]]:
+        """Features of the windows that decode, and those windows. A window whose data does not
+        decode (a header that reads, data that does not) marks its recording in `failed`, and the
+        recording's other windows are dropped from then on."""
+        waves, kept = [], []
         for w in batch:
+            if w.item in failed:
+                continue
             it = items[w.item]
             offset = it.start or 0.0
-            waves.append(load_audio(it.audio, offset + w.start, offset + w.end))
-        return self.model.prepare(waves)
+            try:
+                waves.append(load_audio(it.audio, offset + w.start, offset + w.end))
+            except HloraError as e:
+                failed[w.item] = str(e)
+                continue
+            kept.append(w)
+        return (self.model.prepare(waves) if kept else None), kept
 
     def _usable(self, items: list[Item]) -> tuple[list[int], list[tuple[str, str]]]:
         """Indices of items whose audio can be read (header), and (id, reason) for the others."""
@@ -144,12 +157,15 @@ class Recognizer:
         items: list[Item],
         wins: list[Window],
         model: HLoRAModel,
+        failed: dict[int, str],
         on_progress: Callable[[float], None] | None = None,
     ) -> dict[int, list[tuple[float, np.ndarray]]]:
         probs: dict[int, list[tuple[float, np.ndarray]]] = {}
         for batch in self._batches(wins):
-            for w, p in zip(batch, model.identify(self._load(items, batch)).exp().numpy(), strict=True):
-                probs.setdefault(w.item, []).append((w.end - w.start, p))
+            feats, kept = self._load(items, batch, failed)
+            if kept:
+                for w, p in zip(kept, model.identify(feats).exp().numpy(), strict=True):
+                    probs.setdefault(w.item, []).append((w.end - w.start, p))
             if on_progress:
                 on_progress(sum(w.end - w.start for w in batch))
         return probs
@@ -162,9 +178,18 @@ class Recognizer:
         ok, skipped = self._usable(items)
         model = self.lid_model if self.opt.mode == "two-stage" else self.model
         wins = [w for i in ok for w in windows(i, items[i].duration, self.window, self.opt.overlap)]
-        decided = self._language(self._lid_pass(items, wins, model, on_progress), model.languages)
+        failed: dict[int, str] = {}
+        decided = self._language(self._lid_pass(items, wins, model, failed, on_progress), model.languages)
+        ok, skipped = self._drop_failed(items, ok, skipped, failed)
         results = [Result(items[i].id, *decided[i], "", [], items[i].duration) for i in ok]
         return Report(results, skipped, sum(items[i].duration for i in ok), time.time() - start)
+
+    @staticmethod
+    def _drop_failed(
+        items: list[Item], ok: list[int], skipped: list[tuple[str, str]], failed: dict[int, str]
+    ) -> tuple[list[int], list[tuple[str, str]]]:
+        """Recordings with a window that did not decode are skipped as a whole (no partial text)."""
+        return [i for i in ok if i not in failed], skipped + [(items[i].id, failed[i]) for i in ok if i in failed]
 
     @torch.no_grad()
     def run(self, items: list[Item], on_progress: Callable[[float], None] | None = None) -> Report:
@@ -185,8 +210,10 @@ class Recognizer:
         lid_model = self.lid_model if mode == "two-stage" else model
         first_pass = mode == "two-stage" or (mode == "single" and multi)
         probs = {}
+        failed: dict[int, str] = {}
         if first_pass:
-            probs = self._lid_pass(items, [w for w in wins if mode == "two-stage" or w.item in multi], lid_model)
+            wanted = [w for w in wins if mode == "two-stage" or w.item in multi]
+            probs = self._lid_pass(items, wanted, lid_model, failed)
         decided = self._language(probs, lid_model.languages) if probs else {}
         # Pass 2: decode every window, routed by the decided, given or (single pass) predicted language.
         parts: dict[int, list[tuple[Window, np.ndarray]]] = {}
@@ -198,8 +225,10 @@ class Recognizer:
 
         # Windows with a known language and those routed by their own LID are batched apart.
         groups = [[w for w in wins if fixed(w) is not None], [w for w in wins if fixed(w) is None]]
-        for batch in [b for group in groups for b in self._batches(group)]:
-            feats = self._load(items, batch)
+        for full in [b for group in groups for b in self._batches(group)]:
+            feats, batch = self._load(items, full, failed)
+            if not batch:
+                continue
             if fixed(batch[0]) is not None:
                 out = model(feats, "oracle", model.lang_index([fixed(w) for w in batch]))
             else:
@@ -212,8 +241,9 @@ class Recognizer:
                 if out.lang_logprobs is not None and w.item not in decided:
                     single_pass.setdefault(w.item, []).append((w.end - w.start, out.lang_logprobs[b].exp().numpy()))
             if on_progress:
-                on_progress(sum(w.end - w.start for w in batch))
+                on_progress(sum(w.end - w.start for w in full))
         decided.update(self._language(single_pass, langs) if single_pass else {})
+        ok, skipped = self._drop_failed(items, ok, skipped, failed)
         results = []
         for i in ok:
             it = items[i]

@@ -75,3 +75,23 @@ def test_unreadable_file_is_skipped_and_others_decoded(items, tmp_path):
     assert report.skipped[0][0] == "bad" and "bad.wav: cannot read audio" in report.skipped[0][1]
     torch.manual_seed(0)
     assert report.rtf > 0 and np.isclose(report.audio_seconds, 0.9 + 0.5 + 1.2 + 0.7 + 0.6)
+
+
+@pytest.mark.parametrize("mode", ["single", "two-stage"])
+def test_corrupt_data_behind_a_valid_header_is_skipped(items, tmp_path, mode):
+    """The header reads (so the file passes the first check); its data does not decode."""
+    sf.write(str(tmp_path / "good.flac"), waves([1.5], seed=3)[0], 16000)
+    data = bytearray((tmp_path / "good.flac").read_bytes())
+    data[len(data) // 3 :] = bytes((b * 7 + 13) % 256 for b in data[len(data) // 3 :])
+    (tmp_path / "bad.flac").write_bytes(bytes(data))
+    first = model("baseline", 2) if mode == "two-stage" else None
+    m = model("lidlora", 3) if mode == "two-stage" else model("hlora", 0)
+    clean = Recognizer(m, DecodeOptions(mode=mode), lid_model=first).run(items)
+    report = Recognizer(m, DecodeOptions(mode=mode), lid_model=first).run(
+        [*items[:2], Item("bad", str(tmp_path / "bad.flac")), *items[2:]]
+    )
+    assert [(r.id, r.lang, r.text) for r in report.results] == [(r.id, r.lang, r.text) for r in clean.results]
+    assert report.skipped == [
+        ("bad", f"{tmp_path / 'bad.flac'}: cannot decode audio (Error : flac decoder lost sync.)")
+    ]
+    assert np.isclose(report.audio_seconds, clean.audio_seconds)
