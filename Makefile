@@ -47,8 +47,8 @@ smoke: install system-deps whisper-base kenlm
 	bash recipes/tts_ml/run.sh --smoke
 
 lint: install
-	$(BIN)/ruff check hlora_cli text_normalization tests bench
-	$(BIN)/ruff format --check hlora_cli text_normalization tests bench
+	$(BIN)/ruff check hlora_cli text_normalization tests bench recipes
+	$(BIN)/ruff format --check hlora_cli text_normalization tests bench recipes
 
 test: install system-deps whisper-base kenlm lint
 	$(BIN)/python -m pytest -q
