@@ -13,7 +13,7 @@ root=$(cd "$here/../.." && pwd)
 shared=${SHARED:-$root/../shared}
 stage=1; stop_stage=7
 langs="en de fr es pt ko ja"; n_train=200; n_dev=15; n_test=40; ks="1 3 5"; main_k=3; steps=800; batch=16
-lr=1e-3; head_lr=1e-2
+lr=5e-4; head_lr=5e-3
 backbone=${BACKBONE:-${HLORA_CACHE:-$HOME/.cache/hlora}/whisper-base}
 exp=${EXP:-$root/exp/tts_ml}
 while [[ $# -gt 0 ]]; do
