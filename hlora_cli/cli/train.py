@@ -43,6 +43,9 @@ def train(
     max_steps: int = typer.Option(None),
     epochs: float = typer.Option(None),
     batch_seconds: float = typer.Option(None, help="Padded audio seconds per batch."),
+    batching: str = typer.Option(
+        None, help="sorted (default: by duration, least padding) or mixed (every batch mixes languages)."
+    ),
     grad_accum: int = typer.Option(None),
     max_duration: float = typer.Option(None, help="Skip longer utterances (counted)."),
     eval_every: int = typer.Option(None),
@@ -79,6 +82,7 @@ def train(
         max_steps=max_steps,
         epochs=epochs,
         batch_seconds=batch_seconds,
+        batching=batching,
         grad_accum=grad_accum,
         max_duration=max_duration,
         eval_every=eval_every,

@@ -1,9 +1,13 @@
-"""Batches by total (padded) audio seconds from duration buckets, and loading them.
+"""Batches by total (padded) audio seconds, and loading them.
 
-The sampler is a pure function of (seed, epoch): utterances are sorted by a jittered duration so
-that a batch holds utterances of similar length (little padding) while batch composition still
-varies between epochs; batch order is shuffled. Under DDP every rank computes the same global
-list and takes every world_size-th batch, so a position in it is the whole sampler state."""
+The sampler is a pure function of (seed, epoch). "sorted" batching orders utterances by a jittered
+duration, so a batch holds utterances of similar length (little padding) while its composition
+still varies between epochs. But where languages differ in length (Japanese sentences spoken at
+twice the length of English ones), sorted batches hold one language each, and the LID head and the
+shared LoRA are pulled towards one language per step. "mixed" batching packs a random order, so
+every batch mixes languages, at the price of padding. Batch order is shuffled. Under DDP every
+rank computes the same global list and takes every world_size-th batch, so a position in it is the
+whole sampler state."""
 
 from __future__ import annotations
 
@@ -24,13 +28,21 @@ class Example:
     targets: list[int]  # token ids in the inventory of the head that trains on it
 
 
+BATCHINGS = ("mixed", "sorted")
+
+
 def duration_batches(
-    durations: list[float], batch_seconds: float, seed: int, epoch: int, shuffle: bool = True
+    durations: list[float], batch_seconds: float, seed: int, epoch: int, shuffle: bool = True, mixed: bool = False
 ) -> list[list[int]]:
-    """Indices grouped so that (longest utterance x batch size) <= batch_seconds."""
+    """Indices grouped so that (longest utterance x batch size) <= batch_seconds; consecutive in
+    (jittered) duration order, or in a random order when `mixed`."""
     rng = random.Random(seed * 100_003 + epoch)
-    jitter = [d * (1 + rng.uniform(-0.1, 0.1)) if shuffle else d for d in durations]
-    order = sorted(range(len(durations)), key=lambda i: jitter[i])
+    if mixed:
+        order = list(range(len(durations)))
+        rng.shuffle(order)
+    else:
+        jitter = [d * (1 + rng.uniform(-0.1, 0.1)) if shuffle else d for d in durations]
+        order = sorted(range(len(durations)), key=lambda i: jitter[i])
     batches: list[list[int]] = []
     current: list[int] = []
     longest = 0.0
@@ -59,7 +71,10 @@ class DurationBatchSampler:
         shuffle: bool = True,
         rank: int = 0,
         world_size: int = 1,
+        batching: str = "sorted",
     ) -> None:
+        if batching not in BATCHINGS:
+            raise HloraError(f"unknown batching '{batching}': choose mixed or sorted")
         if not durations:
             raise HloraError("no utterances to train on")
         if batch_seconds < max(durations):
@@ -68,12 +83,12 @@ class DurationBatchSampler:
                 "raise it or lower --max-duration"
             )
         self.durations, self.batch_seconds, self.seed, self.shuffle = durations, batch_seconds, seed, shuffle
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size, self.mixed = rank, world_size, batching == "mixed"
         self.epoch, self.position = 0, 0
         self._batches = self._epoch_batches(0)
 
     def _epoch_batches(self, epoch: int) -> list[list[int]]:
-        batches = duration_batches(self.durations, self.batch_seconds, self.seed, epoch, self.shuffle)
+        batches = duration_batches(self.durations, self.batch_seconds, self.seed, epoch, self.shuffle, self.mixed)
         usable = len(batches) // self.world_size * self.world_size
         if usable == 0:
             raise HloraError(f"{len(batches)} batch(es) per epoch cannot be shared by {self.world_size} processes")

@@ -43,6 +43,7 @@ class TrainConfig:
     max_steps: int | None = None
     epochs: float | None = None
     batch_seconds: float = 120.0
+    batching: str = "sorted"  # "sorted": by duration, least padding; "mixed": languages mixed in every batch
     grad_accum: int = 1
     clip: float = 1.0
     seed: int = 0
@@ -72,6 +73,8 @@ class TrainConfig:
             raise HloraError(f"unknown --metric {self.metric}: choose cer, loss or lid_acc")
         if self.schedule not in ("linear", "cosine", "constant"):
             raise HloraError(f"unknown schedule {self.schedule}: choose linear, cosine or constant")
+        if self.batching not in ("mixed", "sorted"):
+            raise HloraError(f"unknown batching {self.batching}: choose mixed or sorted")
         if self.grad_accum < 1:
             raise HloraError("--grad-accum must be >= 1")
 

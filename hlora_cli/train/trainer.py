@@ -128,7 +128,12 @@ class Trainer:
         self.model: HLoRAModel = build_model(model_config(cfg, self.vocab, languages)).to(self.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.sampler = DurationBatchSampler(
-            self.train_data.durations, cfg.batch_seconds, cfg.seed, rank=self.dist.rank, world_size=self.dist.world_size
+            self.train_data.durations,
+            cfg.batch_seconds,
+            cfg.seed,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+            batching=cfg.batching,
         )
         self.total_steps = cfg.max_steps or math.ceil(cfg.epochs * len(self.sampler) / cfg.grad_accum)
         self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg), weight_decay=cfg.weight_decay)
