@@ -83,12 +83,14 @@ class DurationBatchSampler:
                 "raise it or lower --max-duration"
             )
         self.durations, self.batch_seconds, self.seed, self.shuffle = durations, batch_seconds, seed, shuffle
-        self.rank, self.world_size, self.mixed = rank, world_size, batching == "mixed"
+        self.rank, self.world_size, self.batching = rank, world_size, batching
         self.epoch, self.position = 0, 0
         self._batches = self._epoch_batches(0)
 
     def _epoch_batches(self, epoch: int) -> list[list[int]]:
-        batches = duration_batches(self.durations, self.batch_seconds, self.seed, epoch, self.shuffle, self.mixed)
+        batches = duration_batches(
+            self.durations, self.batch_seconds, self.seed, epoch, self.shuffle, self.batching == "mixed"
+        )
         usable = len(batches) // self.world_size * self.world_size
         if usable == 0:
             raise HloraError(f"{len(batches)} batch(es) per epoch cannot be shared by {self.world_size} processes")

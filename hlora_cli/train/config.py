@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from hlora_cli.data.batching import BATCHINGS
 from hlora_cli.errors import HloraError
 from hlora_cli.model.config import LORA_TARGETS
 
@@ -73,7 +74,7 @@ class TrainConfig:
             raise HloraError(f"unknown --metric {self.metric}: choose cer, loss or lid_acc")
         if self.schedule not in ("linear", "cosine", "constant"):
             raise HloraError(f"unknown schedule {self.schedule}: choose linear, cosine or constant")
-        if self.batching not in ("mixed", "sorted"):
+        if self.batching not in BATCHINGS:
             raise HloraError(f"unknown batching {self.batching}: choose mixed or sorted")
         if self.grad_accum < 1:
             raise HloraError("--grad-accum must be >= 1")

@@ -61,12 +61,11 @@ def model_config(cfg: TrainConfig, vocab: Vocab, languages: list[str]) -> ModelC
     )
 
 
-def param_groups(model: HLoRAModel, cfg: TrainConfig) -> list[dict]:
+def param_groups(model: HLoRAModel, trainable: list[torch.nn.Parameter], cfg: TrainConfig) -> list[dict]:
     """LoRA at `lr`; the heads at `head_lr`. The heads start from random weights and need large
     steps, while LoRA steps that large move the frozen encoder's features faster than a head on
     top of them can follow (on 7 languages, lr 5e-3 for everything kept the LID head at chance)."""
     head_ids = {id(p) for head in (model.ctc_heads, model.lid_head) if head is not None for p in head.parameters()}
-    trainable = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in trainable if id(p) not in head_ids], "lr": cfg.lr},
         {"params": [p for p in trainable if id(p) in head_ids], "lr": cfg.head_lr or cfg.lr},
@@ -136,7 +135,7 @@ class Trainer:
             batching=cfg.batching,
         )
         self.total_steps = cfg.max_steps or math.ceil(cfg.epochs * len(self.sampler) / cfg.grad_accum)
-        self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg), weight_decay=cfg.weight_decay)
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, self.params, cfg), weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg, self.total_steps))
         self.step, self.best, self.evals_since_best, self.bad_in_a_row, self.bad_total = 0, None, 0, 0, 0
         self.last_eval: dict = {}
