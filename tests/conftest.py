@@ -121,8 +121,9 @@ def real_manifest() -> Path:
 
 @pytest.fixture(scope="session")
 def espeak_run(whisper_base, tmp_path_factory) -> tuple[Path, Path]:
-    """A tiny HLoRA (k=2, rank 8) on the real Whisper-base, trained for 200 steps on 2 x 16 espeak-ng
-    sentences (en, de). Returns (run dir, corpus dir). Shared by the learning and decoding tests."""
+    """A tiny HLoRA (k=4: 4 shared layers, LID after layer 4, 2 per-language layers; rank 8) on the
+    real Whisper-base, trained for 200 steps on 2 x 16 espeak-ng sentences (en, de). Returns
+    (run dir, corpus dir). Shared by the learning and decoding tests."""
     from tests.cli.test_info import hlora
     from tests.speech import synthesize
 
@@ -135,7 +136,7 @@ def espeak_run(whisper_base, tmp_path_factory) -> tuple[Path, Path]:
         "--model-type",
         "hlora",
         "--k",
-        "2",
+        "4",
         "--backbone",
         str(whisper_base),
         "--train",

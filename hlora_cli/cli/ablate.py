@@ -14,12 +14,14 @@ from hlora_cli.train.config import load_config
 
 
 def ablate(
-    k: str = typer.Option(..., "--k", help="Comma-separated k values, e.g. 1,3,6,9,11."),
+    k: str = typer.Option(..., "--k", help="Comma-separated k (shared lower layers), e.g. 1,3,6,9,11."),
     config: Path = typer.Option(..., "--config", help="Training settings (YAML) shared by every k."),
     dev: str = typer.Option(None, help="Dev manifest (default: dev of the config)."),
     test: str = typer.Option(None, help="Test manifest."),
     out: Path = typer.Option(..., "-o", "--out", help="Folder: k<K>/ runs, ablation.md, .json and .png."),
     max_steps: int = typer.Option(None, help="Override the config's max_steps."),
+    device: str = typer.Option("auto", help="Decoding: auto (the GPU when there is one), cpu, cuda or cuda:N."),
+    dtype: str = typer.Option("fp32", help="Decoding: fp32, bf16 or fp16 (CUDA only)."),
 ) -> None:
     """Train and decode one HLoRA per k (finished k are skipped); write the per-language table and plot."""
     try:
@@ -29,6 +31,11 @@ def ablate(
     cfg = load_config(config, {"dev": dev, "max_steps": max_steps, "model_type": "hlora", "k": ks[0]})
     if not cfg.dev:
         raise HloraError("ablate needs a dev set: --dev or dev: in the config")
+    from hlora_cli.device import check_dtype, resolve_device
+    from hlora_cli.infer.runner import DecodeOptions
+
+    check_dtype(dtype, resolve_device(device))  # before any training
+    options = DecodeOptions(mode="single", device=device, dtype=dtype)
     console = Console()
     results = run_ablation(
         cfg,
@@ -39,6 +46,7 @@ def ablate(
             f"k={r['k']}: dev avg {100 * r['dev']['average']:.1f}%"
             + (f", test avg {100 * r['test']['average']:.1f}%" if "test" in r else "")
         ),
+        options=options,
     )
     console.print(Markdown((out / "ablation.md").read_text()))
     console.print(f"{len(results)} k values -> {out / 'ablation.md'}, {out / 'ablation.json'}, {out / 'ablation.png'}")

@@ -65,7 +65,12 @@ def decode(
     out: Path = typer.Option(..., "-o", "--out", help="Output JSONL (a Kaldi text file is written beside it)."),
     model: Path = typer.Option(None, "--model", help="Model directory (RUN_DIR/best)."),
     mode: str = typer.Option("single", help="single, two-stage or oracle."),
-    lid_model: Path = typer.Option(None, "--lid-model", help="two-stage: the model whose LID picks the language."),
+    routing: str = typer.Option(
+        "hard", help="single pass: hard (LID argmax, merged fast path), soft (LoRA mixed by LID posterior) or top2."
+    ),
+    lid_model: Path = typer.Option(
+        None, "--lid-model", help="two-stage: the model whose LID picks the language (ctc, shared-lora or hlora)."
+    ),
     lang: str = typer.Option(None, "--lang", help="oracle: language for inputs that do not carry one."),
     decoder: str = typer.Option("greedy", help="greedy or beam."),
     beam_width: int = typer.Option(32),
@@ -80,6 +85,8 @@ def decode(
         None, help="Whisper: restrict language detection to these (comma-separated)."
     ),
     threads: int = typer.Option(None, help="CPU threads (torch)."),
+    device: str = typer.Option("auto", help="auto (the GPU when there is one), cpu, cuda or cuda:N."),
+    dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16 (CUDA only): autocast."),
 ) -> None:
     """Transcribe; writes id, lang, lang_probs, text and word times per utterance."""
     import torch
@@ -103,11 +110,31 @@ def decode(
 
     lms = parse_lms(lm)
     options = DecodeOptions(
-        mode, "beam" if lms else decoder, beam_width, lms, lm_alpha, lm_beta, batch_seconds, window, overlap, lang
+        mode=mode,
+        routing=routing,
+        decoder="beam" if lms else decoder,
+        beam_width=beam_width,
+        lms=lms,
+        lm_alpha=lm_alpha,
+        lm_beta=lm_beta,
+        batch_seconds=batch_seconds,
+        window=window,
+        overlap=overlap,
+        lang=lang,
+        device=device,
+        dtype=dtype,
     )
     if options.decoder not in ("greedy", "beam"):
         raise HloraError(f"unknown decoder {decoder}: choose greedy or beam")
     first = load_model(lid_model) if lid_model is not None else None
     recognizer = Recognizer(load_model(model), options, first)
-    system = {"model": str(model), "mode": mode, "decoder": options.decoder, "lid_model": str(lid_model or "")}
+    system = {
+        "model": str(model),
+        "mode": mode,
+        "routing": routing,
+        "decoder": options.decoder,
+        "lid_model": str(lid_model or ""),
+        "device": str(recognizer.device),
+        "dtype": dtype,
+    }
     finish(run_with_progress(recognizer.run, items, mode), out, system)

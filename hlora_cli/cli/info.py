@@ -12,10 +12,10 @@ from hlora_cli.model import load_model
 
 
 def info(
-    model_dir: Path = typer.Argument(..., help="A model directory (config.json + adapters.safetensors)."),
+    model_dir: Path = typer.Argument(..., help="A model directory (config.json + the trained weights)."),
     backbone: str = typer.Option(None, help="Load the backbone from here instead of the saved reference."),
 ) -> None:
-    """Show a model's backbone, type, languages, k and trainable/frozen parameter counts."""
+    """Show a model's backbone, type, layer layout, languages, units and parameter counts."""
     model = load_model(model_dir, backbone=backbone)
     cfg = model.config
     trainable, frozen = model.parameter_counts()
@@ -27,14 +27,41 @@ def info(
         ("backbone", f"{ref.kind}: {source}"),
         ("fingerprint", ref.fingerprint),
         ("layers", f"{model.backbone.num_layers} x {model.backbone.hidden_size}"),
-        ("k (routed layers)", str(model.plan.count("routed")) if cfg.model_type != "baseline" else "0"),
-        ("LID head", f"after layer {model.lid_layer} ({cfg.lid.pooling} pooling)" if model.lid_layer else "none"),
+        ("layout", model.layout.describe()),
+        ("k (shared lower layers)", str(cfg.k) if cfg.model_type == "hlora" else "-"),
+        ("LID", _lid(model)),
         ("languages", ", ".join(cfg.languages)),
-        ("LoRA", f"rank {cfg.lora.rank}, alpha {cfg.lora.alpha:g}, targets {', '.join(cfg.lora.targets)}"),
+        ("LoRA", _lora(model)),
         ("CTC heads", ", ".join(f"{n}" for n in model.ctc_heads.vocab_sizes) + " tokens"),
+        ("units", "bpe (" + ", ".join(sorted(cfg.bpe_models)) + ")" if cfg.bpe_models else "characters"),
+        ("weights file", _weights(model_dir, cfg)),
         ("trainable parameters", f"{trainable:,}"),
         ("frozen parameters", f"{frozen:,}"),
     ]
     for key, value in rows:
         table.add_row(key, value)
     Console().print(table)
+
+
+def _lid(model) -> str:
+    cfg = model.config
+    if model.prefix_ids is not None:
+        return "the CTC posteriors of the <xx> prefix tokens"
+    if model.lid_head is None:
+        return "none (the language is given: oracle or two-stage)"
+    kind = f"{cfg.lid.pooling}-pooled MLP" if cfg.lid.head == "pooled" else "per-frame softmax, averaged"
+    return f"after layer {model.lid_layer} ({kind})"
+
+
+def _lora(model) -> str:
+    cfg = model.config
+    if cfg.model_type == "ctc":
+        return "none: a full fine-tune (the directory holds every trained encoder weight)"
+    return f"rank {cfg.lora.rank}, alpha {cfg.lora.alpha:g}, targets {', '.join(cfg.lora.targets)}"
+
+
+def _weights(model_dir: Path, cfg) -> str:
+    from hlora_cli.model.checkpoint import weights_file
+
+    path = Path(model_dir) / weights_file(cfg)
+    return f"{path.name} ({path.stat().st_size / 1e6:.1f} MB)"

@@ -14,10 +14,12 @@ from hlora_cli.infer.runner import DecodeOptions, Recognizer
 
 def lid(
     inputs: list[str] = typer.Argument(..., help="Audio files, folders, or manifests (with `lang` for accuracy)."),
-    model: Path = typer.Option(..., "--model", help="An hlora or baseline model directory."),
+    model: Path = typer.Option(..., "--model", help="A model that tells the language: hlora, shared-lora or ctc."),
     out: Path = typer.Option(..., "-o", "--out", help="Output JSONL: id, lang, lang_probs."),
     batch_seconds: float = typer.Option(60.0),
     plot: Path = typer.Option(None, help="PNG of the confusion matrix (needs references)."),
+    device: str = typer.Option("auto", help="auto (the GPU when there is one), cpu, cuda or cuda:N."),
+    dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16 (CUDA only): autocast."),
 ) -> None:
     """Identify the language of each utterance; with references, accuracy and a confusion matrix."""
     from hlora_cli.model import load_model
@@ -26,7 +28,7 @@ def lid(
 
     items = collect_inputs(inputs)
     m = load_model(model)
-    recognizer = Recognizer(m, DecodeOptions(mode="single", batch_seconds=batch_seconds, merge=True))
+    recognizer = Recognizer(m, DecodeOptions(mode="single", batch_seconds=batch_seconds, device=device, dtype=dtype))
     report = run_with_progress(recognizer.identify, items, "lid")
     write_results(report.results, out)
     refs = {it.id: it.lang for it in items if it.lang}

@@ -135,21 +135,41 @@ def vocab(
         False, "--prefix-tokens", help="Add <xx> language tokens to the shared inventory."
     ),
     min_count: int = typer.Option(1, help="Keep characters seen at least this often."),
+    unit: str = typer.Option("char", help="char or bpe (sentencepiece; ja/ko/th/zh stay characters)."),
+    bpe_size: int = typer.Option(500, help="bpe: pieces per sentencepiece model (at most)."),
+    bpe_cer_languages: bool = typer.Option(
+        False, "--bpe-cer-languages", help="bpe: also for ja/ko/th/zh (scored by CER)."
+    ),
 ) -> None:
-    """Per-language character inventories plus the baseline's shared one, and a coverage report."""
+    """Per-language inventories (characters or BPE) plus the shared one, and a coverage report."""
     from hlora_cli.data.vocab import build_vocab, coverage
 
+    if unit not in ("char", "bpe"):
+        raise HloraError(f"--unit {unit}: choose char or bpe")
+    if unit == "bpe" and bpe_size < 2:
+        raise HloraError(f"--bpe-size {bpe_size}: need at least 2 pieces")
+    missing = [str(p) for p in coverage_of if not p.is_file()]
+    if missing:
+        raise HloraError(f"{missing[0]}: coverage manifest not found")
     utts = read_manifest(manifest)
     if not utts:
         raise HloraError(f"{manifest}: manifest is empty")
-    v = build_vocab(utts, prefix_tokens=prefix_tokens, min_count=min_count)
+    v = build_vocab(
+        utts,
+        prefix_tokens=prefix_tokens,
+        min_count=min_count,
+        unit=unit,
+        bpe_size=bpe_size,
+        bpe_cer_languages=bpe_cer_languages,
+    )
     v.save(out)
     table = Table(title=f"{out}")
     table.add_column("language")
     table.add_column("tokens", justify="right")
+    table.add_column("unit")
     for lang, tokens in v.languages.items():
-        table.add_row(lang, str(len(tokens)))
-    table.add_row("[bold]shared", f"[bold]{len(v.shared)}")
+        table.add_row(lang, str(len(tokens)), "bpe" if lang in v.bpe else "char")
+    table.add_row("[bold]shared", f"[bold]{len(v.shared)}", "bpe + char" if "shared" in v.bpe else "char")
     console.print(table)
     for path in coverage_of:
         cov = Table(title=f"coverage of {path}")

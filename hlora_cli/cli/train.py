@@ -1,4 +1,4 @@
-"""`hlora train`: joint CTC + LID training of baseline, LIDLoRA and HLoRA models."""
+"""`hlora train`: joint CTC + LID training of ctc, shared-LoRA, LIDLoRA and HLoRA models."""
 
 from __future__ import annotations
 
@@ -22,8 +22,16 @@ def train(
         ..., "--out", "-o", help="RUN_DIR: train.yaml, metrics.jsonl, checkpoint.pt, best/, last/."
     ),
     config: Path = typer.Option(None, "--config", help="YAML with any of the settings below (flags override it)."),
-    model_type: str = typer.Option(None, help="baseline, lidlora or hlora."),
-    k: int = typer.Option(None, "--k", help="hlora: routed (language-specific) top layers, 1..L-1."),
+    model_type: str = typer.Option(
+        None, help="ctc (LoRA-free full fine-tune), shared-lora (alias baseline), lidlora or hlora."
+    ),
+    k: int = typer.Option(
+        None, "--k", help="hlora: shared lower layers, 1..N-1 (1..k shared LoRA, LID after k, k+1..N per language)."
+    ),
+    freeze_layers: int = typer.Option(None, help="ctc: also keep the lowest N transformer layers frozen."),
+    gradient_checkpointing: bool = typer.Option(
+        None, "--gradient-checkpointing/--no-gradient-checkpointing", help="Recompute activations: less memory."
+    ),
     backbone: str = typer.Option(None, help="HF encoder: local directory or hub id (Whisper, HuBERT, wav2vec2)."),
     train_manifest: str = typer.Option(None, "--train", help="Training manifest (JSONL)."),
     dev: str = typer.Option(None, help="Dev manifest for validation."),
@@ -34,8 +42,14 @@ def train(
     lora_dropout: float = typer.Option(None),
     lora_targets: str = typer.Option(None, help="Comma-separated subset of q,k,v,out,ff_in,ff_out."),
     lid_weight: float = typer.Option(None, help="Weight of the LID cross-entropy."),
-    lid_pooling: str = typer.Option(None, help="mean or attentive."),
-    predicted_route_prob: float = typer.Option(None, help="hlora: share of batches routed by the predicted language."),
+    lid_head: str = typer.Option(None, help="pooled (norm, pooling, MLP) or frame (per-frame softmax, averaged)."),
+    lid_pooling: str = typer.Option(None, help="pooled LID head: mean or attentive."),
+    train_routing: str = typer.Option(
+        None, help="hlora: oracle (true language), predicted (LID argmax) or soft (LoRA and CTC weighted by LID)."
+    ),
+    predicted_route_prob: float = typer.Option(
+        None, help="hlora, oracle routing: share of batches routed by the predicted language."
+    ),
     lr: float = typer.Option(None, help="Learning rate of the LoRA adapters."),
     head_lr: float = typer.Option(None, help="Learning rate of the CTC and LID heads (default: --lr)."),
     warmup_steps: int = typer.Option(None),
@@ -63,6 +77,8 @@ def train(
     overrides = dict(
         model_type=model_type,
         k=k,
+        freeze_layers=freeze_layers,
+        gradient_checkpointing=gradient_checkpointing,
         backbone=backbone,
         train=train_manifest,
         dev=dev,
@@ -73,7 +89,9 @@ def train(
         lora_dropout=lora_dropout,
         lora_targets=_csv(lora_targets),
         lid_weight=lid_weight,
+        lid_head=lid_head,
         lid_pooling=lid_pooling,
+        train_routing=train_routing,
         predicted_route_prob=predicted_route_prob,
         lr=lr,
         head_lr=head_lr,
@@ -99,8 +117,8 @@ def train(
     console = Console(quiet=not trainer.dist.is_main)
     trainable, frozen = trainer.model.parameter_counts()
     console.print(
-        f"[bold]{cfg.model_type}[/] on {cfg.backbone} ({trainer.model.backbone.num_layers} layers"
-        f"{f', k={cfg.k}' if cfg.model_type == 'hlora' else ''}), languages {', '.join(trainer.model.languages)}; "
+        f"[bold]{cfg.model_type}[/] on {cfg.backbone} ({trainer.model.backbone.num_layers} layers: "
+        f"{trainer.model.layout.describe()}), languages {', '.join(trainer.model.languages)}; "
         f"{len(trainer.train_data.examples)} training utterances, {trainable:,} trainable / {frozen:,} frozen "
         f"parameters; {trainer.dist.world_size} process(es) on {trainer.device}"
         + (f"; resuming at step {trainer.step}" if resume else "")

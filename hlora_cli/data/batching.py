@@ -26,6 +26,7 @@ class Example:
     utt: Utterance
     lang: int  # index into the model's languages
     targets: list[int]  # token ids in the inventory of the head that trains on it
+    targets_by_lang: list[list[int]] | None = None  # soft routing: the text in every language's inventory
 
 
 BATCHINGS = ("mixed", "sorted")

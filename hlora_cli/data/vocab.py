@@ -4,7 +4,11 @@
 Tokenization of a normalized line: characters; `|` between words. In languages scored by CER the
 normalizer has put a space between every character, which is not a word boundary: there `|`
 only separates two multi-character words (Latin words in code-switched text, Korean kept with
-`--keep-words`), so the model is not asked to emit a boundary between every Japanese character."""
+`--keep-words`), so the model is not asked to emit a boundary between every Japanese character.
+
+With `unit="bpe"`, languages scored by WER (and, when asked, the others) use sentencepiece BPE
+pieces instead of characters (see bpe.py): one model per language for the routed heads, one over
+all languages for the shared head, with the `<xx>` prefixes kept whole."""
 
 from __future__ import annotations
 
@@ -15,11 +19,13 @@ from pathlib import Path
 
 import regex
 
+from hlora_cli.data import bpe
 from hlora_cli.data.manifest import Utterance
 from hlora_cli.errors import HloraError
 from hlora_cli.model.checkpoint import atomic_write
 from hlora_cli.model.config import BLANK
 from text_normalization.registry import get_normalizer, normalize
+from text_normalization.rules import strip_language_prefix
 
 WORD = "|"
 UNK = "<unk>"
@@ -46,8 +52,10 @@ def to_tokens(text_norm: str, lang: str) -> list[str]:
 
 
 def from_tokens(tokens: list[str], lang: str) -> str:
-    """Text from tokens, re-normalized so CER languages are spaced as the references are."""
+    """Text from tokens (characters or BPE pieces, `▁` starting a word), re-normalized so CER
+    languages are spaced as the references are."""
     text = "".join(" " if t == WORD else t for t in tokens if t not in (BLANK, UNK) and not _PREFIX.match(t))
+    text = text.replace(bpe.WORD_START, " ")
     return normalize(text, lang, keep_words=not get_normalizer(lang).split_characters)
 
 
@@ -58,17 +66,40 @@ def norm_text(u: Utterance) -> str:
 @dataclass
 class Vocab:
     languages: dict[str, list[str]]  # lang -> tokens, blank first
-    shared: list[str] = field(default_factory=list)  # the baseline's union inventory
+    shared: list[str] = field(default_factory=list)  # the shared head's union inventory
+    # BPE models (base64), by language and "shared"; `bpe_languages`: those the shared model covers
+    bpe: dict[str, str] = field(default_factory=dict)
+    bpe_languages: list[str] = field(default_factory=list)
+
+    def tokens(self, text_norm: str, lang: str, shared: bool = False) -> list[str]:
+        """Tokens of a normalized line: characters, or BPE pieces where the inventory is BPE."""
+        model = self.bpe.get("shared") if shared else self.bpe.get(lang)
+        if model is None or (shared and lang not in self.bpe_languages):
+            return to_tokens(text_norm, lang)
+        units = text_norm.split()
+        prefix = [units.pop(0)] if units and _PREFIX.match(units[0]) else []
+        return prefix + [WORD if p == bpe.WORD_START else p for p in bpe.encode(model, " ".join(units))]
 
     def encode(self, text_norm: str, lang: str, shared: bool = False) -> tuple[list[int], int]:
-        """Token ids of a normalized line and how many characters were mapped to unknown."""
+        """Token ids of a normalized line and how many tokens were mapped to unknown."""
         tokens = self.shared if shared else self.languages.get(lang)
         if tokens is None:
             raise HloraError(f"language {lang} has no token inventory (vocab has {', '.join(self.languages)})")
         index = {t: i for i, t in enumerate(tokens)}
         unk = index[UNK]
-        ids = [index.get(t, unk) for t in to_tokens(text_norm, lang)]
+        ids = [index.get(t, unk) for t in self.tokens(text_norm, lang, shared)]
         return ids, sum(1 for i in ids if i == unk)
+
+    def bpe_models_for(self, languages: list[str], shared: bool) -> dict[str, str]:
+        """The BPE models a model over `languages` with a shared or per-language heads encodes with."""
+        if shared:
+            return {"shared": self.bpe["shared"]} if "shared" in self.bpe else {}
+        return {lang: self.bpe[lang] for lang in languages if lang in self.bpe}
+
+    def has_prefix_tokens(self, languages: list[str]) -> bool:
+        """Whether the shared inventory has the `<xx>` prefix token of every language."""
+        shared = set(self.shared)
+        return bool(languages) and all(f"<{lang}>" in shared for lang in languages)
 
     def to_json(self) -> dict:
         return {
@@ -77,6 +108,8 @@ class Vocab:
             "unknown": UNK,
             "languages": self.languages,
             "shared": self.shared,
+            "bpe": self.bpe,
+            "bpe_languages": self.bpe_languages,
         }
 
     def save(self, path: Path) -> None:
@@ -88,7 +121,7 @@ class Vocab:
         path = Path(path)
         try:
             d = json.loads(path.read_text(encoding="utf-8"))
-            vocab = cls(d["languages"], d.get("shared", []))
+            vocab = cls(d["languages"], d.get("shared", []), d.get("bpe", {}), d.get("bpe_languages", []))
         except FileNotFoundError as e:
             raise HloraError(f"{path}: vocab file not found") from e
         except (json.JSONDecodeError, KeyError, TypeError) as e:
@@ -99,9 +132,22 @@ class Vocab:
         return vocab
 
 
-def build_vocab(utts: list[Utterance], prefix_tokens: bool = False, min_count: int = 1) -> Vocab:
-    """Per-language character inventories (characters seen at least `min_count` times, sorted)
-    and the shared inventory over their union (plus `<xx>` prefix tokens when asked)."""
+def build_vocab(
+    utts: list[Utterance],
+    prefix_tokens: bool = False,
+    min_count: int = 1,
+    unit: str = "char",
+    bpe_size: int = 500,
+    bpe_cer_languages: bool = False,
+) -> Vocab:
+    """Per-language inventories and the shared inventory over their union (plus `<xx>` prefix
+    tokens when asked). unit "char": characters seen at least `min_count` times, sorted; "bpe":
+    BPE pieces of at most `bpe_size` per model for the languages scored by WER (and for the
+    others too with `bpe_cer_languages`), characters for the rest."""
+    if unit == "bpe":
+        return _build_bpe_vocab(utts, prefix_tokens, min_count, bpe_size, bpe_cer_languages)
+    if unit != "char":
+        raise HloraError(f"unknown unit '{unit}': choose char or bpe")
     counts: dict[str, Counter] = {}
     for u in utts:
         counts.setdefault(u.lang, Counter()).update(
@@ -115,6 +161,28 @@ def build_vocab(utts: list[Utterance], prefix_tokens: bool = False, min_count: i
     union = sorted({t for tokens in languages.values() for t in tokens[3:]})
     prefixes = [f"<{lang}>" for lang in languages] if prefix_tokens else []
     return Vocab(languages, SPECIALS + prefixes + union)
+
+
+def _build_bpe_vocab(
+    utts: list[Utterance], prefix_tokens: bool, min_count: int, size: int, cer_languages: bool
+) -> Vocab:
+    chars = build_vocab(utts, prefix_tokens, min_count)  # characters for the languages kept as such
+    lines: dict[str, list[str]] = {}
+    for u in utts:
+        lines.setdefault(u.lang, []).append(strip_language_prefix(norm_text(u)).strip())
+    bpe_langs = [lang for lang in lines if cer_languages or not get_normalizer(lang).split_characters]
+    models = {lang: bpe.train_bpe(lines[lang], size) for lang in bpe_langs}
+    languages = {lang: SPECIALS + bpe.pieces(models[lang]) for lang in models}
+    languages.update({lang: chars.languages[lang] for lang in lines if lang not in models})
+    prefixes = [f"<{lang}>" for lang in sorted(lines)] if prefix_tokens else []
+    if bpe_langs:
+        # The shared model sees every BPE language; its prefixes are whole symbols, as ESPnet's
+        # user-defined non-linguistic symbols.
+        models["shared"] = bpe.train_bpe([x for lang in bpe_langs for x in lines[lang]], size, prefixes)
+    shared_pieces = set(bpe.pieces(models["shared"], prefixes)) if bpe_langs else set()
+    char_units = {t for lang, tokens in chars.languages.items() if lang not in bpe_langs for t in tokens[3:]}
+    shared = SPECIALS + prefixes + sorted(shared_pieces | char_units)
+    return Vocab(dict(sorted(languages.items())), shared, models, sorted(bpe_langs))
 
 
 def coverage(utts: list[Utterance], vocab: Vocab) -> dict[str, dict]:

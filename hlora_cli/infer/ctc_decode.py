@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hlora_cli.data.bpe import WORD_START
 from hlora_cli.data.vocab import UNK, WORD
 from hlora_cli.model.config import BLANK
 from text_normalization.registry import get_normalizer
@@ -19,14 +20,18 @@ class Hypothesis:
 
 
 def _words_from_tokens(tokens: list[tuple[str, int, int]], lang: str, fps: float) -> list[tuple[str, float, float]]:
-    """Group (token, first frame, last frame) into words: split at the boundary token, and, in
-    languages scored by CER, each character of a space-less script is its own word."""
+    """Group (token, first frame, last frame) into words: split at the boundary token and before a
+    BPE piece that starts a word (`▁`), and, in languages scored by CER, each character of a
+    space-less script is its own word."""
     split = get_normalizer(lang).split_characters
     words: list[list[tuple[str, int, int]]] = [[]]
     for tok in tokens:
         if tok[0] == WORD:
             words.append([])
             continue
+        if tok[0].startswith(WORD_START):
+            words.append([])
+            tok = (tok[0][len(WORD_START) :], tok[1], tok[2])
         if split and not tok[0].isascii():
             words += [[tok], []]
             continue
@@ -55,7 +60,9 @@ class BeamDecoder:
     """pyctcdecode beam search over one head's inventory, with an optional KenLM (ARPA or binary).
 
     In CER languages the LM's words are single characters (as in the normalized text it is built
-    from), so each character of a space-less script is presented as a word start."""
+    from), so each character of a space-less script is presented as a word start. A BPE inventory
+    (pieces starting with `▁`) runs pyctcdecode in its BPE mode, which joins pieces into words
+    before they reach the LM: the LM scores words, never pieces."""
 
     def __init__(
         self,
@@ -69,7 +76,8 @@ class BeamDecoder:
         from pyctcdecode import build_ctcdecoder
 
         self.lang, self.beam_width = lang, beam_width
-        split = get_normalizer(lang).split_characters
+        is_bpe = any(t.startswith(WORD_START) for t in vocab)
+        split = get_normalizer(lang).split_characters or is_bpe  # pyctcdecode's `▁` word starts
         labels = []
         for i, t in enumerate(vocab):
             if t == BLANK:
@@ -80,8 +88,11 @@ class BeamDecoder:
                 labels.append("▁" if split else " ")
             elif t.startswith("<") and len(t) > 2:  # language-prefix tokens of the shared head
                 labels.append(f"▁<p{i}>" if split else f"<p{i}>")
+            elif t.startswith(WORD_START):
+                labels.append(t)
             else:
-                labels.append(f"▁{t}" if split and not t.isascii() else t)
+                char_word = get_normalizer(lang).split_characters and not t.isascii()
+                labels.append(f"▁{t}" if char_word else t)
         self.decoder = build_ctcdecoder(labels, kenlm_model_path=lm_path, alpha=alpha, beta=beta)
 
     def __call__(self, log_probs: np.ndarray, fps: float) -> Hypothesis:

@@ -4,11 +4,15 @@
     two-stage : another model's LID head picks the language, then this model decodes with it
     oracle    : the language is given (manifest or --lang)
 
-Utterances longer than one window are decoded in overlapping windows and stitched; their language
-is decided once per recording from the windows' averaged LID posteriors."""
+Single pass routes hard (the LID's argmax: merged per-language weights, bare-backbone speed),
+soft (every language's LoRA weighted by the LID posterior) or top2. Utterances longer than one
+window are decoded in overlapping windows and stitched; their language is decided once per
+recording from the windows' averaged LID posteriors. The model runs on `device` under autocast
+at `dtype`; every result leaves the device through `.cpu()`."""
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +21,7 @@ import numpy as np
 import torch
 
 from hlora_cli.data.audio import load_audio
+from hlora_cli.device import autocast, check_dtype, resolve_device
 from hlora_cli.errors import HloraError
 from hlora_cli.infer.ctc_decode import BeamDecoder, Hypothesis, greedy_hypothesis
 from hlora_cli.infer.inputs import Item, item_duration
@@ -25,11 +30,13 @@ from hlora_cli.model import HLoRAModel
 from hlora_cli.model.backbone import Features
 
 MODES = ("single", "two-stage", "oracle")
+ROUTINGS = {"hard": "predicted", "soft": "soft", "top2": "top2"}  # --routing -> the model core's routing
 
 
-@dataclass
+@dataclass(frozen=True)
 class DecodeOptions:
     mode: str = "single"
+    routing: str = "hard"  # single pass: hard, soft or top2
     decoder: str = "greedy"  # "greedy" or "beam"
     beam_width: int = 32
     lms: dict[str, str] = field(default_factory=dict)  # language -> KenLM (ARPA or binary)
@@ -39,7 +46,9 @@ class DecodeOptions:
     window: float = 25.0  # longer audio is decoded in windows of this many seconds
     overlap: float = 2.0
     lang: str | None = None  # oracle language for inputs without one
-    merge: bool = True  # fold LoRA into the weights (bare-backbone speed)
+    merge: bool = True  # fold LoRA into the weights of a copy of the model (bare-backbone speed)
+    device: str = "auto"  # auto, cpu, cuda, cuda:N
+    dtype: str = "fp32"  # fp32, bf16 or fp16 (CUDA only): autocast
 
 
 @dataclass
@@ -65,22 +74,46 @@ class Report:
 
 
 class Recognizer:
+    """Decoding with a model (and, two-stage, a first-stage LID model). The models handed in are
+    never changed: they are copied before being merged or moved to the device."""
+
     def __init__(self, model: HLoRAModel, options: DecodeOptions, lid_model: HLoRAModel | None = None) -> None:
         if options.mode not in MODES:
             raise HloraError(f"unknown mode '{options.mode}': choose single, two-stage or oracle")
+        if options.routing not in ROUTINGS:
+            raise HloraError(f"unknown routing '{options.routing}': choose {', '.join(ROUTINGS)}")
         if options.mode == "two-stage" and lid_model is None:
-            raise HloraError("two-stage decoding needs --lid-model (a baseline or hlora model with a LID head)")
-        if options.mode == "single" and model.config.model_type == "lidlora":
+            raise HloraError("two-stage decoding needs --lid-model (a ctc, shared-lora or hlora model)")
+        if options.mode == "single" and not model.has_lid:
             raise HloraError("a lidlora model has no LID head: decode it with --mode oracle or --mode two-stage")
-        if options.mode == "two-stage" and lid_model.lid_head is None:
-            raise HloraError("the --lid-model has no LID head: use a baseline or hlora model")
-        self.model, self.lid_model, self.opt = model.eval(), lid_model, options
+        if options.mode == "two-stage" and not lid_model.has_lid:
+            raise HloraError("the --lid-model has no LID: use a ctc, shared-lora or hlora model")
+        self.device = resolve_device(options.device)
+        self.dtype = check_dtype(options.dtype, self.device)
+        self.model, self.lid_model = self._ready(model, options), self._ready(lid_model, options)
+        self.opt = options
         self.window = min(options.window, getattr(model.backbone, "max_frames", 3000) / 100 - 1)
-        for m in (model, lid_model):
-            if m is not None and options.merge:
-                m.merge(routed=True)
         self.fps = model.backbone.frames_per_second
         self._beams: dict[int, BeamDecoder] = {}
+
+    def _ready(self, model: HLoRAModel | None, options: DecodeOptions) -> HLoRAModel | None:
+        """An eval-mode copy on the device, merged if asked (the caller's model stays as it was)."""
+        if model is None:
+            return None
+        if options.merge or self.device != next(model.parameters()).device:
+            model = copy.deepcopy(model)
+        model = model.eval().to(self.device)
+        if options.merge:
+            model.merge(routed=True)
+        return model
+
+    def _forward(self, model: HLoRAModel, feats: Features, routing_mode: str, langs: torch.Tensor | None = None):
+        with autocast(self.device, self.dtype):
+            return model(feats.to(self.device), routing_mode, langs)
+
+    def _identify(self, model: HLoRAModel, feats: Features) -> np.ndarray:
+        with autocast(self.device, self.dtype):
+            return model.identify(feats.to(self.device)).float().exp().cpu().numpy()
 
     # --- language ------------------------------------------------------------------------
     @staticmethod
@@ -164,7 +197,7 @@ class Recognizer:
         for batch in self._batches(wins):
             feats, kept = self._load(items, batch, failed)
             if kept:
-                for w, p in zip(kept, model.identify(feats).exp().numpy(), strict=True):
+                for w, p in zip(kept, self._identify(model, feats), strict=True):
                     probs.setdefault(w.item, []).append((w.end - w.start, p))
             if on_progress:
                 on_progress(sum(w.end - w.start for w in batch))
@@ -230,16 +263,16 @@ class Recognizer:
             if not batch:
                 continue
             if fixed(batch[0]) is not None:
-                out = model(feats, "oracle", model.lang_index([fixed(w) for w in batch]))
+                out = self._forward(model, feats, "oracle", model.lang_index([fixed(w) for w in batch]))
             else:
-                out = model(feats, "predicted")
-            for b, w in enumerate(batch):
-                lang_idx = int(out.langs[b])
+                out = self._forward(model, feats, ROUTINGS[self.opt.routing])
+            log_probs, lengths = out.log_probs.float().cpu().numpy(), out.out_lengths.cpu().tolist()
+            lang_probs = out.lang_logprobs.float().exp().cpu().numpy() if out.lang_logprobs is not None else None
+            for b, (w, lang_idx) in enumerate(zip(batch, out.langs.cpu().tolist(), strict=True)):
                 routed[w.item] = lang_idx
-                n = int(out.out_lengths[b])
-                parts.setdefault(w.item, []).append((w, out.log_probs[b, :n, : len(model.vocab(lang_idx))].numpy()))
-                if out.lang_logprobs is not None and w.item not in decided:
-                    single_pass.setdefault(w.item, []).append((w.end - w.start, out.lang_logprobs[b].exp().numpy()))
+                parts.setdefault(w.item, []).append((w, log_probs[b, : lengths[b], : len(model.vocab(lang_idx))]))
+                if lang_probs is not None and w.item not in decided:
+                    single_pass.setdefault(w.item, []).append((w.end - w.start, lang_probs[b]))
             if on_progress:
                 on_progress(sum(w.end - w.start for w in full))
         decided.update(self._language(single_pass, langs) if single_pass else {})

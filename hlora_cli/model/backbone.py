@@ -106,6 +106,25 @@ class Backbone(nn.Module):
         self.requires_grad_(False)
         return self
 
+    def unfreeze(self, layers: list[int]) -> None:
+        """Full fine-tuning (the LoRA-free ctc model): the transformer layers `layers` (0-based) and
+        what follows them train; the convolutional frontend stays frozen. What lies between the
+        frontend and layer 1 trains only when layer 1 does."""
+        for i in layers:
+            self.layers()[i].requires_grad_(True)
+        self.after_layers().requires_grad_(True)
+        if 0 in layers:
+            for m in self.before_layers():
+                m.requires_grad_(True)
+
+    def before_layers(self) -> list[nn.Module]:
+        """Trainable modules between the frontend and layer 1."""
+        return []
+
+    def after_layers(self) -> nn.Module:
+        """The module after the last layer (a final layer norm), or an empty one."""
+        return nn.Identity()
+
 
 class WhisperBackbone(Backbone):
     """The encoder of an HF Whisper model, run on each utterance's true length (never padded to 30 s)
@@ -174,6 +193,9 @@ class WhisperBackbone(Backbone):
 
     def finish(self, h: torch.Tensor) -> torch.Tensor:
         return self.encoder.layer_norm(h)
+
+    def after_layers(self) -> nn.Module:
+        return self.encoder.layer_norm  # conv1/conv2 (frontend) and the sinusoidal positions stay frozen
 
 
 class HubertBackbone(Backbone):
@@ -248,6 +270,14 @@ class HubertBackbone(Backbone):
     def finish(self, h: torch.Tensor) -> torch.Tensor:
         return self.model.encoder.layer_norm(h) if self.stable_layer_norm else h
 
+    def before_layers(self) -> list[nn.Module]:
+        m = self.model
+        norm = [] if self.stable_layer_norm else [m.encoder.layer_norm]  # post-norm encoders normalise before layer 1
+        return [m.feature_projection, m.encoder.pos_conv_embed, *norm]
+
+    def after_layers(self) -> nn.Module:
+        return self.model.encoder.layer_norm if self.stable_layer_norm else nn.Identity()
+
     def freeze(self) -> Backbone:
         # Also tell transformers: otherwise its conv feature encoder marks its input as requiring
         # grad in training mode, and every backward runs through the whole frontend for nothing.
@@ -307,8 +337,11 @@ def load_backbone(ref: BackboneRef) -> Backbone:
             except OSError:
                 fe = WhisperFeatureExtractor(feature_size=encoder.config.num_mel_bins)
         else:
-            torch.manual_seed(ref.seed)
-            encoder = WhisperEncoder(_hf_config(ref))
+            # a library call never reseeds the global RNG: seed a fork of the CPU generator (the
+            # weights are built on the CPU; torch.manual_seed would also reseed every CUDA device)
+            with torch.random.fork_rng(devices=[]):
+                torch.random.default_generator.manual_seed(ref.seed)
+                encoder = WhisperEncoder(_hf_config(ref))
             fe = WhisperFeatureExtractor(feature_size=encoder.config.num_mel_bins)
         backbone: Backbone = WhisperBackbone(encoder, fe)
     else:
@@ -319,8 +352,9 @@ def load_backbone(ref: BackboneRef) -> Backbone:
         else:
             from transformers import HubertModel, Wav2Vec2Model
 
-            torch.manual_seed(ref.seed)
-            model = (HubertModel if ref.kind == "hubert" else Wav2Vec2Model)(_hf_config(ref))
+            with torch.random.fork_rng(devices=[]):
+                torch.random.default_generator.manual_seed(ref.seed)
+                model = (HubertModel if ref.kind == "hubert" else Wav2Vec2Model)(_hf_config(ref))
         backbone = HubertBackbone(model, do_normalize=_hubert_do_normalize(ref, model.config))
     backbone.fingerprint = fingerprint(backbone)
     return backbone.freeze().eval()

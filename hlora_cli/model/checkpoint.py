@@ -1,5 +1,7 @@
 """A model directory: config.json (everything needed to rebuild the model, including the backbone
-reference and its weight fingerprint) + adapters.safetensors (trainable parameters only).
+reference and its weight fingerprint, and the layer layout) + the trained parameters only:
+adapters.safetensors for the LoRA types (LoRA, LID and CTC heads), finetuned.safetensors for the
+fully fine-tuned ctc type (every trained encoder layer and the head: most of the encoder's size).
 Both are written atomically, so a crash never leaves a half-written model behind."""
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ from hlora_cli.model.hlora import HLoRAModel
 
 CONFIG = "config.json"
 ADAPTERS = "adapters.safetensors"
+FINETUNED = "finetuned.safetensors"
+
+
+def weights_file(config: ModelConfig) -> str:
+    return FINETUNED if config.model_type == "ctc" else ADAPTERS
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -47,7 +54,7 @@ def save_model(model: HLoRAModel, out_dir: str | Path) -> Path:
     if model.is_merged:
         raise HloraError("save the model unmerged: merged weights would be saved twice")
     tensors = {n: t.contiguous().cpu() for n, t in model.trainable_state_dict().items()}
-    atomic_write(out / ADAPTERS, lambda p: save_file(tensors, str(p)))
+    atomic_write(out / weights_file(model.config), lambda p: save_file(tensors, str(p)))
     text = json.dumps(model.config.to_dict(), indent=2, ensure_ascii=False) + "\n"
     atomic_write(out / CONFIG, lambda p: p.write_text(text, encoding="utf-8"))
     return out
@@ -80,7 +87,7 @@ def load_model(model_dir: str | Path, backbone: str | None = None) -> HLoRAModel
             "load the backbone it was trained on"
         )
     model = HLoRAModel(config, bb)
-    path = model_dir / ADAPTERS
+    path = model_dir / weights_file(config)
     try:
         state = load_file(str(path))
     except FileNotFoundError as e:
@@ -88,7 +95,7 @@ def load_model(model_dir: str | Path, backbone: str | None = None) -> HLoRAModel
     expected = set(model.trainable_state_dict())
     if set(state) != expected:
         missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
-        raise HloraError(f"{path}: adapters do not match the config (missing {missing[:3]}, unexpected {extra[:3]})")
+        raise HloraError(f"{path}: weights do not match the config (missing {missing[:3]}, unexpected {extra[:3]})")
     with torch.no_grad():
         params = dict(model.named_parameters())
         for name, t in state.items():

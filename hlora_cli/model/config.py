@@ -1,4 +1,4 @@
-"""Dataclass configs of a model: written to config.json beside the adapters, so a model directory
+"""Dataclass configs of a model: written to config.json beside the weights, so a model directory
 rebuilds itself with no other flag."""
 
 from __future__ import annotations
@@ -6,10 +6,30 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-MODEL_TYPES = ("baseline", "lidlora", "hlora")
+from hlora_cli.errors import HloraError
+
+# ctc         : the paper's LoRA-free, fully fine-tuned CTC model (S1/S2); shared vocabulary whose
+#               transcripts start with a language-prefix token, which also gives its language
+# shared-lora : shared LoRA in every layer, a LID head and one shared CTC head (parameter-matched)
+# lidlora     : per-language LoRA in every layer and per-language CTC heads (S3/S4)
+# hlora       : shared LoRA in layers 1..k, LID head after layer k, per-language LoRA in k+1..N (S5/S6)
+MODEL_TYPES = ("ctc", "shared-lora", "lidlora", "hlora")
+MODEL_TYPE_ALIASES = {"baseline": "shared-lora"}  # the name before the LoRA-free ctc type existed
+SHARED_HEAD_TYPES = ("ctc", "shared-lora")
 # LoRA targets by the names used in the papers; each backbone maps them to its own module paths.
 LORA_TARGETS = ("q", "k", "v", "out", "ff_in", "ff_out")
+LID_HEADS = ("pooled", "frame")
 BLANK = "<blank>"
+# config.json format: 1 = `k` counted the routed top layers (before the paper's definition);
+# 2 = `k` counts the shared lower layers, and `layout` spells the layers out.
+FORMAT_VERSION = 2
+
+
+def canonical_model_type(name: str) -> str:
+    name = MODEL_TYPE_ALIASES.get(name, name)
+    if name not in MODEL_TYPES:
+        raise HloraError(f"unknown model type '{name}': choose from {', '.join(MODEL_TYPES)}")
+    return name
 
 
 @dataclass
@@ -22,8 +42,39 @@ class LoRAConfig:
 
 @dataclass
 class LIDConfig:
-    pooling: str = "mean"  # "mean" or "attentive" (attentive statistics pooling)
+    head: str = "pooled"  # "pooled" (per-frame norm, pooling, MLP) or "frame" (per-frame softmax, averaged)
+    pooling: str = "mean"  # pooled head: "mean" or "attentive" (attentive statistics pooling)
     hidden: int = 256
+
+
+@dataclass
+class Layout:
+    """Which encoder layers (1-based) carry shared LoRA, which per-language (routed) LoRA, which
+    are fully fine-tuned, and after which layer the LID head reads (None: no LID head)."""
+
+    shared: list[int] = field(default_factory=list)
+    routed: list[int] = field(default_factory=list)
+    finetuned: list[int] = field(default_factory=list)
+    lid_after: int | None = None
+
+    def describe(self) -> str:
+        parts = []
+        for layers, what in ((self.finetuned, "fully fine-tuned"), (self.shared, "shared LoRA")):
+            if layers:
+                parts.append(f"{_span(layers)} {what}")
+        if self.lid_after is not None:
+            parts.append(f"LID after layer {self.lid_after}")
+        if self.routed:
+            parts.append(f"{_span(self.routed)} per language")
+        return ", ".join(parts) or "no trained encoder layer"
+
+
+def _span(layers: list[int]) -> str:
+    if len(layers) == 1:
+        return f"layer {layers[0]}"
+    if layers == list(range(layers[0], layers[-1] + 1)):
+        return f"layers {layers[0]}-{layers[-1]}"
+    return "layers " + ",".join(map(str, layers))
 
 
 @dataclass
@@ -43,12 +94,21 @@ class ModelConfig:
     model_type: str
     backbone: BackboneRef
     languages: list[str]
-    # Per-language token inventories (blank first) for lidlora/hlora; the baseline uses shared_vocab.
+    # Per-language token inventories (blank first) for lidlora/hlora; ctc and shared-lora use shared_vocab.
     vocabs: dict[str, list[str]] = field(default_factory=dict)
     shared_vocab: list[str] = field(default_factory=list)
-    k: int | None = None  # hlora only: number of top layers with routed LoRA
+    k: int | None = None  # hlora only: layers 1..k carry shared LoRA, k+1..N per-language LoRA
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     lid: LIDConfig = field(default_factory=LIDConfig)
+    freeze_layers: int = 0  # ctc only: the lowest N transformer layers stay frozen too
+    # Sentencepiece models (serialized, base64) of BPE inventories, by language or "shared":
+    # what training needs to encode text; decoding reads the pieces from the inventories alone.
+    bpe_models: dict[str, str] = field(default_factory=dict)
+    layout: Layout | None = None  # filled in by the model core from model_type, k and the encoder depth
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        self.model_type = canonical_model_type(self.model_type)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,4 +119,6 @@ class ModelConfig:
         d["backbone"] = BackboneRef(**d["backbone"])
         d["lora"] = LoRAConfig(**d.get("lora", {}))
         d["lid"] = LIDConfig(**d.get("lid", {}))
+        d["layout"] = Layout(**d["layout"]) if d.get("layout") else None
+        d.setdefault("format_version", 1)  # written before the field existed: k counted routed layers
         return cls(**d)

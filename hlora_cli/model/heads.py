@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from hlora_cli.errors import HloraError
-from hlora_cli.model.config import LIDConfig
+from hlora_cli.model.config import LID_HEADS, LIDConfig
 
 
 def valid_mask(lengths: torch.Tensor, n: int) -> torch.Tensor:
@@ -16,20 +16,28 @@ def valid_mask(lengths: torch.Tensor, n: int) -> torch.Tensor:
 
 
 class LIDHead(nn.Module):
-    """Language logits from hidden states, pooled over each utterance's valid frames only.
+    """Language logits from hidden states, over each utterance's valid frames only.
 
-    pooling "mean": the mean of the frames; "attentive": attentive statistics pooling (a learned
-    weight per frame; weighted mean and standard deviation concatenated).
+    head "pooled": frames pooled, then a small MLP; pooling "mean" (the mean of the frames) or
+    "attentive" (attentive statistics pooling: a learned weight per frame; weighted mean and
+    standard deviation concatenated).
+    head "frame" (the HLoRA paper's light classifier): a linear layer and softmax per frame, the
+    posteriors averaged over the valid frames; returns their log.
     """
 
     def __init__(self, hidden_size: int, n_languages: int, cfg: LIDConfig) -> None:
         super().__init__()
+        if cfg.head not in LID_HEADS:
+            raise HloraError(f"unknown LID head '{cfg.head}': choose {' or '.join(LID_HEADS)}")
         if cfg.pooling not in ("mean", "attentive"):
             raise HloraError(f"unknown LID pooling '{cfg.pooling}': choose mean or attentive")
-        self.pooling = cfg.pooling
-        # Normalise each frame before pooling: intermediate encoder states (Whisper's especially)
-        # carry a few dimensions of huge magnitude that would swamp a norm applied after pooling.
+        self.kind, self.pooling = cfg.head, cfg.pooling
+        # Normalise each frame first: intermediate encoder states (Whisper's especially) carry a
+        # few dimensions of huge magnitude that would swamp a norm applied after pooling.
         self.frame_norm = nn.LayerNorm(hidden_size)
+        if cfg.head == "frame":
+            self.frame_linear = nn.Linear(hidden_size, n_languages)
+            return
         pooled = hidden_size
         if cfg.pooling == "attentive":
             self.attention = nn.Sequential(nn.Linear(hidden_size, cfg.hidden), nn.Tanh(), nn.Linear(cfg.hidden, 1))
@@ -40,6 +48,9 @@ class LIDHead(nn.Module):
         """h : shape = (batch, time, hidden); returns logits, shape = (batch, n_languages)."""
         valid = valid_mask(lengths, h.shape[1])[..., None]
         h = self.frame_norm(h)
+        if self.kind == "frame":
+            log_post = torch.log_softmax(self.frame_linear(h).float(), dim=-1).masked_fill(~valid, float("-inf"))
+            return torch.logsumexp(log_post, dim=1) - torch.log(lengths.to(log_post.dtype))[:, None]
         if self.pooling == "mean":
             pooled = (h * valid).sum(1) / lengths[:, None].to(h.dtype)
         else:
@@ -74,3 +85,8 @@ class CTCHeads(nn.Module):
             logits = self.heads[lang](h[idx]).float()
             out[idx, :, : self.vocab_sizes[lang]] = torch.log_softmax(logits, dim=-1)
         return out
+
+    def every_head(self, h: torch.Tensor) -> list[torch.Tensor]:
+        """Every head's log-probabilities for every utterance (soft-routing training):
+        a list over heads of shape = (batch, time, vocab size of that head)."""
+        return [torch.log_softmax(head(h).float(), dim=-1) for head in self.heads]

@@ -1,9 +1,16 @@
-"""The three systems on one frozen encoder, one forward.
+"""The four systems on one frozen encoder of N layers, one forward.
 
-baseline : shared LoRA in all L layers, LID head on the output, one shared CTC head
-lidlora  : routed LoRA in all L layers, per-language CTC heads, language given from outside
-hlora    : shared LoRA in layers 1..L-k, LID head after layer L-k, routed LoRA in layers
-           L-k+1..L, per-language CTC heads; the LID picks LoRA and head in a single pass
+ctc         : no LoRA; every encoder layer fine-tuned (the conv frontend stays frozen), one shared
+              CTC head whose language-prefix tokens (`<en>`) give the language
+shared-lora : shared LoRA in all N layers, LID head on the output, one shared CTC head
+lidlora     : routed LoRA in all N layers, per-language CTC heads, language given from outside
+hlora       : shared LoRA in layers 1..k, LID head after layer k, routed LoRA in layers k+1..N,
+              per-language CTC heads; the LID picks LoRA and head in a single pass
+
+Routing of the routed layers: "oracle" (the given language), "predicted" (the LID's argmax, hard),
+"soft" (every language's LoRA weighted by the LID posterior) or "top2" (the two most likely,
+renormalised). The CTC head is the routed language's; in soft training every head's loss is
+weighted by the posterior (see train/losses.py).
 """
 
 from __future__ import annotations
@@ -12,42 +19,67 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from hlora_cli.errors import HloraError
 from hlora_cli.model.backbone import Backbone, Features, additive_mask
-from hlora_cli.model.config import BLANK, MODEL_TYPES, ModelConfig
-from hlora_cli.model.heads import CTCHeads, LIDHead
+from hlora_cli.model.config import BLANK, SHARED_HEAD_TYPES, Layout, ModelConfig
+from hlora_cli.model.heads import CTCHeads, LIDHead, valid_mask
 from hlora_cli.model.lora import LoRALinear, inject_lora, routing
 
-ROUTINGS = ("predicted", "oracle")
+ROUTINGS = ("predicted", "oracle", "soft", "top2")
 
 
 @dataclass
 class ModelOutput:
-    """lang_logprobs : shape = (batch, n_languages), LID log-posteriors (None without a LID head)
-    langs : shape = (batch,), index of the language whose LoRA and head were used
+    """lang_logprobs : shape = (batch, n_languages), LID log-posteriors (None without LID)
+    langs : shape = (batch,), index of the language whose routed LoRA (argmax) and head were used
     log_probs : shape = (batch, frames, max vocab), per-frame CTC log-probabilities of that head
-    out_lengths : shape = (batch,), valid frames per utterance"""
+    out_lengths : shape = (batch,), valid frames per utterance
+    route_weights : shape = (batch, n_languages), soft/top2 routing weights (None when hard)
+    head_log_probs : every head's log-probabilities, shape = (batch, frames, vocab of head l),
+        in soft training only (the loss weights each head by route_weights)"""
 
     lang_logprobs: torch.Tensor | None
     langs: torch.Tensor
     log_probs: torch.Tensor
     out_lengths: torch.Tensor
+    route_weights: torch.Tensor | None = None
+    head_log_probs: list[torch.Tensor] | None = None
 
 
-def layer_plan(model_type: str, num_layers: int, k: int | None) -> tuple[list[str], int | None]:
-    """Kind of LoRA ("shared" or "routed") per layer, and after how many layers the LID head sits."""
-    if model_type not in MODEL_TYPES:
-        raise HloraError(f"unknown model type '{model_type}': choose from {', '.join(MODEL_TYPES)}")
-    if model_type == "baseline":
-        return ["shared"] * num_layers, num_layers
+def layer_plan(model_type: str, num_layers: int, k: int | None, freeze_layers: int = 0) -> Layout:
+    """The layout of a model type on an encoder of `num_layers` layers (k as the HLoRA paper
+    defines it: the number of shared lower layers)."""
+    every = list(range(1, num_layers + 1))
+    if model_type == "ctc":
+        if not 0 <= freeze_layers < num_layers:
+            raise HloraError(f"--freeze-layers {freeze_layers} must be in 0..{num_layers - 1} for {num_layers} layers")
+        return Layout(finetuned=every[freeze_layers:])
+    if model_type == "shared-lora":
+        return Layout(shared=every, lid_after=num_layers)
     if model_type == "lidlora":
-        return ["routed"] * num_layers, None
+        return Layout(routed=every)
     if k is None or not 1 <= k <= num_layers - 1:
         raise HloraError(
-            f"k={k} is outside 1..{num_layers - 1} for a {num_layers}-layer encoder: set --k in that range"
+            f"k={k} is outside 1..{num_layers - 1} for a {num_layers}-layer encoder: k counts the shared lower "
+            f"layers (1..k shared LoRA, LID after layer k, k+1..{num_layers} per language); set --k in that range"
         )
-    return ["shared"] * (num_layers - k) + ["routed"] * k, num_layers - k
+    return Layout(shared=every[:k], routed=every[k:], lid_after=k)
+
+
+def _resolve_layout(config: ModelConfig, num_layers: int) -> Layout:
+    """The layout of `config`, upgrading a format-1 config (its k counted the routed top layers)."""
+    if config.format_version < 2 and config.model_type == "hlora" and config.k is not None:
+        config.k = num_layers - config.k
+    layout = layer_plan(config.model_type, num_layers, config.k, config.freeze_layers)
+    if config.layout is not None and config.layout != layout:
+        raise HloraError(
+            f"config layout ({config.layout.describe()}) does not match {config.model_type} with k={config.k} "
+            f"on {num_layers} layers ({layout.describe()})"
+        )
+    config.layout, config.format_version = layout, 2
+    return layout
 
 
 class HLoRAModel(nn.Module):
@@ -55,24 +87,41 @@ class HLoRAModel(nn.Module):
         super().__init__()
         self.config = config
         self.backbone = backbone.freeze()
-        self.plan, self.lid_layer = layer_plan(config.model_type, backbone.num_layers, config.k)
+        self.layout = _resolve_layout(config, backbone.num_layers)
+        self.kinds = ["none"] * backbone.num_layers  # per layer (0-based): shared, routed or none
+        for n in self.layout.shared:
+            self.kinds[n - 1] = "shared"
+        for n in self.layout.routed:
+            self.kinds[n - 1] = "routed"
+        self.lid_layer = self.layout.lid_after  # a count of layers: the LID head reads h before layer index lid_layer
         if len(config.languages) < 1 or len(set(config.languages)) != len(config.languages):
             raise HloraError(f"languages must be a non-empty list without repeats, got {config.languages}")
         n_lang = len(config.languages)
         self.lora: list[list[LoRALinear]] = []
-        for i, kind in enumerate(self.plan):
-            n = 1 if kind == "shared" else n_lang
+        for i, kind in enumerate(self.kinds):
+            if kind == "none":
+                self.lora.append([])
+                continue
             where = f"{backbone.kind} layer {i + 1}"
+            n = 1 if kind == "shared" else n_lang
             self.lora.append(inject_lora(backbone.layers()[i], backbone.target_paths, n, config.lora, where))
+        if self.layout.finetuned:
+            backbone.unfreeze([n - 1 for n in self.layout.finetuned])
         self.lid_head = LIDHead(backbone.hidden_size, n_lang, config.lid) if self.lid_layer else None
         self.ctc_heads = CTCHeads(backbone.hidden_size, self._vocab_sizes())
+        self.prefix_ids = self._prefix_ids() if config.model_type == "ctc" else None
+        self.gradient_checkpointing = False  # recompute layer activations in backward (set by the trainer)
+
+    @property
+    def plan(self) -> list[str]:
+        return self.kinds
 
     def _vocab_sizes(self) -> list[int]:
         cfg = self.config
-        if cfg.model_type == "baseline":
+        if cfg.model_type in SHARED_HEAD_TYPES:
             vocabs = [cfg.shared_vocab]
             if not cfg.shared_vocab:
-                raise HloraError("a baseline model needs a shared vocabulary (shared_vocab)")
+                raise HloraError(f"a {cfg.model_type} model needs a shared vocabulary (shared_vocab)")
         else:
             missing = [lang for lang in cfg.languages if lang not in cfg.vocabs]
             if missing:
@@ -85,14 +134,33 @@ class HLoRAModel(nn.Module):
                 raise HloraError(f"a token inventory must start with the blank '{BLANK}' (index 0)")
         return [len(v) for v in vocabs]
 
+    def _prefix_ids(self) -> torch.Tensor:
+        vocab = self.config.shared_vocab
+        missing = [lang for lang in self.config.languages if f"<{lang}>" not in vocab]
+        if missing:
+            raise HloraError(
+                f"a ctc model reads its language from prefix tokens, but the shared vocabulary lacks "
+                f"{', '.join(f'<{x}>' for x in missing)}: make it with `hlora prepare vocab --prefix-tokens`"
+            )
+        return torch.tensor([vocab.index(f"<{lang}>") for lang in self.config.languages])
+
     @property
     def languages(self) -> list[str]:
         return self.config.languages
 
+    @property
+    def has_lid(self) -> bool:
+        """Whether the model tells the language itself (a LID head, or ctc's prefix tokens)."""
+        return self.lid_head is not None or self.prefix_ids is not None
+
+    @property
+    def shared_head(self) -> bool:
+        return self.config.model_type in SHARED_HEAD_TYPES
+
     def vocab(self, lang: int) -> list[str]:
         """Token inventory of the CTC head that language index `lang` decodes with."""
         cfg = self.config
-        return cfg.shared_vocab if cfg.model_type == "baseline" else cfg.vocabs[cfg.languages[lang]]
+        return cfg.shared_vocab if self.shared_head else cfg.vocabs[cfg.languages[lang]]
 
     def lang_index(self, codes: list[str]) -> torch.Tensor:
         """Language codes -> indices; a language without a head is a clear error."""
@@ -110,63 +178,105 @@ class HLoRAModel(nn.Module):
     def _lid(self, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return torch.log_softmax(self.lid_head(h, lengths).float(), dim=-1)
 
+    def _prefix_lid(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """ctc: LID log-posteriors from the CTC posteriors of the prefix tokens (their total mass
+        over the valid frames), normalised over the model's languages."""
+        lp = log_probs[:, :, self.prefix_ids.to(log_probs.device)]
+        lp = lp.masked_fill(~valid_mask(lengths, lp.shape[1])[..., None], float("-inf"))
+        return torch.log_softmax(torch.logsumexp(lp, dim=1), dim=-1)
+
+    @staticmethod
+    def _route_weights(lang_logprobs: torch.Tensor, routing_mode: str) -> torch.Tensor | None:
+        if routing_mode == "soft":
+            return lang_logprobs.exp()
+        if routing_mode == "top2":
+            top = lang_logprobs.topk(min(2, lang_logprobs.shape[-1]), dim=-1)
+            w = torch.zeros_like(lang_logprobs).scatter(-1, top.indices, top.values.exp())
+            return w / w.sum(-1, keepdim=True)
+        return None
+
+    def _layer(
+        self,
+        i: int,
+        h: torch.Tensor,
+        mask: torch.Tensor | None,
+        route: torch.Tensor | None,
+        weights: torch.Tensor | None,
+    ) -> torch.Tensor:
+        def run(h: torch.Tensor) -> torch.Tensor:
+            if self.kinds[i] != "routed":
+                return self.backbone.layer(i, h, mask)
+            with routing(self.lora[i], route, weights):
+                return self.backbone.layer(i, h, mask)
+
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(run, h, use_reentrant=False)  # the routing is set again in the recompute
+        return run(h)
+
     def forward(
         self, feats: Features, routing_mode: str = "predicted", langs: torch.Tensor | None = None
     ) -> ModelOutput:
         """Encode, identify, route and score a padded batch.
 
         routing_mode "predicted": the LID head chooses each utterance's LoRA and head (hlora);
-        "oracle": `langs` (shape = (batch,)) does. A baseline ignores routing for its shared layers.
+        "soft" / "top2": the routed LoRA are mixed by the LID posterior (all, or the two most likely)
+        and the head is the argmax's; "oracle": `langs` (shape = (batch,)) chooses. Models
+        without routed layers ignore the routing for their LoRA.
         """
         if routing_mode not in ROUTINGS:
-            raise HloraError(f"unknown routing '{routing_mode}': choose predicted or oracle")
+            raise HloraError(f"unknown routing '{routing_mode}': choose {', '.join(ROUTINGS)}")
         if routing_mode == "oracle":
             if langs is None:
                 raise HloraError("oracle routing needs the language of every utterance")
             route = langs.to(feats.values.device)
         else:
-            if self.config.model_type == "lidlora":
+            if not self.has_lid:
                 raise HloraError("a lidlora model has no LID head: decode it with oracle languages or two-stage")
             route = None
         h, lengths = self.backbone.embed(feats)
         mask = additive_mask(lengths, h.shape[1], h.dtype)
-        lang_logprobs, order = None, None
-        for i, kind in enumerate(self.plan):
+        lang_logprobs, order, weights = None, None, None
+        for i, kind in enumerate(self.kinds):
             if self.lid_layer == i and self.lid_head is not None:
                 lang_logprobs = self._lid(h, lengths)
-                route = route if route is not None else lang_logprobs.argmax(-1)
-            if kind == "routed":
-                if order is None:
-                    # Sort the batch by language once, so every routed layer sees contiguous runs.
-                    order = torch.argsort(route, stable=True)
-                    h, lengths, route = h[order], lengths[order], route[order]
-                    mask = mask[order] if mask is not None else None
-                with routing(self.lora[i], route):
-                    h = self.backbone.layer(i, h, mask)
-            else:
-                h = self.backbone.layer(i, h, mask)
+                if route is None:
+                    route = lang_logprobs.argmax(-1)
+                    weights = self._route_weights(lang_logprobs, routing_mode)
+            if kind == "routed" and weights is None and order is None:
+                # Hard routing: sort the batch by language once, so every routed layer sees contiguous runs.
+                order = torch.argsort(route, stable=True)
+                h, lengths, route = h[order], lengths[order], route[order]
+                mask = mask[order] if mask is not None else None
+            h = self._layer(i, h, mask, route, weights)
         h = self.backbone.finish(h)
-        if self.lid_layer == len(self.plan):
+        if self.lid_layer == len(self.kinds):
             lang_logprobs = self._lid(h, lengths)
             route = route if route is not None else lang_logprobs.argmax(-1)
-        head_route = torch.zeros_like(route) if self.config.model_type == "baseline" else route
+        head_route = torch.zeros(h.shape[0], dtype=torch.long, device=h.device) if self.shared_head else route
         log_probs = self.ctc_heads(h, head_route)
+        if self.prefix_ids is not None:
+            lang_logprobs = self._prefix_lid(log_probs, lengths)
+            route = route if route is not None else lang_logprobs.argmax(-1)
+        head_log_probs = self.ctc_heads.every_head(h) if weights is not None and self.training else None
         if order is not None:  # back to the caller's order
             inverse = torch.argsort(order)
             log_probs, lengths, route = log_probs[inverse], lengths[inverse], route[inverse]
-        return ModelOutput(lang_logprobs, route, log_probs, lengths)
+        return ModelOutput(lang_logprobs, route, log_probs, lengths, weights, head_log_probs)
 
     @torch.no_grad()
     def identify(self, feats: Features) -> torch.Tensor:
         """LID log-posteriors only, shape = (batch, n_languages): runs the encoder up to the LID
-        layer and stops (the first stage of a two-stage system)."""
-        if self.lid_head is None:
-            raise HloraError("a lidlora model has no LID head: use a baseline or hlora model for language ID")
+        layer and stops (the first stage of a two-stage system). A ctc model runs all of it and
+        reads its prefix tokens."""
+        if not self.has_lid:
+            raise HloraError("a lidlora model has no LID head: use a ctc, shared-lora or hlora model for language ID")
+        if self.prefix_ids is not None:
+            return self(feats, "predicted").lang_logprobs
         h, lengths = self.backbone.embed(feats)
         mask = additive_mask(lengths, h.shape[1], h.dtype)
         for i in range(self.lid_layer):
             h = self.backbone.layer(i, h, mask)
-        if self.lid_layer == len(self.plan):
+        if self.lid_layer == len(self.kinds):
             h = self.backbone.finish(h)
         return self._lid(h, lengths)
 
@@ -188,7 +298,8 @@ class HLoRAModel(nn.Module):
         return any(m.merged or m.merged_weights is not None for m in self.lora_modules())
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """The parameters that training changes: LoRA, LID head and CTC heads."""
+        """The parameters that training changes: LoRA, LID head and CTC heads (and, for ctc, the
+        fine-tuned encoder layers)."""
         return {n: p.detach() for n, p in self.named_parameters() if p.requires_grad}
 
     def parameter_counts(self) -> tuple[int, int]:
@@ -205,13 +316,14 @@ class HLoRAModel(nn.Module):
 
 @torch.no_grad()
 def two_stage_forward(first: HLoRAModel, second: HLoRAModel, feats: Features) -> ModelOutput:
-    """Two-stage decoding: `first` (a baseline's LID head) picks the language, then `second`
-    (lidlora or hlora) decodes with that language's LoRA and head."""
+    """Two-stage decoding: `first` (the LoRA-free ctc model's prefix tokens, or a shared-LoRA LID
+    head) picks the language, then `second` (lidlora or hlora) decodes with that language's LoRA
+    and head."""
     lang_logprobs = first.identify(feats)
     codes = [first.languages[i] for i in lang_logprobs.argmax(-1).tolist()]
     out = second(feats, "oracle", second.lang_index(codes))
     order = second.lang_index(first.languages)  # first's language columns in second's order
-    posteriors = torch.full((len(codes), len(second.languages)), float("-inf"))
-    posteriors[:, order] = lang_logprobs
+    posteriors = torch.full((len(codes), len(second.languages)), float("-inf"), device=lang_logprobs.device)
+    posteriors[:, order.to(lang_logprobs.device)] = lang_logprobs
     out.lang_logprobs = posteriors
     return out

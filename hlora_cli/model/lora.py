@@ -39,6 +39,7 @@ class LoRALinear(nn.Module):
             nn.init.kaiming_uniform_(a, a=math.sqrt(5))
         self.dropout = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
         self.route: torch.Tensor | None = None  # (batch,) adapter index per sample, routed only
+        self.weights: torch.Tensor | None = None  # (batch, n_adapters) soft routing weights, routed only
         self.groups: list[tuple[int, int, int]] | None = None  # (adapter, start, end) runs of `route`
         self.merged = False  # shared adapter folded into base.weight
         self.merged_weights: torch.Tensor | None = None  # (n_adapters, out, in), routed only
@@ -57,6 +58,8 @@ class LoRALinear(nn.Module):
             if self.merged:
                 return self.base(x)
             return self.base(x) + self.scaling * (self.dropout(x) @ self.lora_A[0].T) @ self.lora_B[0].T
+        if self.weights is not None:
+            return self.base(x) + self._soft_delta(x, self.weights)
         if self.route is None:
             raise HloraError("routed LoRA called without a route: run it through the model core")
         route = self.route
@@ -65,6 +68,13 @@ class LoRALinear(nn.Module):
         a = self.lora_A[route]  # (batch, rank, in)
         b = self.lora_B[route]  # (batch, out, rank)
         return self.base(x) + self.scaling * torch.bmm(torch.bmm(self.dropout(x), a.transpose(1, 2)), b.transpose(1, 2))
+
+    def _soft_delta(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """sum_a weights[b, a] * scaling * B[a] A[a] x: every adapter, mixed per sample. Costs
+        n_adapters times the rank of one adapter, and no merged weight applies."""
+        xa = torch.einsum("bti,nri->btnr", self.dropout(x), self.lora_A.to(x.dtype))
+        xa = xa * weights.to(xa.dtype)[:, None, :, None]
+        return self.scaling * torch.einsum("btnr,nor->bto", xa, self.lora_B.to(xa.dtype))
 
     def _forward_merged(self, x: torch.Tensor, route: torch.Tensor) -> torch.Tensor:
         # One plain matmul per language present in the batch: the cost of the bare layer. When the
@@ -147,13 +157,15 @@ def contiguous_groups(route: torch.Tensor) -> list[tuple[int, int, int]] | None:
 
 
 @contextmanager
-def routing(modules: list[LoRALinear], route: torch.Tensor) -> Iterator[None]:
-    """Give the routed LoRA modules of one layer their per-sample adapter for one forward."""
-    groups = contiguous_groups(route) if any(m.merged_weights is not None for m in modules) else None
+def routing(modules: list[LoRALinear], route: torch.Tensor, weights: torch.Tensor | None = None) -> Iterator[None]:
+    """Give the routed LoRA modules of one layer their per-sample adapter (`route`, shape = (batch,))
+    or, for soft routing, their per-sample adapter weights (shape = (batch, n_adapters)) for one forward."""
+    merged = weights is None and any(m.merged_weights is not None for m in modules)
+    groups = contiguous_groups(route) if merged else None
     for m in modules:
-        m.route, m.groups = route, groups
+        m.route, m.groups, m.weights = route, groups, weights
     try:
         yield
     finally:
         for m in modules:
-            m.route, m.groups = None, None
+            m.route, m.groups, m.weights = None, None, None

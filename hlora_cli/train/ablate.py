@@ -1,4 +1,5 @@
-"""The k ablation: one HLoRA per k trained and decoded single-pass on dev and test, a per-language
+"""The k ablation: one HLoRA per k (k = shared lower layers, as the paper defines it) trained and
+decoded single-pass on dev and test, a per-language
 table (dev / test error rate per k, the best of each row marked) as markdown and JSON, and a plot.
 Resumable: a finished k (DIR/k<K>/done.json) is skipped, an interrupted one resumed."""
 
@@ -22,9 +23,9 @@ from hlora_cli.train.trainer import Trainer
 DONE = "done.json"
 
 
-def _score_set(model_dir: Path, manifest: str, out: Path) -> dict:
+def _score_set(model_dir: Path, manifest: str, out: Path, options: DecodeOptions) -> dict:
     items = collect_inputs([manifest])
-    report = Recognizer(load_model(model_dir), DecodeOptions(mode="single")).run(items)
+    report = Recognizer(load_model(model_dir), options).run(items)
     write_results(report.results, out)
     refs = {u.id: (u.lang, u.text) for u in read_manifest(manifest)}
     s = score(refs, {r.id: (r.lang, r.text) for r in report.results})
@@ -36,7 +37,7 @@ def _score_set(model_dir: Path, manifest: str, out: Path) -> dict:
     }
 
 
-def run_k(cfg: TrainConfig, k: int, out: Path, test: str | None) -> dict:
+def run_k(cfg: TrainConfig, k: int, out: Path, test: str | None, options: DecodeOptions) -> dict:
     """Train (or resume) and score one k; returns its done.json content."""
     run_dir = out / f"k{k}"
     if (run_dir / DONE).exists():
@@ -49,9 +50,9 @@ def run_k(cfg: TrainConfig, k: int, out: Path, test: str | None) -> dict:
     )
     trainer.fit()
     best = run_dir / "best"
-    result = {"k": k, "dev": _score_set(best, cfg.dev, run_dir / "dev.jsonl")}
+    result = {"k": k, "dev": _score_set(best, cfg.dev, run_dir / "dev.jsonl", options)}
     if test:
-        result["test"] = _score_set(best, test, run_dir / "test.jsonl")
+        result["test"] = _score_set(best, test, run_dir / "test.jsonl", options)
     text = json.dumps(result, indent=1) + "\n"
     atomic_write(run_dir / DONE, lambda p: p.write_text(text))
     return result
@@ -77,7 +78,8 @@ def table(results: list[dict]) -> str:
 
     header = "| language | " + " | ".join(f"k = {r['k']}" for r in results) + " |"
     lines = [
-        f"Error rate (%) per language, {' / '.join(sets)}; the best of each row in bold.",
+        f"Error rate (%) per language, {' / '.join(sets)}; the best of each row in bold. "
+        "k = shared lower layers (LID after layer k, layers k+1..N per language).",
         "",
         header,
         "|---|" + "---|" * len(results),
@@ -106,7 +108,7 @@ def plot(results: list[dict], path: Path) -> None:
         for lang in sorted(results[0][s]["mer"]):
             ax.plot(ks, [100 * r[s]["mer"].get(lang, float("nan")) for r in results], marker="o", label=lang)
         ax.plot(ks, [100 * r[s]["average"] for r in results], marker="s", color="black", linewidth=2, label="avg")
-        ax.set_xlabel("k (language-specific top layers)")
+        ax.set_xlabel("k (shared lower layers; k+1..N per language)")
         ax.set_ylabel("error rate (%)")
         ax.set_title(s)
         ax.set_xticks(ks)
@@ -116,10 +118,18 @@ def plot(results: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def ablate(cfg: TrainConfig, ks: list[int], out: Path, test: str | None, on_done=None) -> list[dict]:
+def ablate(
+    cfg: TrainConfig,
+    ks: list[int],
+    out: Path,
+    test: str | None,
+    on_done=None,
+    options: DecodeOptions | None = None,
+) -> list[dict]:
+    options = options or DecodeOptions(mode="single")
     results = []
     for k in ks:
-        results.append(run_k(cfg, k, out, test))
+        results.append(run_k(cfg, k, out, test, options))
         if on_done:
             on_done(results[-1])
     md = table(results)

@@ -11,7 +11,9 @@ import yaml
 
 from hlora_cli.data.batching import BATCHINGS
 from hlora_cli.errors import HloraError
-from hlora_cli.model.config import LORA_TARGETS
+from hlora_cli.model.config import LID_HEADS, LORA_TARGETS, canonical_model_type
+
+TRAIN_ROUTINGS = ("oracle", "predicted", "soft")
 
 
 @dataclass
@@ -23,18 +25,25 @@ class TrainConfig:
     languages: list[str] | None = None  # default: every language of the vocab
     max_duration: float = 30.0  # longer utterances are skipped (and counted)
     # model
-    model_type: str = "hlora"
+    model_type: str = "hlora"  # ctc, shared-lora (alias: baseline), lidlora or hlora
     backbone: str = ""  # local directory or hub id
-    k: int | None = None
+    k: int | None = None  # hlora: shared lower layers (1..k shared LoRA, LID after k, k+1..N per language)
+    freeze_layers: int = 0  # ctc: the lowest N transformer layers stay frozen as well as the conv frontend
+    gradient_checkpointing: bool = False  # recompute layer activations in backward: less memory, ~1.3x time
     lora_rank: int = 8
     lora_alpha: float = 16.0
     lora_dropout: float = 0.05
     lora_targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
+    lid_head: str = "pooled"  # pooled (norm, pooling, MLP) or frame (per-frame softmax, averaged)
     lid_pooling: str = "mean"
     lid_hidden: int = 256
     # objective
     lid_weight: float = 0.3
-    predicted_route_prob: float = 0.0  # hlora: share of batches routed by the predicted language
+    # hlora: how the routed layers are chosen in training. oracle: the true language (with
+    # predicted_route_prob of the batches by the LID's argmax); predicted: the LID's argmax;
+    # soft: every language's LoRA weighted by the LID posterior, and CTC on every head likewise.
+    train_routing: str = "oracle"
+    predicted_route_prob: float = 0.0
     # optimisation
     lr: float = 1e-3  # LoRA adapters
     head_lr: float | None = None  # CTC and LID heads (new, randomly initialised); default: lr
@@ -66,8 +75,19 @@ class TrainConfig:
             raise HloraError("no vocabulary: give --vocab (made by `hlora prepare vocab`)")
         if not self.backbone:
             raise HloraError("no backbone: give --backbone (a local HF directory or hub id)")
+        self.model_type = canonical_model_type(self.model_type)
         if self.model_type == "hlora" and self.k is None:
-            raise HloraError("an hlora model needs --k (routed top layers)")
+            raise HloraError("an hlora model needs --k: the number of shared lower layers (the paper: 9 of 12)")
+        if self.train_routing not in TRAIN_ROUTINGS:
+            raise HloraError(f"unknown --train-routing {self.train_routing}: choose {', '.join(TRAIN_ROUTINGS)}")
+        if self.train_routing != "oracle" and self.model_type != "hlora":
+            raise HloraError(
+                f"--train-routing {self.train_routing} needs an hlora model (a LID head below routed layers)"
+            )
+        if self.lid_head not in LID_HEADS:
+            raise HloraError(f"unknown --lid-head {self.lid_head}: choose {' or '.join(LID_HEADS)}")
+        if self.freeze_layers and self.model_type != "ctc":
+            raise HloraError("--freeze-layers applies to the fully fine-tuned ctc model only")
         if self.max_steps is None and self.epochs is None:
             raise HloraError("give --max-steps or --epochs")
         if self.metric not in ("cer", "loss", "lid_acc"):

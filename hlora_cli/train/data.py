@@ -12,6 +12,7 @@ from hlora_cli.data.langs import resolve_language
 from hlora_cli.data.manifest import read_manifest
 from hlora_cli.data.vocab import Vocab, norm_text
 from hlora_cli.errors import HloraError
+from text_normalization.rules import strip_language_prefix
 
 
 @dataclass
@@ -26,8 +27,17 @@ class Examples:
 
 
 def load_examples(
-    path: str | Path, vocab: Vocab, languages: list[str], shared_head: bool, max_duration: float
+    path: str | Path,
+    vocab: Vocab,
+    languages: list[str],
+    shared_head: bool,
+    max_duration: float,
+    every_head: bool = False,
 ) -> Examples:
+    """Examples with targets in the inventory of the head that trains on them. A shared inventory
+    with `<xx>` prefix tokens gets every transcript started by its language's token (whether or not
+    the manifest's text has it); otherwise a prefix in the text is dropped. With `every_head` (soft
+    routing), each example also carries its transcript in every language's inventory."""
     utts = read_manifest(path)
     if not utts:
         raise HloraError(f"{path}: manifest is empty")
@@ -39,6 +49,7 @@ def load_examples(
             f"{path}: utterances in language(s) {langs} have no head in this model ({', '.join(languages)}): "
             "add them to the vocab and --languages, or remove them"
         )
+    prefix = shared_head and vocab.has_prefix_tokens(languages)
     out = Examples([])
     for u, lang in zip(utts, resolved, strict=True):
         duration = u.duration
@@ -47,12 +58,14 @@ def load_examples(
         if duration > max_duration:
             out.skipped["over max duration"] += 1
             continue
-        ids, unknown = vocab.encode(norm_text(u), lang, shared=shared_head)
-        if not ids:
+        text = strip_language_prefix(norm_text(u)).strip()
+        if not text:
             out.skipped["empty text"] += 1
             continue
+        ids, unknown = vocab.encode(f"<{lang}> {text}" if prefix else text, lang, shared=shared_head)
         out.unknown_chars += unknown
-        out.examples.append(Example(replace(u, lang=lang, duration=duration), languages.index(lang), ids))
+        every = [vocab.encode(text, other)[0] for other in languages] if every_head else None
+        out.examples.append(Example(replace(u, lang=lang, duration=duration), languages.index(lang), ids, every))
     if not out.examples:
         raise HloraError(f"{path}: no usable utterance ({dict(out.skipped)})")
     return out

@@ -1,4 +1,5 @@
-"""The joint objective: CTC on the routed language's head + lid_weight x cross-entropy on the LID head."""
+"""The joint objective: CTC on the routed language's head (or, soft-routed, every head weighted by the
+LID posterior) + lid_weight x cross-entropy on the LID head."""
 
 from __future__ import annotations
 
@@ -16,17 +17,53 @@ class LossParts:
     ctc: torch.Tensor
     lid: torch.Tensor
     lid_correct: int
-    n_ctc: int  # utterances that contributed CTC loss
+
+
+def _ctc(log_probs: torch.Tensor, lengths: torch.Tensor, targets: list[list[int]]) -> torch.Tensor:
+    """Per-utterance CTC loss / target length; log_probs : shape = (batch, time, vocab)."""
+    device = log_probs.device
+    flat = torch.tensor([t for seq in targets for t in seq], dtype=torch.long, device=device)
+    tgt_len = torch.tensor([len(seq) for seq in targets], dtype=torch.long, device=device)
+    loss = F.ctc_loss(log_probs.transpose(0, 1), flat, lengths, tgt_len, blank=0, reduction="none", zero_infinity=True)
+    return loss / tgt_len.clamp_min(1)
+
+
+def soft_ctc(out: ModelOutput, targets_by_lang: list[list[list[int]]]) -> torch.Tensor:
+    """Soft routing: sum over heads l of route_weights[:, l] x CTC on head l (the transcript in l's
+    inventory), so the ASR loss also trains the LID head that sets the weights."""
+    per_utt = sum(
+        out.route_weights[:, lang] * _ctc(lp, out.out_lengths, [t[lang] for t in targets_by_lang])
+        for lang, lp in enumerate(out.head_log_probs)
+    )
+    return per_utt.mean()
 
 
 def joint_loss(
-    out: ModelOutput, langs: torch.Tensor, targets: list[list[int]], vocab_sizes: list[int], lid_weight: float
+    out: ModelOutput,
+    langs: torch.Tensor,
+    targets: list[list[int]],
+    vocab_sizes: list[int],
+    lid_weight: float,
+    targets_by_lang: list[list[list[int]]] | None = None,
 ) -> LossParts:
     """CTC per head group, on each head's own columns (never the -inf padding); utterances routed
     to another language's LoRA/head (predicted routing) contribute no CTC loss. Mean over
-    utterances of per-utterance loss / target length."""
+    utterances of per-utterance loss / target length. With soft routing (`out.head_log_probs`),
+    the posterior-weighted CTC of every head (`targets_by_lang[b][l]`: utterance b in head l's
+    inventory). The LID term is skipped at lid_weight 0 (ctc: the language comes from the CTC
+    targets' prefix token)."""
     device = out.log_probs.device
     langs = langs.to(device)
+    lid_correct = int((out.lang_logprobs.argmax(-1) == langs).sum()) if out.lang_logprobs is not None else 0
+    if lid_weight > 0 and out.lang_logprobs is not None:
+        lid = F.nll_loss(out.lang_logprobs, langs)
+    else:
+        lid = torch.zeros((), device=device)
+    if out.head_log_probs is not None:
+        if targets_by_lang is None:
+            raise ValueError("soft routing needs every utterance's targets in every head's inventory")
+        ctc = soft_ctc(out, targets_by_lang)
+        return LossParts(ctc + lid_weight * lid, ctc, lid, lid_correct)
     ctc_sum = torch.zeros((), device=device)
     n_ctc = 0
     shared_head = len(vocab_sizes) == 1  # the baseline: routing does not choose its head
@@ -34,17 +71,8 @@ def joint_loss(
     heads = torch.zeros_like(out.langs) if shared_head else out.langs
     for head in torch.unique(heads[routed_right]).tolist():
         idx = ((heads == head) & routed_right).nonzero().squeeze(1)
-        lp = out.log_probs[idx][:, :, : vocab_sizes[head]].transpose(0, 1)  # (T, B, V)
-        tgt = [targets[i] for i in idx.tolist()]
-        flat = torch.tensor([t for seq in tgt for t in seq], dtype=torch.long, device=device)
-        tgt_len = torch.tensor([len(seq) for seq in tgt], dtype=torch.long, device=device)
-        loss = F.ctc_loss(lp, flat, out.out_lengths[idx], tgt_len, blank=0, reduction="none", zero_infinity=True)
-        ctc_sum = ctc_sum + (loss / tgt_len.clamp_min(1)).sum()
+        lp = out.log_probs[idx][:, :, : vocab_sizes[head]]
+        ctc_sum = ctc_sum + _ctc(lp, out.out_lengths[idx], [targets[i] for i in idx.tolist()]).sum()
         n_ctc += len(idx)
     ctc = ctc_sum / max(1, n_ctc)
-    if out.lang_logprobs is not None:
-        lid = F.nll_loss(out.lang_logprobs, langs)
-        lid_correct = int((out.lang_logprobs.argmax(-1) == langs).sum())
-    else:
-        lid, lid_correct = torch.zeros((), device=device), 0
-    return LossParts(ctc + lid_weight * lid, ctc, lid, lid_correct, n_ctc)
+    return LossParts(ctc + lid_weight * lid, ctc, lid, lid_correct)

@@ -20,14 +20,16 @@ import torch
 
 from hlora_cli.data.batching import DurationBatchSampler, duration_batches, load_waveforms
 from hlora_cli.data.vocab import Vocab, norm_text
+from hlora_cli.device import resolve_device
 from hlora_cli.errors import HloraError
 from hlora_cli.infer.ctc_decode import greedy_hypothesis
 from hlora_cli.model import BackboneRef, HLoRAModel, LIDConfig, LoRAConfig, ModelConfig, build_model
 from hlora_cli.model.backbone import detect_kind
 from hlora_cli.model.checkpoint import atomic_write
+from hlora_cli.model.config import SHARED_HEAD_TYPES
 from hlora_cli.score.metrics import char_errors
 from hlora_cli.train import state as run_state
-from hlora_cli.train.config import TrainConfig
+from hlora_cli.train.config import TrainConfig, load_config
 from hlora_cli.train.data import Examples, load_examples
 from hlora_cli.train.distributed import Dist
 from hlora_cli.train.losses import joint_loss
@@ -35,29 +37,40 @@ from text_normalization import normalize
 from text_normalization.rules import strip_language_prefix
 
 METRICS = "metrics.jsonl"
+# Settings that shape the model or its data: a resumed run must keep them.
+MODEL_SETTINGS = (
+    "backbone",
+    "model_type",
+    "k",
+    "freeze_layers",
+    "lora_rank",
+    "lora_alpha",
+    "lora_targets",
+    "lid_head",
+    "lid_pooling",
+    "lid_hidden",
+    "vocab",
+    "languages",
+    "train_routing",
+)
 Callback = Callable[[dict], None]
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise HloraError(f"--device {name}: CUDA is not available on this machine")
-    return torch.device(name)
 
 
 def model_config(cfg: TrainConfig, vocab: Vocab, languages: list[str]) -> ModelConfig:
     kind = detect_kind(cfg.backbone)
     lora = LoRAConfig(cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, list(cfg.lora_targets))
+    shared = cfg.model_type in SHARED_HEAD_TYPES
     return ModelConfig(
         cfg.model_type,
         BackboneRef(kind, source=cfg.backbone),
         languages,
-        vocabs={lang: vocab.languages[lang] for lang in languages},
-        shared_vocab=vocab.shared if cfg.model_type == "baseline" else [],
+        vocabs={} if shared else {lang: vocab.languages[lang] for lang in languages},
+        shared_vocab=vocab.shared if shared else [],
         k=cfg.k if cfg.model_type == "hlora" else None,
         lora=lora,
-        lid=LIDConfig(cfg.lid_pooling, cfg.lid_hidden),
+        lid=LIDConfig(cfg.lid_head, cfg.lid_pooling, cfg.lid_hidden),
+        freeze_layers=cfg.freeze_layers,
+        bpe_models=vocab.bpe_models_for(languages, shared),
     )
 
 
@@ -110,6 +123,8 @@ class Trainer:
             torch.cuda.set_device(self.device)
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         self._check_run_dir(overwrite)
+        if resume:
+            self._check_resume_settings()
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True)
         torch.manual_seed(cfg.seed)
@@ -121,10 +136,18 @@ class Trainer:
         unknown = [lang for lang in languages if lang not in self.vocab.languages]
         if unknown:
             raise HloraError(f"{cfg.vocab}: no token inventory for language(s) {', '.join(unknown)}")
-        shared = cfg.model_type == "baseline"
-        self.train_data = load_examples(cfg.train, self.vocab, languages, shared, cfg.max_duration)
+        shared = cfg.model_type in SHARED_HEAD_TYPES
+        if cfg.model_type == "ctc" and not self.vocab.has_prefix_tokens(languages):
+            raise HloraError(
+                f"{cfg.vocab}: a ctc model reads the language from <xx> prefix tokens, which the shared "
+                "inventory lacks: make the vocab with `hlora prepare vocab --prefix-tokens`"
+            )
+        soft = cfg.train_routing == "soft"
+        self.train_data = load_examples(cfg.train, self.vocab, languages, shared, cfg.max_duration, soft)
         self.dev_data = load_examples(cfg.dev, self.vocab, languages, shared, cfg.max_duration) if cfg.dev else None
         self.model: HLoRAModel = build_model(model_config(cfg, self.vocab, languages)).to(self.device)
+        self.model.gradient_checkpointing = cfg.gradient_checkpointing
+        self.lid_weight = cfg.lid_weight if self.model.lid_head is not None else 0.0
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.sampler = DurationBatchSampler(
             self.train_data.durations,
@@ -143,6 +166,7 @@ class Trainer:
             self._restore()
         elif self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:  # on resume too: the settings it goes on with (e.g. more steps)
             cfg.save(self.run_dir / "train.yaml")
         self.tensorboard = self._tensorboard()
 
@@ -159,6 +183,18 @@ class Trainer:
         elif holds_run and self.dist.is_main:
             shutil.rmtree(self.run_dir)
         self.dist.barrier()
+
+    def _check_resume_settings(self) -> None:
+        """Every setting that shapes the model or its data must be the run's: resuming with another
+        backbone, type, k, rank or vocabulary would load adapters into the wrong model."""
+        saved = load_config(self.run_dir / "train.yaml", {})
+        for name in MODEL_SETTINGS:
+            old, new = getattr(saved, name), getattr(self.cfg, name)
+            if old != new:
+                raise HloraError(
+                    f"{self.run_dir}: --resume with {name}={new!r}, but the run was trained with {old!r}: "
+                    "resume with the run's setting, or start a new run in another directory"
+                )
 
     def _restore(self) -> None:
         ckpt = run_state.load_checkpoint(self.run_dir)
@@ -215,7 +251,8 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             return None
-        return SummaryWriter(str(self.run_dir / "tensorboard"))
+        # On resume, drop the events a killed run logged after its checkpoint.
+        return SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step + 1 if self.resume else None)
 
     def _log(self, record: dict) -> None:
         if not self.dist.is_main:
@@ -239,10 +276,18 @@ class Trainer:
         langs = torch.tensor([e.lang for e in batch], device=self.device)
         with self._autocast():
             out = self.model(feats, routing_mode, langs if routing_mode == "oracle" else None)
+        every = [e.targets_by_lang for e in batch] if out.head_log_probs is not None else None
         parts = joint_loss(
-            out, langs, [e.targets for e in batch], self.model.ctc_heads.vocab_sizes, self.cfg.lid_weight
+            out, langs, [e.targets for e in batch], self.model.ctc_heads.vocab_sizes, self.lid_weight, every
         )
         return batch, out, parts
+
+    def _train_routing(self, micro: int) -> str:
+        cfg = self.cfg
+        if cfg.model_type != "hlora" or cfg.train_routing != "oracle":
+            return cfg.train_routing  # the config check allows soft and predicted for hlora only
+        coin = random.Random(cfg.seed * 1_000_003 + self.step * 101 + micro).random()
+        return "predicted" if coin < cfg.predicted_route_prob else "oracle"
 
     def train_step(self) -> dict:
         """One optimizer step over grad_accum batches; a non-finite loss on any rank skips it."""
@@ -252,9 +297,7 @@ class Trainer:
         bad = 0.0
         for micro in range(cfg.grad_accum):
             idx = self.sampler.next()
-            coin = random.Random(cfg.seed * 1_000_003 + self.step * 101 + micro).random()
-            predicted = cfg.model_type == "hlora" and coin < cfg.predicted_route_prob
-            batch, out, parts = self._forward(self.train_data, idx, "predicted" if predicted else "oracle")
+            batch, out, parts = self._forward(self.train_data, idx, self._train_routing(micro))
             if not torch.isfinite(parts.total):
                 bad = 1.0
                 break
@@ -301,7 +344,7 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> dict:
         """Dev loss, LID accuracy and CER per language, decoding as the system would: single pass
-        (hlora, baseline) or with the true language (lidlora)."""
+        (hlora, shared-lora, ctc) or with the true language (lidlora)."""
         data = self.dev_data
         self.model.eval()
         routing_mode = "oracle" if self.cfg.model_type == "lidlora" else "predicted"

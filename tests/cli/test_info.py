@@ -22,7 +22,8 @@ def test_info_reports_the_model(tmp_path):
     assert r.returncode == 0, r.stderr
     trainable, frozen = model.parameter_counts()
     assert "hlora" in r.stdout and "en, de, fr, ja" in r.stdout
-    assert "after layer 1" in r.stdout  # L - k = 4 - 3
+    assert "layers 1-3 shared LoRA, LID after layer 3, layer 4 per language" in r.stdout
+    assert "after layer 3 (mean-pooled MLP)" in r.stdout and "adapters.safetensors" in r.stdout
     assert f"{trainable:,}" in r.stdout and f"{frozen:,}" in r.stdout
 
 

@@ -7,7 +7,7 @@ import torch
 
 from hlora_cli.errors import HloraError
 from hlora_cli.model import BackboneRef, load_backbone
-from hlora_cli.model.backbone import additive_mask
+from hlora_cli.model.backbone import _hf_config, additive_mask
 from tests.conftest import TINY, waves
 
 
@@ -54,6 +54,27 @@ def test_same_seed_same_fingerprint_other_seed_differs(kind):
     b = load_backbone(BackboneRef(kind, config=TINY[kind], seed=1))
     c = load_backbone(BackboneRef(kind, config=TINY[kind], seed=2))
     assert a.fingerprint == b.fingerprint != c.fingerprint
+
+
+def test_random_backbone_leaves_the_global_rng_alone(kind):
+    from transformers import HubertModel, Wav2Vec2Model
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    ref = BackboneRef(kind, config=TINY[kind], seed=3)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    a = load_backbone(ref)
+    assert torch.equal(torch.get_rng_state(), before)
+    b = load_backbone(ref)
+    # the weights are those of the HF constructor right after torch.manual_seed(seed), as before the fork
+    torch.manual_seed(ref.seed)
+    hf = {"whisper": WhisperEncoder, "hubert": HubertModel, "wav2vec2": Wav2Vec2Model}[kind](_hf_config(ref))
+    expected = hf.state_dict()
+    got_a, got_b = ((x.encoder if kind == "whisper" else x.model).state_dict() for x in (a, b))
+    assert list(expected) == list(got_a) == list(got_b)
+    for name, value in expected.items():
+        assert torch.equal(got_a[name], value) and torch.equal(got_b[name], value), name
+    assert a.fingerprint == b.fingerprint
 
 
 def test_unknown_kind_and_missing_source_are_clear_errors(tmp_path):

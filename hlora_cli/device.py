@@ -1,0 +1,44 @@
+"""Where the model runs and at which precision: one place for `--device` and `--dtype`."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from hlora_cli.errors import HloraError
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto (the GPU when there is one), cpu, cuda or cuda:N."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise HloraError(f"--device {name}: not a device (auto, cpu, cuda or cuda:N)") from e
+    if device.type not in ("cpu", "cuda"):
+        raise HloraError(f"--device {name}: choose auto, cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise HloraError(f"--device {name}: CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise HloraError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+def check_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name not in DTYPES:
+        raise HloraError(f"--dtype {name}: choose {', '.join(DTYPES)}")
+    if name == "fp16" and device.type != "cuda":
+        raise HloraError("--dtype fp16 runs on CUDA only: use bf16 or fp32 on the CPU")
+    return DTYPES[name]
+
+
+def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    """Mixed precision for the matrix products (weights stay fp32); nothing for fp32."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
