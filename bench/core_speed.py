@@ -1,16 +1,17 @@
 """Inference cost of the model core on a mixed-language batch (8 utterances x 5 s, 4 languages).
 
-Side by side in one process, medians of interleaved runs, 2 CPU threads:
+Side by side in one process, medians of interleaved runs, 2 CPU threads (or on a GPU with
+`--device cuda --dtype bf16 --batch 16,64`):
   (a) bare backbone                       (our layer-by-layer encoder, no LoRA)
   (b) HLoRA single pass, merged           (shared LoRA folded in; routed layers: one merged weight per language)
   (c) HLoRA single pass, unmerged         (batched per-sample adapters)
-  (d) two-stage                           (baseline LID pass over all layers, then a LIDLoRA pass, both merged)
-  (e) peft LoRA with adapter_names        (peft's mixed-batch path; per-language adapters in the same top-k
-                                            layers as HLoRA's routed LoRA, lower layers bare: generous to peft)
+  (d) two-stage                           (shared-LoRA LID pass over all layers, then a LIDLoRA pass, both merged)
+  (e) peft LoRA with adapter_names        (peft's mixed-batch path; per-language adapters in the same layers
+                                            k+1..N as HLoRA's routed LoRA, lower layers bare: generous to peft)
 (b)-(d) run with oracle routing set to the batch's 4 languages, which costs the same as predicted routing
 (the LID head runs either way) but guarantees a mixed batch even with untrained LID heads.
 
-Usage: python bench/core_speed.py [--quick] [--whisper DIR]
+Usage: python bench/core_speed.py [--quick] [--whisper DIR] [--device cuda] [--dtype bf16] [--batch 16,64]
 The last line printed is one JSON object; the results also go to BENCHMARKS.md.
 """
 
@@ -28,6 +29,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import machine, time_interleaved, write_section  # noqa: E402
+from hlora_cli.device import autocast, check_dtype, resolve_device  # noqa: E402
 from hlora_cli.model import BackboneRef, LoRAConfig, ModelConfig, build_model, load_backbone  # noqa: E402
 from hlora_cli.model.backbone import additive_mask  # noqa: E402
 from hlora_cli.model.config import BLANK  # noqa: E402
@@ -79,7 +81,7 @@ def peft_model(ref: BackboneRef, k: int, rank: int):
 
     bb = load_backbone(ref)
     targets = [p.rsplit(".", 1)[-1] for p in bb.target_paths.values()]
-    top = list(range(bb.num_layers - k, bb.num_layers))
+    top = list(range(k, bb.num_layers))  # HLoRA's routed layers k+1..N (0-based k..N-1)
     cfg = LoraConfig(
         r=rank, lora_alpha=2 * rank, target_modules=targets, layers_to_transform=top, layers_pattern="layers"
     )
@@ -90,22 +92,25 @@ def peft_model(ref: BackboneRef, k: int, rank: int):
     return model.eval()
 
 
-def measure(label: str, ref: BackboneRef, k: int, rank: int, repeats: int) -> dict[str, float]:
+def measure(
+    label: str, ref: BackboneRef, k: int, rank: int, repeats: int, batch: int, device: torch.device, dtype
+) -> dict[str, float]:
     rng = np.random.default_rng(0)
-    wavs = [(0.1 * rng.standard_normal(5 * 16000)).astype(np.float32) for _ in range(8)]
-    langs = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+    wavs = [(0.1 * rng.standard_normal(5 * 16000)).astype(np.float32) for _ in range(batch)]
+    langs = torch.arange(batch, device=device) % len(LANGS)
     hlora_m = build_model(config("hlora", ref, k, rank)).eval()
     hlora_u = build_model(config("hlora", ref, k, rank)).eval()
-    baseline = build_model(config("baseline", ref, None, rank)).eval()
+    baseline = build_model(config("shared-lora", ref, None, rank)).eval()
     lidlora = build_model(config("lidlora", ref, None, rank)).eval()
     for m in (hlora_m, hlora_u, baseline, lidlora):
         randomize(m)
+        m.to(device)
     hlora_m.merge(routed=True)
     baseline.merge()
     lidlora.merge(routed=True)
-    bare = BareEncoder(load_backbone(ref)).eval()
-    peft = peft_model(ref, k, rank)
-    feats = hlora_m.prepare(wavs)
+    bare = BareEncoder(load_backbone(ref)).eval().to(device)
+    peft = peft_model(ref, k, rank).to(device)
+    feats = hlora_m.prepare(wavs).to(device)
     adapter_names = [LANGS[i] for i in langs.tolist()]
 
     def two_stage():
@@ -119,8 +124,8 @@ def measure(label: str, ref: BackboneRef, k: int, rank: int, repeats: int) -> di
         "d_two_stage": two_stage,
         "e_peft": lambda: peft(feats.values, feats.lengths, adapter_names=adapter_names),
     }
-    with torch.inference_mode():
-        t = time_interleaved(fns, repeats=repeats)
+    with torch.inference_mode(), autocast(device, dtype):
+        t = time_interleaved(fns, repeats=repeats, sync=torch.cuda.synchronize if device.type == "cuda" else None)
     print(f"{label}: " + ", ".join(f"{n} {s * 1000:.0f} ms" for n, s in t.items()), flush=True)
     return t
 
@@ -130,19 +135,26 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer repeats (under 3 minutes)")
     ap.add_argument("--whisper", default=os.path.expanduser("~/.cache/hlora/whisper-base"))
     ap.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    ap.add_argument("--dtype", default="fp32", help="fp32, bf16 or fp16 (autocast)")
+    ap.add_argument("--batch", default="8", help="utterances per batch; comma-separated for several")
     args = ap.parse_args()
+    device = resolve_device(args.device)
+    dtype = check_dtype(args.dtype, device)
+    batches = [int(b) for b in args.batch.split(",")]
     torch.set_num_threads(2)
     repeats = 3 if args.quick else 7
     whisper, hubert = BackboneRef("whisper", source=args.whisper), BackboneRef("hubert", config=HUBERT_BASE)
     # rank 8 is our default and gives the headline; rank 32 shows how peft's unmerged cost grows.
+    # k = shared lower layers: 3 of Whisper-base's 6, 9 of 12 (the paper's best) for the HuBERT.
     setups = [("whisper-base", whisper, 3, 8), ("hubert-base-size", hubert, 9, 8)]
     if not args.quick:
         setups += [("whisper-base", whisper, 3, 32), ("hubert-base-size", hubert, 9, 32)]
     rows, result = [], {}
-    for name, ref, k, rank in setups:
-        label = f"{name} k={k} rank={rank}"
-        t = measure(label, ref, k, rank, repeats)
-        key = f"{name.replace('-', '_')}_r{rank}"
+    for (name, ref, k, rank), batch in [(s, b) for s in setups for b in batches]:
+        label = f"{name} k={k} rank={rank}" + (f" batch {batch}" if len(batches) > 1 or batch != 8 else "")
+        t = measure(label, ref, k, rank, repeats, batch, device, dtype)
+        key = f"{name.replace('-', '_')}_r{rank}" + (f"_b{batch}" if batch != 8 else "")
         r = {
             "hlora_over_bare": t["b_hlora_merged"] / t["a_bare"],
             "unmerged_over_merged": t["c_hlora_unmerged"] / t["b_hlora_merged"],
@@ -158,14 +170,17 @@ def main() -> None:
             + " |"
         )
     # Headline ratios at the default rank 8: the less favourable of the two backbones.
-    heads = [result["whisper_base_r8"], result["hubert_base_size_r8"]]
+    suffix = "" if batches[0] == 8 else f"_b{batches[0]}"
+    heads = [result[f"whisper_base_r8{suffix}"], result[f"hubert_base_size_r8{suffix}"]]
     result["hlora_over_bare"] = max(h["hlora_over_bare"] for h in heads)
     result["two_stage_over_hlora"] = min(h["two_stage_over_hlora"] for h in heads)
     result["peft_over_hlora"] = min(h["peft_over_hlora"] for h in heads)
     result["quick"] = args.quick
+    on = "" if device.type == "cpu" else f" on {torch.cuda.get_device_name(device)}, {args.dtype}"
     body = (
-        "## Model core: inference on a mixed-language batch (`bench/core_speed.py`)\n\n"
-        f"8 utterances x 5 s, 4 languages mixed, {machine()}; medians of {repeats} interleaved runs, ms.\n"
+        f"## Model core: inference on a mixed-language batch (`bench/core_speed.py`){on}\n\n"
+        f"{'/'.join(map(str, batches))} utterances x 5 s, 4 languages mixed, {machine()}; "
+        f"medians of {repeats} interleaved runs, ms.\n"
         "Goals: b/a <= 1.05, d/b >= 1.9, e/b >= 1.1.\n\n"
         "| backbone | (a) bare | (b) HLoRA merged | (c) HLoRA unmerged | (d) two-stage | (e) peft adapter_names "
         "| b/a | c/b | d/b | e/b |\n|---|---|---|---|---|---|---|---|---|---|\n"
@@ -175,7 +190,7 @@ def main() -> None:
         "costs over the bare encoder, which grows with the LoRA rank."
     )
     if not args.no_write:
-        write_section("core_speed", body, result)
+        write_section("core_speed" if device.type == "cpu" else "core_speed_cuda", body, result)
     print(json.dumps(result))
 
 

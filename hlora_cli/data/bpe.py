@@ -26,12 +26,15 @@ def _spm():
 
 def train_bpe(lines: list[str], size: int, symbols: list[str] | None = None) -> str:
     """A BPE model of at most `size` pieces over `lines` (identity normalization: the text is
-    already normalized), serialized as base64. `symbols` (language-prefix tokens) stay whole."""
+    already normalized), serialized as base64. `symbols` (language-prefix tokens) stay whole.
+    Every character is a piece, so a `size` below the character count is raised to it."""
     if size < 2:
         raise HloraError(f"--bpe-size {size}: need at least 2 pieces")
     lines = [line for line in lines if line.strip()]
     if not lines:
         raise HloraError("no text to train a BPE model on")
+    chars = {c for line in lines for c in line if not c.isspace()}
+    size = max(size, len(chars) + len(symbols or []) + 2)  # + the unknown and the word start
     buf = io.BytesIO()
     _spm().SentencePieceTrainer.train(
         sentence_iterator=iter(lines),

@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # Multilingual TTS recipe (ESPnet-style stages): real UD sentences spoken by espeak-ng (en de fr es pt ko)
-# and Open JTalk (ja); baseline, LIDLoRA and HLoRA for each k on a frozen encoder; LID, decoding in every
-# mode, KenLM, scoring, the k ablation; the same models on the 20 real clips next to Whisper-base
-# zero-shot; long recordings (test clips joined) decoded in windows; RESULTS.md at the end. Calls the
-# hlora CLI, and local/long_audio.py to join clips.
+# and Open JTalk (ja); the HLoRA paper's systems on one encoder: the LoRA-free fully fine-tuned ctc model
+# (S2), a shared-LoRA model, LIDLoRA oracle (S3) and two-stage (S4, with the ctc or the shared-LoRA model
+# as first stage), HLoRA for each k (k = shared lower layers; S5 oracle, S6 single pass) with hard, soft
+# and top-2 routing, BPE against characters, the pooled against the per-frame LID head; LID, KenLM,
+# scoring, the k ablation; the same models on the real clips next to Whisper-base zero-shot; long
+# recordings (test clips joined) decoded in windows; RESULTS.md at the end. Calls the hlora CLI, and
+# local/long_audio.py to join clips.
 #   ./run.sh [--stage N] [--stop-stage M] [--backbone DIR] [--langs "en de ..."] [--train N] [--dev N]
 #            [--test N] [--ks "1 2 3 4 5"] [--main-k K] [--steps N] [--batch-seconds S] [--lr LR]
-#            [--head-lr LR] [--smoke]
+#            [--head-lr LR] [--ctc-lr LR] [--bpe-size N] [--smoke]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 shared=${SHARED:-$root/../shared}
 stage=1; stop_stage=7
-langs="en de fr es pt ko ja"; n_train=200; n_dev=15; n_test=40; ks="1 3 5"; main_k=3; steps=800; batch=16
-lr=5e-4; head_lr=5e-3
+langs="en de fr es pt ko ja"; n_train=200; n_dev=15; n_test=40; ks="1 2 3 4 5"; main_k=3; steps=800; batch=16
+lr=5e-4; head_lr=5e-3; ctc_lr=1e-4; bpe_size=200
 backbone=${BACKBONE:-${HLORA_CACHE:-$HOME/.cache/hlora}/whisper-base}
 exp=${EXP:-$root/exp/tts_ml}
 while [[ $# -gt 0 ]]; do
@@ -23,8 +26,9 @@ while [[ $# -gt 0 ]]; do
     --train) n_train=$2; shift 2 ;;  --dev) n_dev=$2; shift 2 ;;  --test) n_test=$2; shift 2 ;;
     --ks) ks=$2; shift 2 ;;  --main-k) main_k=$2; shift 2 ;;  --steps) steps=$2; shift 2 ;;
     --exp) exp=$2; shift 2 ;;  --batch-seconds) batch=$2; shift 2 ;;
-    --lr) lr=$2; shift 2 ;;  --head-lr) head_lr=$2; shift 2 ;;
-    --smoke) langs="en ja"; n_train=6; n_dev=2; n_test=3; ks="1 3"; main_k=3; steps=4; batch=30
+    --lr) lr=$2; shift 2 ;;  --head-lr) head_lr=$2; shift 2 ;;  --ctc-lr) ctc_lr=$2; shift 2 ;;
+    --bpe-size) bpe_size=$2; shift 2 ;;
+    --smoke) langs="en ja"; n_train=6; n_dev=2; n_test=3; ks="1 3"; main_k=3; steps=4; batch=30; bpe_size=30
              exp=$root/exp/tts_ml_smoke
              shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
@@ -62,6 +66,7 @@ if want 2; then
   for s in train dev test; do "$hlora" normalize "$exp/wav/$s/manifest.jsonl" -o "$exp/$s.jsonl"; done
   "$hlora" prepare vocab "$exp/train.jsonl" -o "$exp/vocab.json" --prefix-tokens \
     --coverage "$exp/dev.jsonl" --coverage "$exp/test.jsonl"
+  "$hlora" prepare vocab "$exp/train.jsonl" -o "$exp/vocab_bpe.json" --prefix-tokens --unit bpe --bpe-size "$bpe_size"
 fi
 
 cat > "$exp/run.yaml" <<YAML
@@ -83,38 +88,60 @@ save_every: $(( steps / 4 + 1 ))
 metric: cer
 YAML
 
+train_once() {  # train_once NAME FLAGS...: train (or resume, or skip when finished) one system
+  local name=$1; shift
+  if [[ -f $exp/$name/best/config.json ]]; then return; fi
+  if [[ -f $exp/$name/checkpoint.pt ]]; then "$hlora" train --out "$exp/$name" --resume
+  else "$hlora" train --config "$exp/run.yaml" --out "$exp/$name" --overwrite "$@"; fi
+}
+
 if want 3; then
-  log 3 "train baseline, LIDLoRA, and HLoRA for k in $ks (the ablation)"
-  for sys in baseline lidlora; do
-    if [[ ! -f $exp/$sys/best/adapters.safetensors ]]; then
-      if [[ -f $exp/$sys/checkpoint.pt ]]; then "$hlora" train --out "$exp/$sys" --resume
-      else "$hlora" train --config "$exp/run.yaml" --model-type "$sys" --out "$exp/$sys" --overwrite; fi
-    fi
-  done
+  log 3 "train ctc (full fine-tune), shared-LoRA, LIDLoRA, HLoRA for k in $ks (the ablation), BPE and frame-LID HLoRA"
+  # The LoRA-free model fine-tunes every encoder weight: at the LoRA rate it would leave the pretrained encoder.
+  train_once ctc --model-type ctc --lr "$ctc_lr"
+  train_once shared_lora --model-type shared-lora
+  train_once lidlora --model-type lidlora
   "$hlora" ablate --k "${ks// /,}" --config "$exp/run.yaml" --test "$exp/test.jsonl" -o "$exp/ablate"
+  train_once hlora_bpe --model-type hlora --k "$main_k" --vocab "$exp/vocab_bpe.json"
+  train_once hlora_frame --model-type hlora --k "$main_k" --lid-head frame
 fi
 
 decode_all() {  # decode_all INPUT OUTDIR: every system on one set
-  local in=$1 out=$2 hl=$exp/ablate/k$main_k/best
+  local in=$1 out=$2 hl=$exp/ablate/k$main_k/best lms
+  lms=$(for l in $langs; do printf -- '--lm %s=%s ' "$l" "$exp/lm/$l.bin"; done)
   mkdir -p "$out"
-  "$hlora" decode "$in" --model "$exp/baseline/best" -o "$out/baseline.jsonl"
-  "$hlora" decode "$in" --model "$exp/lidlora/best" --mode two-stage --lid-model "$exp/baseline/best" \
-    -o "$out/two_stage.jsonl"
+  "$hlora" decode "$in" --model "$exp/ctc/best" -o "$out/ctc.jsonl"
+  "$hlora" decode "$in" --model "$exp/shared_lora/best" -o "$out/shared_lora.jsonl"
   "$hlora" decode "$in" --model "$exp/lidlora/best" --mode oracle -o "$out/lidlora_oracle.jsonl"
+  for first in ctc shared_lora; do
+    "$hlora" decode "$in" --model "$exp/lidlora/best" --mode two-stage --lid-model "$exp/$first/best" \
+      -o "$out/two_stage_$first.jsonl"
+  done
   for k in $ks; do
     "$hlora" decode "$in" --model "$exp/ablate/k$k/best" -o "$out/hlora_k$k.jsonl"
   done
   "$hlora" decode "$in" --model "$hl" --mode oracle -o "$out/hlora_oracle.jsonl"
-  "$hlora" decode "$in" --model "$hl" $(for l in $langs; do printf -- '--lm %s=%s ' "$l" "$exp/lm/$l.bin"; done) \
-    -o "$out/hlora_lm.jsonl"
+  for routing in soft top2; do
+    "$hlora" decode "$in" --model "$hl" --routing $routing -o "$out/hlora_$routing.jsonl"
+  done
+  # shellcheck disable=SC2086
+  "$hlora" decode "$in" --model "$hl" $lms -o "$out/hlora_lm.jsonl"
+  "$hlora" decode "$in" --model "$exp/hlora_bpe/best" -o "$out/hlora_bpe.jsonl"
+  # shellcheck disable=SC2086
+  "$hlora" decode "$in" --model "$exp/hlora_bpe/best" $lms -o "$out/hlora_bpe_lm.jsonl"
+  "$hlora" decode "$in" --model "$exp/hlora_frame/best" -o "$out/hlora_frame.jsonl"
   "$hlora" decode "$in" --whisper "$backbone" -o "$out/whisper.jsonl"
 }
 systems() {  # systems OUTDIR REF: the score table, systems as rows
-  local out=$1 ref=$2 names="baseline,two-stage (LIDLoRA),LIDLoRA oracle" files=()
-  files=("$out/baseline.jsonl" "$out/two_stage.jsonl" "$out/lidlora_oracle.jsonl")
-  for k in $ks; do names+=",HLoRA k=$k single"; files+=("$out/hlora_k$k.jsonl"); done
-  names+=",HLoRA k=$main_k oracle,HLoRA k=$main_k single + KenLM,Whisper-base zero-shot"
-  files+=("$out/hlora_oracle.jsonl" "$out/hlora_lm.jsonl" "$out/whisper.jsonl")
+  local out=$1 ref=$2 names files=() k=$main_k
+  names="S2 ctc (LoRA-free full fine-tune),shared-LoRA,S3 LIDLoRA oracle,S4 two-stage (ctc LID),two-stage (shared-LoRA LID)"
+  files=("$out/ctc.jsonl" "$out/shared_lora.jsonl" "$out/lidlora_oracle.jsonl" "$out/two_stage_ctc.jsonl"
+    "$out/two_stage_shared_lora.jsonl")
+  for k2 in $ks; do names+=",HLoRA k=$k2 single (hard)"; files+=("$out/hlora_k$k2.jsonl"); done
+  names+=",S5 HLoRA k=$k oracle,HLoRA k=$k soft,HLoRA k=$k top2,HLoRA k=$k + KenLM,HLoRA k=$k BPE"
+  names+=",HLoRA k=$k BPE + KenLM,HLoRA k=$k frame LID head,Whisper-base zero-shot"
+  files+=("$out/hlora_oracle.jsonl" "$out/hlora_soft.jsonl" "$out/hlora_top2.jsonl" "$out/hlora_lm.jsonl"
+    "$out/hlora_bpe.jsonl" "$out/hlora_bpe_lm.jsonl" "$out/hlora_frame.jsonl" "$out/whisper.jsonl")
   "$hlora" score "$ref" "${files[@]}" --systems "$names" --markdown --json "$out/scores.json"
 }
 
@@ -165,7 +192,9 @@ if want 7; then
     echo "utterances (test voices never used in training); $steps training steps per model; main k = $main_k."
     echo "MER: CER for ja and ko, WER otherwise (after text_normalization); RTF: decode wall time / audio."
     echo "Reproduce: \`recipes/tts_ml/run.sh --langs \"$langs\" --train $n_train --dev $n_dev --test $n_test"
-    echo "--ks \"$ks\" --main-k $main_k --steps $steps --batch-seconds $batch --lr $lr --head-lr $head_lr\`."
+    echo "--ks \"$ks\" --main-k $main_k --steps $steps --batch-seconds $batch --lr $lr --head-lr $head_lr"
+    echo "--ctc-lr $ctc_lr --bpe-size $bpe_size\`. k counts the shared lower layers (1..k shared LoRA, LID after"
+    echo "layer k, k+1..6 per language), as the HLoRA paper defines it."
     echo
     echo "## TTS test set"
     echo
@@ -176,7 +205,7 @@ if want 7; then
     echo
     cat "$exp/decode_real/table.md"
     echo
-    echo "## Ablation over k (HLoRA, single pass)"
+    echo "## Ablation over k (HLoRA, single pass; k = shared lower layers)"
     echo
     cat "$exp/ablate/ablation.md"
     echo

@@ -226,3 +226,12 @@ def test_resume_refuses_another_model_setting_and_keeps_new_steps(tiny_backbone,
     )
     run_cli("train", "--out", run, "--resume", "--max-steps", "4")
     assert sorted(losses(run)) == [1, 2, 3, 4] and "max_steps: 4" in (run / "train.yaml").read_text()
+
+
+def test_bpe_size_below_the_character_count_is_raised_to_it(corpus):
+    manifest, _ = corpus
+    utts = read_manifest(manifest)
+    vocab = build_vocab(utts, unit="bpe", bpe_size=2)
+    chars = {c for u in utts if u.lang == "en" for c in u.text_norm if c != " "}
+    assert chars <= {t.lstrip("▁") for t in vocab.languages["en"]}
+    assert all(vocab.encode(u.text_norm, u.lang)[1] == 0 for u in utts)

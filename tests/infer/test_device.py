@@ -1,0 +1,65 @@
+"""Device and precision of decoding: the model handed to the Recognizer is never changed, options
+are frozen, --device / --dtype are checked before work, bf16 autocast on the CPU, and (where a GPU
+exists) CUDA decoding equals CPU decoding."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from hlora_cli.errors import HloraError
+from hlora_cli.infer.runner import DecodeOptions, Recognizer
+from tests.infer.test_modes import items, model  # noqa: F401  (fixture)
+
+
+def test_the_recognizer_leaves_the_callers_model_unchanged(items):  # noqa: F811
+    m = model("hlora", 1)
+    before = {n: t.clone() for n, t in m.state_dict().items()}
+    r = Recognizer(m, DecodeOptions(mode="single", merge=True, device="cpu"))
+    results = r.run(items).results
+    assert not m.is_merged and r.model.is_merged and r.model is not m
+    after = m.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[n], after[n]) for n in before)
+    # the caller's model still decodes to the same text, unmerged
+    again = Recognizer(m, DecodeOptions(mode="single", merge=False, device="cpu")).run(items).results
+    assert [x.text for x in again] == [x.text for x in results]
+
+
+def test_decode_options_are_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        DecodeOptions().mode = "oracle"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error where CUDA is missing")
+def test_cuda_without_a_gpu_and_fp16_on_the_cpu_are_clear_errors():
+    m = model("hlora", 1)
+    with pytest.raises(HloraError, match="^--device cuda: CUDA is not available on this machine$"):
+        Recognizer(m, DecodeOptions(device="cuda"))
+    with pytest.raises(HloraError, match="^--dtype fp16 runs on CUDA only: use bf16 or fp32 on the CPU$"):
+        Recognizer(m, DecodeOptions(device="cpu", dtype="fp16"))
+    with pytest.raises(HloraError, match="^--device tpu: not a device"):
+        Recognizer(m, DecodeOptions(device="tpu"))
+    with pytest.raises(HloraError, match="^--dtype fp8: choose fp32, bf16, fp16$"):
+        Recognizer(m, DecodeOptions(device="cpu", dtype="fp8"))
+
+
+def test_bf16_autocast_on_the_cpu_gives_the_fp32_languages(items):  # noqa: F811
+    m = model("hlora", 1)
+    fp32 = Recognizer(m, DecodeOptions(device="cpu")).run(items).results
+    bf16 = Recognizer(m, DecodeOptions(device="cpu", dtype="bf16")).run(items).results
+    assert [r.id for r in bf16] == [r.id for r in fp32]
+    for a, b in zip(fp32, bf16, strict=True):
+        assert max(abs(a.lang_probs[x] - b.lang_probs[x]) for x in a.lang_probs) < 0.05
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("mode", ["single", "two-stage", "oracle"])
+def test_cuda_decoding_equals_cpu_decoding(items, mode):  # noqa: F811
+    from tests.infer.test_modes import with_langs
+
+    m, first = model("hlora", 1), model("shared-lora", 2)
+    given = with_langs(items, ["en", "de", "fr", "ja", "en"]) if mode == "oracle" else items
+    cpu = Recognizer(m, DecodeOptions(mode=mode, device="cpu"), first).run(given).results
+    gpu = Recognizer(m, DecodeOptions(mode=mode, device="cuda"), first).run(given).results
+    assert [r.lang for r in gpu] == [r.lang for r in cpu] and [r.text for r in gpu] == [r.text for r in cpu]
+    assert next(m.parameters()).device.type == "cpu"  # the caller's model did not move
