@@ -99,7 +99,7 @@ def _systems(paths: list[Path], names: list[str], as_markdown: bool, json_out: P
     else:
         Console().print(systems_table(rows, metric))
     if json_out:
-        from hlora_cli.model.checkpoint import atomic_write
+        from hlora_cli.files import atomic_write
 
         data = {n: {**s.to_json(), "rtf": rtf} for n, (s, rtf) in rows.items()}
         text = json.dumps(data, indent=1, ensure_ascii=False) + "\n"

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from hlora_cli.errors import HloraError
-from hlora_cli.model.checkpoint import atomic_write
+from hlora_cli.files import atomic_write
 
 REQUIRED = ("id", "audio", "lang", "text")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from hlora_cli.data.manifest import read_manifest
 from hlora_cli.data.vocab import norm_text
 from hlora_cli.errors import HloraError
-from hlora_cli.model.checkpoint import atomic_write
+from hlora_cli.files import atomic_write
 from text_normalization.registry import base_language
 from text_normalization.rules import strip_language_prefix
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hlora_cli.files import atomic_write
 from hlora_cli.infer.runner import Report, Result
-from hlora_cli.model.checkpoint import atomic_write
 
 
 def write_results(results: list[Result], out: Path) -> list[Path]:

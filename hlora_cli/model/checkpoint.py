@@ -7,15 +7,13 @@ Both are written atomically, so a crash never leaves a half-written model behind
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from hlora_cli.errors import HloraError
+from hlora_cli.files import atomic_write
 from hlora_cli.model.backbone import load_backbone
 from hlora_cli.model.config import BackboneRef, ModelConfig
 from hlora_cli.model.hlora import HLoRAModel
@@ -27,19 +25,6 @@ FINETUNED = "finetuned.safetensors"
 
 def weights_file(config: ModelConfig) -> str:
     return FINETUNED if config.model_type == "ctc" else ADAPTERS
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call write(tmp) on a temporary file beside `path`, then rename it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def build_model(config: ModelConfig) -> HLoRAModel:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from hlora_cli.model.checkpoint import atomic_write
+from hlora_cli.files import atomic_write
 from hlora_cli.score.metrics import SetScore
 
 

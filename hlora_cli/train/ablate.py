@@ -10,11 +10,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from hlora_cli.data.manifest import read_manifest
+from hlora_cli.files import atomic_write
 from hlora_cli.infer.inputs import collect_inputs
 from hlora_cli.infer.output import write_results
 from hlora_cli.infer.runner import DecodeOptions, Recognizer
 from hlora_cli.model import load_model
-from hlora_cli.model.checkpoint import atomic_write
 from hlora_cli.score.metrics import score
 from hlora_cli.train.config import TrainConfig
 from hlora_cli.train.state import CHECKPOINT

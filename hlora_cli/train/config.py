@@ -100,7 +100,7 @@ class TrainConfig:
             raise HloraError("--grad-accum must be >= 1")
 
     def save(self, path: Path) -> None:
-        from hlora_cli.model.checkpoint import atomic_write
+        from hlora_cli.files import atomic_write
 
         text = yaml.safe_dump(asdict(self), sort_keys=False, allow_unicode=True)
         atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))

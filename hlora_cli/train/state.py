@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from hlora_cli.files import atomic_write
 from hlora_cli.model import HLoRAModel, save_model
-from hlora_cli.model.checkpoint import atomic_write
 
 CHECKPOINT = "checkpoint.pt"
 

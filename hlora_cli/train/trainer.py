@@ -22,10 +22,10 @@ from hlora_cli.data.batching import DurationBatchSampler, duration_batches, load
 from hlora_cli.data.vocab import Vocab, norm_text
 from hlora_cli.device import resolve_device
 from hlora_cli.errors import HloraError
+from hlora_cli.files import atomic_write
 from hlora_cli.infer.ctc_decode import greedy_hypothesis
 from hlora_cli.model import BackboneRef, HLoRAModel, LIDConfig, LoRAConfig, ModelConfig, build_model
 from hlora_cli.model.backbone import detect_kind
-from hlora_cli.model.checkpoint import atomic_write
 from hlora_cli.model.config import SHARED_HEAD_TYPES
 from hlora_cli.score.metrics import char_errors
 from hlora_cli.train import state as run_state

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from hlora_cli.errors import HloraError
+from hlora_cli.files import atomic_write
 from hlora_cli.model import BackboneRef, build_model, load_backbone, load_model, save_model
-from hlora_cli.model.checkpoint import ADAPTERS, CONFIG, atomic_write
+from hlora_cli.model.checkpoint import ADAPTERS, CONFIG
 from tests.conftest import randomize_adapters, tiny_config, waves
 
 

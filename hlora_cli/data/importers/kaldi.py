@@ -9,7 +9,7 @@ from pathlib import Path
 from hlora_cli.data.importers import ImportResult
 from hlora_cli.data.manifest import Rejected, Utterance
 from hlora_cli.errors import HloraError
-from hlora_cli.model.checkpoint import atomic_write
+from hlora_cli.files import atomic_write
 
 
 def read_table(path: Path, min_fields: int, what: str) -> dict[str, list[str]]:

@@ -1,0 +1,51 @@
+"""Writing the user's files safely: atomic replacement with the permissions a plain write would
+give, and the checks every command makes on its outputs before any work starts."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from hlora_cli.errors import HloraError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call write(tmp) on a temporary file beside `path`, then rename it over `path`. The file gets
+    the mode a plain open() would (0666 less the umask), not mkstemp's 0600."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def check_output(out: str | Path, inputs: Iterable[str | Path] = (), what: str = "output") -> Path:
+    """An output file the command may write: not a directory, not one of its inputs (after
+    resolving links), in a directory that exists or can be made. Checked before any work."""
+    out = Path(out)
+    if out.is_dir():
+        raise HloraError(f"{out}: is a directory; give a file name for the {what}")
+    resolved = out.resolve()
+    for source in inputs:
+        if Path(source).exists() and Path(source).resolve() == resolved:
+            raise HloraError(f"{out}: the {what} would overwrite the input {source}; choose another name")
+    parent = out.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise HloraError(f"{out}: {parent} is a file, so the {what} cannot be written there")
+    return out
