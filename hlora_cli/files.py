@@ -3,10 +3,13 @@ give, and the checks every command makes on its outputs before any work starts."
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from hlora_cli.errors import HloraError
 
@@ -49,3 +52,18 @@ def check_output(out: str | Path, inputs: Iterable[str | Path] = (), what: str =
     if not parent.is_dir():
         raise HloraError(f"{out}: {parent} is a file, so the {what} cannot be written there")
     return out
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def json_text(obj: Any, **kwargs: Any) -> str:
+    """Strict JSON (RFC 8259 has no NaN or Infinity): a non-finite number becomes null."""
+    return json.dumps(_finite(obj), allow_nan=False, ensure_ascii=False, **kwargs)

@@ -11,8 +11,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hlora_cli.errors import HloraError
 from hlora_cli.infer.inputs import collect_inputs, item_duration
-from hlora_cli.infer.output import write_meta, write_results
+from hlora_cli.infer.output import check_outputs, kaldi_path, write_meta, write_results
 from hlora_cli.infer.runner import DecodeOptions, Recognizer, Report
+from hlora_cli.values import check_number
 
 console = Console()
 
@@ -23,8 +24,11 @@ def parse_lms(values: list[str]) -> dict[str, str]:
         lang, sep, path = v.partition("=")
         if not sep or not lang or not path:
             raise HloraError(f"--lm {v}: expected LANG=PATH, e.g. --lm en=en.bin")
-        if not Path(path).exists():
-            raise HloraError(f"{path}: language model not found (--lm {v})")
+        if not Path(path).is_file():
+            what = "is a directory, not" if Path(path).is_dir() else "not found: no"
+            raise HloraError(f"{path}: {what} language model file (--lm {v})")
+        if lang in lms:
+            raise HloraError(f"--lm {v}: a second language model for {lang}")
         lms[lang] = path
     return lms
 
@@ -47,16 +51,26 @@ def run_with_progress(run, items, label: str) -> Report:
         return run(items, on_progress=lambda s: progress.advance(task, s))
 
 
+def print_skipped(skipped: list[tuple[str, str]]) -> None:
+    for utt, reason in skipped:
+        console.print(f"[yellow]skipped[/] {utt}: {reason}", highlight=False, soft_wrap=True)
+
+
 def finish(report: Report, out: Path, system: dict) -> None:
     write_results(report.results, out)
     write_meta(report, out, system)
-    for utt, reason in report.skipped:
-        console.print(f"[yellow]skipped[/] {utt}: {reason}", highlight=False)
-    console.print(
-        f"{len(report.results)} utterances, {report.audio_seconds / 3600:.4f} h audio in {report.wall_seconds:.1f} s: "
-        f"real-time factor {report.rtf:.4f} -> {out}, {out.with_suffix('.text')}"
-    )
-    if report.skipped:
+    print_skipped(report.skipped)
+    if not report.results:
+        console.print(
+            f"nothing was decoded ({len(report.skipped)} input(s) skipped) -> {out}, {kaldi_path(out)}", soft_wrap=True
+        )
+    else:
+        console.print(
+            f"{len(report.results)} utterances, {report.audio_seconds / 3600:.4f} h audio in "
+            f"{report.wall_seconds:.1f} s: real-time factor {report.rtf:.4f} -> {out}, {kaldi_path(out)}",
+            soft_wrap=True,
+        )
+    if report.skipped or not report.results:
         raise typer.Exit(1)
 
 
@@ -91,23 +105,17 @@ def decode(
     """Transcribe; writes id, lang, lang_probs, text and word times per utterance."""
     import torch
 
-    if threads:
+    check_outputs(out, [*inputs, *(p for p in (model, lid_model) if p is not None)])
+    if whisper is not None and (model is not None or lid_model is not None):
+        raise HloraError("give either --whisper DIR (zero-shot) or --model DIR, not both")
+    if threads is not None:
+        check_number("--threads", threads, 1)
         torch.set_num_threads(threads)
-    items = collect_inputs(inputs)
-    if whisper is not None:
-        from hlora_cli.infer.whisper_zero_shot import WhisperZeroShot
-
-        langs = [x.strip() for x in whisper_languages.split(",")] if whisper_languages else None
-        finish(
-            run_with_progress(WhisperZeroShot(whisper, languages=langs).run, items, "whisper"),
-            out,
-            {"whisper": whisper},
-        )
-        return
-    if model is None:
+    for path in (model, lid_model):
+        if path is not None and not path.is_dir():
+            raise HloraError(f"{path}: not a model directory (RUN_DIR/best holds config.json and the weights)")
+    if whisper is None and model is None:
         raise HloraError("give --model DIR (or --whisper DIR for a Whisper zero-shot run)")
-    from hlora_cli.model import load_model
-
     lms = parse_lms(lm)
     options = DecodeOptions(
         mode=mode,
@@ -124,8 +132,19 @@ def decode(
         device=device,
         dtype=dtype,
     )
-    if options.decoder not in ("greedy", "beam"):
-        raise HloraError(f"unknown decoder {decoder}: choose greedy or beam")
+    items = collect_inputs(inputs)
+    if whisper is not None:
+        from hlora_cli.infer.whisper_zero_shot import WhisperZeroShot
+
+        langs = [x.strip() for x in whisper_languages.split(",")] if whisper_languages else None
+        finish(
+            run_with_progress(WhisperZeroShot(whisper, languages=langs).run, items, "whisper"),
+            out,
+            {"whisper": whisper},
+        )
+        return
+    from hlora_cli.model import load_model
+
     first = load_model(lid_model) if lid_model is not None else None
     recognizer = Recognizer(load_model(model), options, first)
     system = {

@@ -16,6 +16,10 @@ def info(
     backbone: str = typer.Option(None, help="Load the backbone from here instead of the saved reference."),
 ) -> None:
     """Show a model's backbone, type, layer layout, languages, units and parameter counts."""
+    if not model_dir.is_dir():
+        from hlora_cli.errors import HloraError
+
+        raise HloraError(f"{model_dir}: not a model directory (RUN_DIR/best holds config.json and the weights)")
     model = load_model(model_dir, backbone=backbone)
     cfg = model.config
     trainable, frozen = model.parameter_counts()

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import typer
 
-from hlora_cli.cli.decode import console, run_with_progress
+from hlora_cli.cli.decode import console, print_skipped, run_with_progress
+from hlora_cli.errors import HloraError
+from hlora_cli.files import check_output
 from hlora_cli.infer.inputs import collect_inputs
-from hlora_cli.infer.output import write_results
+from hlora_cli.infer.output import check_outputs, write_results
 from hlora_cli.infer.runner import DecodeOptions, Recognizer
 
 
@@ -26,9 +28,17 @@ def lid(
     from hlora_cli.score.metrics import lid_confusion
     from hlora_cli.score.report import plot_confusion
 
+    check_outputs(out, [*inputs, model], meta=False)
+    if plot is not None:
+        check_output(plot, inputs, "--plot output")
+    if not model.is_dir():
+        raise HloraError(f"{model}: not a model directory (RUN_DIR/best holds config.json and the weights)")
+    options = DecodeOptions(mode="single", batch_seconds=batch_seconds, device=device, dtype=dtype)
     items = collect_inputs(inputs)
+    if plot is not None and not any(it.lang for it in items):
+        raise HloraError(f"--plot {plot}: the inputs carry no reference language, so there is no confusion to plot")
     m = load_model(model)
-    recognizer = Recognizer(m, DecodeOptions(mode="single", batch_seconds=batch_seconds, device=device, dtype=dtype))
+    recognizer = Recognizer(m, options)
     report = run_with_progress(recognizer.identify, items, "lid")
     write_results(report.results, out)
     refs = {it.id: it.lang for it in items if it.lang}
@@ -47,6 +57,5 @@ def lid(
         if plot:
             plot_confusion(confusion, plot)
     if report.skipped:
-        for utt, reason in report.skipped:
-            console.print(f"[yellow]skipped[/] {utt}: {reason}")
+        print_skipped(report.skipped)
         raise typer.Exit(1)

@@ -61,13 +61,20 @@ def main() -> None:
     except typer.Abort:
         err.print("aborted")
         sys.exit(130)
-    except Exception as e:  # click's usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
+    except typer.TyperException as e:  # usage errors (typer's own click): one line, exit 2
+        if type(e).__name__ == "NoArgsIsHelpError":
             e.show()
-            sys.exit(e.exit_code)
-        raise
+        else:
+            ctx = getattr(e, "ctx", None)
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            err.print(f"[bold red]error:[/] {e.format_message()}{hint}", soft_wrap=True, highlight=False)
+        sys.exit(e.exit_code)
+    except OSError as e:  # a full disk, a permission: the file and the reason, no traceback
+        if _state["debug"]:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        err.print(f"[bold red]error:[/] {where}{e.strerror or e}", soft_wrap=True, highlight=False)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,9 @@ def normalize(
         return
     if out is None:
         raise HloraError("give -o OUT.jsonl to normalize a manifest, or --lang L to normalize one line of text")
+    from hlora_cli.files import check_output
+
+    check_output(out, [source], "normalized manifest")
     utts = [
         replace(u, text_norm=normalize_text(u.text, u.lang, keep_words=keep_words, prefix=prefix))
         for u in read_manifest(source)

@@ -20,26 +20,33 @@ def read_hyps(path: Path) -> dict[str, tuple[str | None, str]]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError as e:
         raise HloraError(f"{path}: hypothesis file not found") from e
-    out = {}
+    out: dict[str, tuple[str | None, str]] = {}
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         if line.lstrip().startswith("{"):
             try:
                 d = json.loads(line)
-                out[str(d["id"])] = (d.get("lang"), d.get("text", ""))
-            except (json.JSONDecodeError, KeyError) as e:
+                utt, lang, text = str(d["id"]), d.get("lang"), d["text"]
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
                 raise HloraError(f"{path}:{n}: expected a JSON object with id and text ({e})") from e
+            if not isinstance(text, str):
+                raise HloraError(f"{path}:{n}: the text of {utt} is {json.dumps(text)}, not a string")
+            if lang is not None and not isinstance(lang, str):
+                raise HloraError(f"{path}:{n}: the lang of {utt} is {json.dumps(lang)}, not a string")
         else:
             utt, _, text = line.partition(" ")
-            out[utt] = (None, text)
+            lang = None
+        if utt in out:
+            raise HloraError(f"{path}:{n}: duplicate hypothesis id {utt}")
+        out[utt] = (lang, text)
     return out
 
 
-def score_files(ref: Path, hyp: Path) -> SetScore:
+def score_files(ref: Path, hyp: Path, missing_as_empty: bool = False) -> SetScore:
     refs = {u.id: (u.lang, u.text) for u in read_manifest(ref)}
     try:
-        return score(refs, read_hyps(hyp))
+        return score(refs, read_hyps(hyp), missing_as_empty)
     except HloraError as e:
         raise HloraError(f"{ref} vs {hyp}: {e}") from e
 
@@ -56,20 +63,29 @@ def score_cmd(
     as_markdown: bool = typer.Option(False, "--markdown", help="Print a markdown table."),
     json_out: Path = typer.Option(None, "--json", help="Write per-language wer, cer, mer, n and lid_accuracy."),
     plot: Path = typer.Option(None, "--plot", help="PNG of the LID confusion (first set)."),
+    missing_as_empty: bool = typer.Option(
+        False, "--missing-as-empty", help="Score references without a hypothesis (e.g. skipped files) as empty."
+    ),
 ) -> None:
     """Score hypotheses against references per language, after text normalization."""
+    from hlora_cli.files import check_output
+
+    for path, what in ((json_out, "--json output"), (plot, "--plot output")):
+        if path is not None:
+            check_output(path, pairs, what)
     if systems is not None:
         if metric not in ("mer", "cer", "wer"):
             raise HloraError(f"--metric {metric}: choose mer, cer or wer")
-        return _systems(pairs, systems.split(","), as_markdown, json_out, metric)
+        return _systems(pairs, systems.split(","), as_markdown, json_out, metric, missing_as_empty)
     if len(pairs) % 2:
         raise HloraError("give REF HYP pairs (an even number of files)")
     n = len(pairs) // 2
     labels = names.split(",") if names else (["dev", "test"] if n == 2 else [f"set{i + 1}" for i in range(n)])
     if len(labels) != n:
         raise HloraError(f"--names has {len(labels)} names for {n} set(s)")
-    sets = {label: score_files(pairs[2 * i], pairs[2 * i + 1]) for i, label in enumerate(labels)}
+    sets = {label: score_files(pairs[2 * i], pairs[2 * i + 1], missing_as_empty) for i, label in enumerate(labels)}
     console = Console()
+    _report_missing(console, sets)
     if as_markdown:
         print(markdown(sets), end="")
     else:
@@ -83,7 +99,15 @@ def score_cmd(
         plot_confusion(first.confusion, plot)
 
 
-def _systems(paths: list[Path], names: list[str], as_markdown: bool, json_out: Path | None, metric: str) -> None:
+def _report_missing(console: Console, sets: dict[str, SetScore]) -> None:
+    for label, s in sets.items():
+        if s.missing:
+            console.print(f"{label}: {s.missing} reference(s) without a hypothesis scored as empty (all deletions)")
+
+
+def _systems(
+    paths: list[Path], names: list[str], as_markdown: bool, json_out: Path | None, metric: str, missing_as_empty: bool
+) -> None:
     from hlora_cli.infer.output import meta_path
     from hlora_cli.score.report import systems_markdown, systems_table
 
@@ -93,14 +117,15 @@ def _systems(paths: list[Path], names: list[str], as_markdown: bool, json_out: P
     rows = {}
     for name, hyp in zip(names, hyps, strict=True):
         meta = json.loads(meta_path(hyp).read_text()) if meta_path(hyp).exists() else {}
-        rows[name] = (score_files(ref, hyp), meta.get("rtf"))
+        rows[name] = (score_files(ref, hyp, missing_as_empty), meta.get("rtf"))
+    _report_missing(Console(stderr=True), {n: r[0] for n, r in rows.items()})
     if as_markdown:
         print(systems_markdown(rows, metric), end="")
     else:
         Console().print(systems_table(rows, metric))
     if json_out:
-        from hlora_cli.files import atomic_write
+        from hlora_cli.files import atomic_write, json_text
 
         data = {n: {**s.to_json(), "rtf": rtf} for n, (s, rtf) in rows.items()}
-        text = json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+        text = json_text(data, indent=1) + "\n"
         atomic_write(json_out, lambda p: p.write_text(text, encoding="utf-8"))

@@ -28,6 +28,7 @@ from hlora_cli.infer.inputs import Item, item_duration
 from hlora_cli.infer.long_audio import Window, stitch, windows
 from hlora_cli.model import HLoRAModel
 from hlora_cli.model.backbone import Features
+from hlora_cli.values import check_number
 
 MODES = ("single", "two-stage", "oracle")
 ROUTINGS = {"hard": "predicted", "soft": "soft", "top2": "top2"}  # --routing -> the model core's routing
@@ -49,6 +50,23 @@ class DecodeOptions:
     merge: bool = True  # fold LoRA into the weights of a copy of the model (bare-backbone speed)
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     dtype: str = "fp32"  # fp32, bf16 or fp16 (CUDA only): autocast
+
+    def __post_init__(self) -> None:
+        """Every value checked before any model is loaded or file read."""
+        if self.mode not in MODES:
+            raise HloraError(f"unknown mode '{self.mode}': choose single, two-stage or oracle")
+        if self.routing not in ROUTINGS:
+            raise HloraError(f"unknown routing '{self.routing}': choose {', '.join(ROUTINGS)}")
+        if self.decoder not in ("greedy", "beam"):
+            raise HloraError(f"unknown decoder {self.decoder}: choose greedy or beam")
+        check_number("--beam-width", self.beam_width, 1)
+        check_number("--lm-alpha", self.lm_alpha, 0)
+        check_number("--lm-beta", self.lm_beta, -1e9)
+        check_number("--batch-seconds", self.batch_seconds, 0, open_low=True)
+        check_number("--overlap", self.overlap, 0)
+        check_number("--window", self.window, 1)
+        if self.window <= self.overlap:
+            raise HloraError(f"--window {self.window} must be longer than --overlap {self.overlap}")
 
 
 @dataclass
@@ -78,10 +96,6 @@ class Recognizer:
     never changed: they are copied before being merged or moved to the device."""
 
     def __init__(self, model: HLoRAModel, options: DecodeOptions, lid_model: HLoRAModel | None = None) -> None:
-        if options.mode not in MODES:
-            raise HloraError(f"unknown mode '{options.mode}': choose single, two-stage or oracle")
-        if options.routing not in ROUTINGS:
-            raise HloraError(f"unknown routing '{options.routing}': choose {', '.join(ROUTINGS)}")
         if options.mode == "two-stage" and lid_model is None:
             raise HloraError("two-stage decoding needs --lid-model (a ctc, shared-lora or hlora model)")
         if options.mode == "single" and not model.has_lid:
@@ -95,6 +109,13 @@ class Recognizer:
         self.window = min(options.window, getattr(model.backbone, "max_frames", 3000) / 100 - 1)
         self.fps = model.backbone.frames_per_second
         self._beams: dict[int, BeamDecoder] = {}
+        unknown = sorted(set(options.lms) - set(model.languages))
+        if unknown:
+            raise HloraError(
+                f"--lm for {', '.join(unknown)}: the model has no head for it (it knows {', '.join(model.languages)})"
+            )
+        for code in options.lms:  # load every LM now: a broken one fails before any decoding
+            self._beam(model.languages.index(code))
 
     def _ready(self, model: HLoRAModel | None, options: DecodeOptions) -> HLoRAModel | None:
         """An eval-mode copy on the device, merged if asked (the caller's model stays as it was)."""
@@ -137,11 +158,19 @@ class Recognizer:
         code = self.model.languages[lang_idx]
         if self.opt.decoder == "greedy":
             return greedy_hypothesis(log_probs, vocab, code, self.fps)
+        return self._beam(lang_idx)(log_probs, self.fps)
+
+    def _beam(self, lang_idx: int) -> BeamDecoder:
         if lang_idx not in self._beams:
-            self._beams[lang_idx] = BeamDecoder(
-                vocab, code, self.opt.lms.get(code), self.opt.beam_width, self.opt.lm_alpha, self.opt.lm_beta
-            )
-        return self._beams[lang_idx](log_probs, self.fps)
+            code = self.model.languages[lang_idx]
+            lm = self.opt.lms.get(code)
+            try:
+                self._beams[lang_idx] = BeamDecoder(
+                    self.model.vocab(lang_idx), code, lm, self.opt.beam_width, self.opt.lm_alpha, self.opt.lm_beta
+                )
+            except (OSError, RuntimeError, ValueError) as e:
+                raise HloraError(f"{lm}: not a readable KenLM model (ARPA or binary) for --lm {code} ({e})") from e
+        return self._beams[lang_idx]
 
     def _batches(self, wins: list[Window]) -> list[list[Window]]:
         wins = sorted(wins, key=lambda w: w.end - w.start)

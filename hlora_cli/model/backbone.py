@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -301,7 +302,8 @@ def detect_kind(source: str) -> str:
     try:
         model_type = AutoConfig.from_pretrained(source).model_type
     except (OSError, ValueError) as e:
-        raise HloraError(f"{source}: not a transformers model directory or reachable hub id ({e})") from e
+        why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise HloraError(f"{source}: not a transformers model directory or reachable hub id ({why})") from e
     if model_type not in ("whisper", "hubert", "wav2vec2"):
         raise HloraError(f"{source}: model_type '{model_type}' is not supported (whisper, hubert, wav2vec2)")
     return model_type
@@ -322,13 +324,24 @@ def _hubert_do_normalize(ref: BackboneRef, cfg) -> bool:
 
 def load_backbone(ref: BackboneRef) -> Backbone:
     """Build the frozen encoder `ref` describes, in eval mode, and record its fingerprint."""
-    from transformers import AutoModel, WhisperFeatureExtractor, WhisperModel
-    from transformers.models.whisper.modeling_whisper import WhisperEncoder
-
     if ref.kind not in ("whisper", "hubert", "wav2vec2"):
         raise HloraError(f"backbone kind '{ref.kind}' is not supported (whisper, hubert, wav2vec2)")
     if ref.source is None and ref.config is None:
         raise HloraError("a backbone needs a source (directory or hub id) or a config")
+    if ref.source is not None:
+        try:
+            return _load_backbone(ref)
+        except (OSError, ValueError) as e:  # a missing directory, a bad config.json, no hub access
+            looks_local = Path(ref.source).expanduser().exists() or ref.source.startswith((".", "/", "~"))
+            what = "cannot be loaded" if looks_local else "is not a local directory, and the hub id cannot be loaded"
+            raise HloraError(f"{ref.source}: backbone {what} ({str(e).splitlines()[0][:200]})") from e
+    return _load_backbone(ref)
+
+
+def _load_backbone(ref: BackboneRef) -> Backbone:
+    from transformers import AutoModel, WhisperFeatureExtractor, WhisperModel
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
     if ref.kind == "whisper":
         if ref.source is not None:
             encoder = WhisperModel.from_pretrained(ref.source, attn_implementation="sdpa").get_encoder()

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from hlora_cli.errors import HloraError
-from hlora_cli.files import atomic_write
+from hlora_cli.files import atomic_write, json_text
 from hlora_cli.model.backbone import load_backbone
 from hlora_cli.model.config import BackboneRef, ModelConfig
 from hlora_cli.model.hlora import HLoRAModel
@@ -40,7 +40,7 @@ def save_model(model: HLoRAModel, out_dir: str | Path) -> Path:
         raise HloraError("save the model unmerged: merged weights would be saved twice")
     tensors = {n: t.contiguous().cpu() for n, t in model.trainable_state_dict().items()}
     atomic_write(out / weights_file(model.config), lambda p: save_file(tensors, str(p)))
-    text = json.dumps(model.config.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    text = json_text(model.config.to_dict(), indent=2) + "\n"
     atomic_write(out / CONFIG, lambda p: p.write_text(text, encoding="utf-8"))
     return out
 
@@ -51,7 +51,7 @@ def read_config(model_dir: str | Path) -> ModelConfig:
         return ModelConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
     except FileNotFoundError as e:
         raise HloraError(f"{path}: no such file; is {model_dir} a model directory?") from e
-    except (json.JSONDecodeError, TypeError, KeyError) as e:
+    except (json.JSONDecodeError, TypeError, KeyError, ValueError, AttributeError, HloraError) as e:
         raise HloraError(f"{path}: not a valid hlora model config ({e})") from e
 
 
@@ -77,6 +77,8 @@ def load_model(model_dir: str | Path, backbone: str | None = None) -> HLoRAModel
         state = load_file(str(path))
     except FileNotFoundError as e:
         raise HloraError(f"{path}: no such file; the model directory is incomplete") from e
+    except Exception as e:  # safetensors' own error type: a file cut short, or not safetensors at all
+        raise HloraError(f"{path}: not a readable safetensors file (cut short or corrupt: {e})") from e
     expected = set(model.trainable_state_dict())
     if set(state) != expected:
         missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
@@ -84,5 +86,9 @@ def load_model(model_dir: str | Path, backbone: str | None = None) -> HLoRAModel
     with torch.no_grad():
         params = dict(model.named_parameters())
         for name, t in state.items():
+            if params[name].shape != t.shape:
+                raise HloraError(
+                    f"{path}: {name} has shape {tuple(t.shape)}, the config says {tuple(params[name].shape)}"
+                )
             params[name].copy_(t)
     return model.eval()

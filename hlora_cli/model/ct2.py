@@ -12,6 +12,7 @@ per-row `weight_scale`.
 from __future__ import annotations
 
 import json
+import os
 import re
 import struct
 from pathlib import Path
@@ -146,8 +147,9 @@ def _state_dict(v: dict[str, np.ndarray], enc_layers: int, dec_layers: int) -> d
     return sd
 
 
-def import_ct2(src: str | Path, dst: str | Path) -> Path:
-    """Write an HF Whisper directory at `dst` (model, tokenizer, feature extractor, generation config)."""
+def import_ct2(src: str | Path, dst: str | Path, overwrite: bool = False) -> Path:
+    """Write an HF Whisper directory at `dst` (model, tokenizer, feature extractor, generation config).
+    A non-empty `dst` is refused unless `overwrite`; then only the files we write are replaced."""
     from transformers import (
         GenerationConfig,
         WhisperConfig,
@@ -157,6 +159,10 @@ def import_ct2(src: str | Path, dst: str | Path) -> Path:
     )
 
     src, dst = Path(src), Path(dst)
+    if dst.exists() and not dst.is_dir():
+        raise HloraError(f"{dst}: is a file; give a directory for the HF model")
+    if dst.is_dir() and any(dst.iterdir()) and not overwrite:
+        raise HloraError(f"{dst}: not empty; pass --overwrite to replace the model files in it (others are kept)")
     for name in ("model.bin", "config.json", "tokenizer.json"):
         if not (src / name).exists():
             raise HloraError(
@@ -201,13 +207,18 @@ def import_ct2(src: str | Path, dst: str | Path) -> Path:
         alignment_heads=ct2_cfg.get("alignment_heads"),
         max_length=cfg.max_target_positions,
     )
-    tmp = dst.with_name(dst.name + ".tmp")
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    WhisperFeatureExtractor(feature_size=cfg.num_mel_bins).save_pretrained(tmp)
-    if dst.exists():
-        import shutil
+    import shutil
+    import tempfile
 
-        shutil.rmtree(dst)
-    tmp.rename(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
+    try:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        WhisperFeatureExtractor(feature_size=cfg.num_mel_bins).save_pretrained(tmp)
+        dst.mkdir(exist_ok=True)
+        for f in tmp.iterdir():  # our files only: whatever else the user keeps in dst stays
+            os.replace(f, dst / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # ours alone: a fresh temporary directory
     return dst

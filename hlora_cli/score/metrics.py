@@ -54,6 +54,7 @@ class SetScore:
     average: dict[str, float]  # mean over languages, as the papers' tables
     lid_accuracy: float | None
     confusion: dict[str, dict[str, int]] | None  # reference language -> hypothesis language -> count
+    missing: int = 0  # references without a hypothesis, scored as empty (--missing-as-empty)
 
     def to_json(self) -> dict:
         langs = {
@@ -65,6 +66,7 @@ class SetScore:
             "average": self.average,
             "lid_accuracy": self.lid_accuracy,
             "confusion": self.confusion,
+            "missing_scored_as_empty": self.missing,
         }
 
 
@@ -78,18 +80,23 @@ def lid_confusion(pairs: list[tuple[str, str]]) -> tuple[dict[str, dict[str, int
     return {k: dict(v) for k, v in confusion.items()}, correct / max(1, len(pairs))
 
 
-def score(refs: dict[str, tuple[str, str]], hyps: dict[str, tuple[str | None, str]]) -> SetScore:
-    """refs: id -> (language, text); hyps: id -> (language or None, text). Ids must match."""
+def score(
+    refs: dict[str, tuple[str, str]], hyps: dict[str, tuple[str | None, str]], missing_as_empty: bool = False
+) -> SetScore:
+    """refs: id -> (language, text); hyps: id -> (language or None, text). Ids must match, unless
+    `missing_as_empty`: then a reference without hypothesis scores as all deletions and a LID miss."""
     missing, extra = sorted(set(refs) - set(hyps)), sorted(set(hyps) - set(refs))
-    if missing or extra:
+    has_lang = all(h[0] for h in hyps.values())
+    if missing and missing_as_empty and not extra:
+        hyps = {**hyps, **{utt: ("-", "") for utt in missing}}
+    elif missing or extra:
         parts = []
         if missing:
             parts.append(f"{len(missing)} reference id(s) without hypothesis ({', '.join(missing[:3])}...)")
         if extra:
             parts.append(f"{len(extra)} hypothesis id(s) not in the reference ({', '.join(extra[:3])}...)")
-        raise HloraError("ids do not match: " + "; ".join(parts))
+        raise HloraError("ids do not match: " + "; ".join(parts) + " (--missing-as-empty scores the first as empty)")
     by_lang: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    has_lang = all(h[0] for h in hyps.values())
     for utt, (lang, text) in refs.items():
         base = base_language(lang)
         by_lang[base].append((normalize(text, base), normalize(hyps[utt][1], base)))
@@ -106,4 +113,4 @@ def score(refs: dict[str, tuple[str, str]], hyps: dict[str, tuple[str | None, st
     confusion, lid = (
         lid_confusion([(lang, hyps[utt][0]) for utt, (lang, _) in refs.items()]) if has_lang else (None, None)
     )
-    return SetScore(languages, average, lid, confusion)
+    return SetScore(languages, average, lid, confusion, len(missing) if missing_as_empty else 0)

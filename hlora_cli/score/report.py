@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from rich.table import Table
 
-from hlora_cli.files import atomic_write
+from hlora_cli.files import atomic_write, json_text
 from hlora_cli.score.metrics import SetScore
 
 
@@ -66,7 +65,7 @@ def markdown(sets: dict[str, SetScore]) -> str:
 
 def write_json(sets: dict[str, SetScore], path: Path) -> None:
     data = next(iter(sets.values())).to_json() if len(sets) == 1 else {n: s.to_json() for n, s in sets.items()}
-    text = json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+    text = json_text(data, indent=1) + "\n"
     atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
 
 

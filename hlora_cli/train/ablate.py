@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from hlora_cli.data.manifest import read_manifest
-from hlora_cli.files import atomic_write
+from hlora_cli.files import atomic_write, json_text
 from hlora_cli.infer.inputs import collect_inputs
 from hlora_cli.infer.output import write_results
 from hlora_cli.infer.runner import DecodeOptions, Recognizer
@@ -53,7 +53,7 @@ def run_k(cfg: TrainConfig, k: int, out: Path, test: str | None, options: Decode
     result = {"k": k, "dev": _score_set(best, cfg.dev, run_dir / "dev.jsonl", options)}
     if test:
         result["test"] = _score_set(best, test, run_dir / "test.jsonl", options)
-    text = json.dumps(result, indent=1) + "\n"
+    text = json_text(result, indent=1) + "\n"
     atomic_write(run_dir / DONE, lambda p: p.write_text(text))
     return result
 
@@ -134,7 +134,7 @@ def ablate(
             on_done(results[-1])
     md = table(results)
     atomic_write(out / "ablation.md", lambda p: p.write_text(md))
-    text = json.dumps(results, indent=1) + "\n"
+    text = json_text(results, indent=1) + "\n"
     atomic_write(out / "ablation.json", lambda p: p.write_text(text))
     plot(results, out / "ablation.png")
     return results

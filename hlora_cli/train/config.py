@@ -12,6 +12,7 @@ import yaml
 from hlora_cli.data.batching import BATCHINGS
 from hlora_cli.errors import HloraError
 from hlora_cli.model.config import LID_HEADS, LORA_TARGETS, canonical_model_type
+from hlora_cli.values import check_number
 
 TRAIN_ROUTINGS = ("oracle", "predicted", "soft")
 
@@ -98,6 +99,35 @@ class TrainConfig:
             raise HloraError(f"unknown batching {self.batching}: choose mixed or sorted")
         if self.grad_accum < 1:
             raise HloraError("--grad-accum must be >= 1")
+        self.check_numbers()
+
+    def check_numbers(self) -> None:
+        """Every numeric setting in its range before any work (`--lr nan` once trained NaN models)."""
+        inf = float("inf")
+        checks = [
+            ("--lr", self.lr, 0, inf, True, False, False),
+            ("--head-lr", self.head_lr, 0, inf, True, False, True),
+            ("--lora-dropout", self.lora_dropout, 0, 1, False, True, False),
+            ("--lora-rank", self.lora_rank, 1, inf, False, False, False),
+            ("--lora-alpha", self.lora_alpha, 0, inf, True, False, False),
+            ("--lid-weight", self.lid_weight, 0, inf, False, False, False),
+            ("--predicted-route-prob", self.predicted_route_prob, 0, 1, False, False, False),
+            ("--weight-decay", self.weight_decay, 0, inf, False, False, False),
+            ("--warmup-steps", self.warmup_steps, 0, inf, False, False, False),
+            ("--max-steps", self.max_steps, 1, inf, False, False, True),
+            ("--epochs", self.epochs, 0, inf, True, False, True),
+            ("--batch-seconds", self.batch_seconds, 0, inf, True, False, False),
+            ("--max-duration", self.max_duration, 0, inf, True, False, False),
+            ("--clip", self.clip, 0, inf, True, False, False),
+            ("--eval-every", self.eval_every, 1, inf, False, False, False),
+            ("--save-every", self.save_every, 1, inf, False, False, False),
+            ("--early-stop", self.early_stop, 1, inf, False, False, True),
+            ("--max-bad-batches", self.max_bad_batches, 1, inf, False, False, False),
+            ("--freeze-layers", self.freeze_layers, 0, inf, False, False, False),
+            ("--lid-hidden", self.lid_hidden, 1, inf, False, False, False),
+        ]
+        for flag, value, low, high, open_low, open_high, optional in checks:
+            check_number(flag, value, low, high, open_low=open_low, open_high=open_high, optional=optional)
 
     def save(self, path: Path) -> None:
         from hlora_cli.files import atomic_write

@@ -5,7 +5,9 @@ sampler position, RNG states, step, counters), written atomically; and model dir
 from __future__ import annotations
 
 import os
+import pickle
 import random
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hlora_cli.errors import HloraError
 from hlora_cli.files import atomic_write
 from hlora_cli.model import HLoRAModel, save_model
 
@@ -20,7 +23,11 @@ CHECKPOINT = "checkpoint.pt"
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every RNG's state as tensors, numbers and tuples only, so the checkpoint loads with
+    torch.load(weights_only=True)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    numpy_state = (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -28,7 +35,9 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    keys = keys.numpy() if isinstance(keys, torch.Tensor) else keys
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -39,7 +48,27 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(run_dir: Path) -> dict[str, Any]:
-    return torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
+    """The run's state, unpickled with weights_only=True: tensors, numbers, strings and containers
+    only, so a checkpoint from elsewhere cannot run code. (Checkpoints of earlier versions held
+    numpy's RNG state as an array: those numpy types are allowed too.)"""
+    path = run_dir / CHECKPOINT
+    allowed = [np.ndarray, np.dtype, np.core.multiarray._reconstruct, type(np.dtype(np.uint32))]
+    try:
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"GLOBAL (\S+)", str(e))
+        what = f" ({found.group(1)})" if found else ""
+        raise HloraError(
+            f"{path}: refused: the checkpoint holds code{what}, not only tensors and numbers; "
+            "resume only runs whose checkpoint you trust"
+        ) from e
+    except FileNotFoundError as e:
+        raise HloraError(f"{path}: no checkpoint to resume from") from e
+    except (EOFError, RuntimeError, OSError, ValueError) as e:
+        raise HloraError(
+            f"{path}: not a readable checkpoint (empty, cut short or corrupt: {e or type(e).__name__})"
+        ) from e
 
 
 def save_model_dir(model: HLoRAModel, target: Path) -> None:
@@ -53,3 +82,31 @@ def save_model_dir(model: HLoRAModel, target: Path) -> None:
         os.replace(target, old)
     os.replace(tmp, target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+# What a run writes in RUN_DIR: --overwrite removes these and nothing else.
+RUN_FILES = ("train.yaml", "metrics.jsonl", CHECKPOINT, "best", "last", "tensorboard")
+
+
+def remove_run_files(run_dir: Path) -> None:
+    for name in RUN_FILES:
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    remove_partial_writes(run_dir)
+
+
+def remove_partial_writes(run_dir: Path) -> None:
+    """Leftovers of a write killed half-way (atomic_write's `.NAME.XXXX`, a model directory's
+    `.tmp` / `.old`): ours by name, never complete files."""
+    for name in (CHECKPOINT, "metrics.jsonl", "train.yaml"):
+        for tmp in run_dir.glob(f".{name}.*"):
+            tmp.unlink(missing_ok=True)
+    for name in ("best", "last"):
+        shutil.rmtree(run_dir / f"{name}.tmp", ignore_errors=True)
+        old = run_dir / f"{name}.old"
+        if old.is_dir() and not (run_dir / name).exists():
+            os.replace(old, run_dir / name)  # killed between the two renames: the old one is the model
+        shutil.rmtree(old, ignore_errors=True)

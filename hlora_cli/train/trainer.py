@@ -9,7 +9,6 @@ import contextlib
 import json
 import math
 import random
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from hlora_cli.data.batching import DurationBatchSampler, duration_batches, load
 from hlora_cli.data.vocab import Vocab, norm_text
 from hlora_cli.device import resolve_device
 from hlora_cli.errors import HloraError
-from hlora_cli.files import atomic_write
+from hlora_cli.files import atomic_write, json_text
 from hlora_cli.infer.ctc_decode import greedy_hypothesis
 from hlora_cli.model import BackboneRef, HLoRAModel, LIDConfig, LoRAConfig, ModelConfig, build_model
 from hlora_cli.model.backbone import detect_kind
@@ -172,6 +171,8 @@ class Trainer:
 
     # --- run directory -------------------------------------------------------------------
     def _check_run_dir(self, overwrite: bool) -> None:
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise HloraError(f"{self.run_dir}: is a file; --out names the run directory")
         holds_run = (self.run_dir / "train.yaml").exists() or (self.run_dir / run_state.CHECKPOINT).exists()
         if self.resume:
             if not (self.run_dir / run_state.CHECKPOINT).exists():
@@ -181,7 +182,9 @@ class Trainer:
                 f"{self.run_dir} holds another run: pass --resume to continue it or --overwrite to replace it"
             )
         elif holds_run and self.dist.is_main:
-            shutil.rmtree(self.run_dir)
+            run_state.remove_run_files(self.run_dir)  # what we wrote; other files in RUN_DIR stay
+        if self.dist.is_main and self.run_dir.is_dir():
+            run_state.remove_partial_writes(self.run_dir)
         self.dist.barrier()
 
     def _check_resume_settings(self) -> None:
@@ -258,7 +261,7 @@ class Trainer:
         if not self.dist.is_main:
             return
         with open(self.run_dir / METRICS, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json_text(record) + "\n")
         if self.tensorboard is not None:
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key != "step":

@@ -7,30 +7,10 @@ import pytest
 
 from hlora_cli.data.manifest import read_manifest
 from hlora_cli.data.vocab import Vocab, build_vocab, from_tokens
-from hlora_cli.errors import HloraError
 from hlora_cli.model import load_model
+from tests.cli.inprocess import run_cli
 from tests.train.conftest import make_corpus, train_args
 from tests.train.test_trainer import losses
-
-
-class Result:
-    def __init__(self, r):
-        self.returncode = 2 if isinstance(r.exception, HloraError) else r.exit_code
-        self.stdout = r.stdout
-        self.stderr = f"error: {r.exception}" if r.exception else ""
-
-
-def run_cli(*args, check=True):
-    """The CLI in this process (a subprocess costs seconds of imports per call); HloraError is
-    what `hlora` prints as a one-line error with exit 2."""
-    from typer.testing import CliRunner
-
-    from hlora_cli.cli.main import app
-
-    r = Result(CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"}))
-    if check:
-        assert r.returncode == 0, (r.stderr, r.stdout[-2000:])
-    return r
 
 
 def decode(*args):
@@ -235,3 +215,16 @@ def test_bpe_size_below_the_character_count_is_raised_to_it(corpus):
     chars = {c for u in utts if u.lang == "en" for c in u.text_norm if c != " "}
     assert chars <= {t.lstrip("▁") for t in vocab.languages["en"]}
     assert all(vocab.encode(u.text_norm, u.lang)[1] == 0 for u in utts)
+
+
+def test_train_overwrite_removes_only_the_runs_files_and_stale_temp_files(tiny_backbone, tmp_path):
+    manifest, vocab = make_corpus(tmp_path / "data")
+    run = tmp_path / "run"
+    run_cli(*train_args(tiny_backbone, manifest, vocab, run, "--max-steps", "2"))
+    (run / "my_notes.txt").write_text("keep me")
+    (run / ".checkpoint.pt.abc123").write_bytes(b"half")  # a write killed half-way
+    run_cli("train", "--out", run, "--resume", "--max-steps", "3")
+    assert not (run / ".checkpoint.pt.abc123").exists()
+    run_cli(*train_args(tiny_backbone, manifest, vocab, run, "--max-steps", "2", "--overwrite"))
+    assert (run / "my_notes.txt").read_text() == "keep me"
+    assert sorted(json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()) == [1, 2]
