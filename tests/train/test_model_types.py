@@ -228,3 +228,63 @@ def test_train_overwrite_removes_only_the_runs_files_and_stale_temp_files(tiny_b
     run_cli(*train_args(tiny_backbone, manifest, vocab, run, "--max-steps", "2", "--overwrite"))
     assert (run / "my_notes.txt").read_text() == "keep me"
     assert sorted(json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()) == [1, 2]
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint_and_the_next_start_cleans_up(tiny_backbone, corpus, tmp_path):
+    import errno
+
+    from hlora_cli.train import state as run_state
+    from hlora_cli.train.config import load_config
+    from hlora_cli.train.trainer import Trainer
+
+    manifest, vocab = corpus
+    run = tmp_path / "run"
+    run_cli(*train_args(tiny_backbone, manifest, vocab, run, "--max-steps", "2"))
+    before = run_state.load_checkpoint(run)["step"]
+    trainer = Trainer(load_config(run / "train.yaml", {"max_steps": 4}), run, resume=True)
+
+    def full_disk(obj, path, *a, **kw):
+        with open(path, "wb") as f:
+            f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    real_save = run_state.torch.save
+    run_state.torch.save = full_disk
+    try:
+        with pytest.raises(OSError, match="No space left"):
+            trainer.fit()
+    finally:
+        run_state.torch.save = real_save
+    assert run_state.load_checkpoint(run)["step"] == before == 2  # the previous checkpoint survived
+    assert not list(run.glob(".checkpoint.pt.*"))
+    (run / "best.tmp").mkdir()  # as a killed model-directory write leaves it
+    run_cli("train", "--out", run, "--resume", "--max-steps", "4")
+    assert not (run / "best.tmp").exists() and run_state.load_checkpoint(run)["step"] == 4
+
+
+def test_os_errors_print_one_line_naming_the_file(monkeypatch, capsys):
+    import errno
+
+    from hlora_cli.cli import main as cli_main
+
+    def app(**kw):
+        raise OSError(errno.ENOSPC, "No space left on device", "/runs/x/checkpoint.pt")
+
+    monkeypatch.setattr(cli_main, "app", app)
+    with pytest.raises(SystemExit) as stop:
+        cli_main.main()
+    assert stop.value.code == 1
+    assert capsys.readouterr().err.strip() == "error: /runs/x/checkpoint.pt: No space left on device"
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_bf16_training_and_decoding_on_the_gpu(tiny_backbone, corpus, tmp_path):
+    manifest, vocab = corpus
+    run = tmp_path / "run"
+    run_cli(*train_args(tiny_backbone, manifest, vocab, run, "--max-steps", "20", "--device", "cuda"))
+    loss = losses(run)
+    assert len(loss) == 20 and all(v == v for v in loss.values()) and loss[20] < loss[1]
+    for dtype in ("fp32", "bf16"):
+        out = tmp_path / f"{dtype}.jsonl"
+        run_cli("decode", manifest, "--model", run / "best", "--device", "cuda", "--dtype", dtype, "-o", out)
+        assert json.loads((tmp_path / f"{dtype}.meta.json").read_text())["device"].startswith("cuda")
