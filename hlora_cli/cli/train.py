@@ -6,9 +6,9 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from hlora_cli.cli.progress import TrainProgress
 from hlora_cli.train.config import load_config
 from hlora_cli.train.trainer import Trainer
 
@@ -123,40 +123,11 @@ def train(
         f"parameters; {trainer.dist.world_size} process(es) on {trainer.device}"
         + (f"; resuming at step {trainer.step}" if resume else "")
     )
-    columns = [
-        TextColumn("[bold]train"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    ]
-    with Progress(*columns, console=console, disable=not trainer.dist.is_main) as progress:
-        task = progress.add_task("train", total=trainer.total_steps, completed=trainer.step, info="")
-        clock = {"t": None}
+    import os
 
-        def on_step(r: dict) -> None:
-            import time
-
-            now = time.time()
-            rate = ""
-            if clock["t"] is not None and "utts" in r:
-                dt = max(1e-6, now - clock["t"])
-                rate = f" {r['utts'] / dt:.1f} utt/s {r['audio_s'] / dt:.1f} audio-s/s"
-            clock["t"] = now
-            info = (
-                "skipped (non-finite loss)"
-                if r.get("skipped")
-                else f"loss {r['loss']:.3f} lid {r['lid_acc']:.2f}{rate}"
-            )
-            progress.update(task, completed=r["step"], info=info)
-
-        def on_eval(r: dict) -> None:
-            per = " ".join(f"{k[8:]} {v:.3f}" for k, v in r.items() if k.startswith("dev_cer_"))
-            head = f"step {r['step']}: dev loss {r['dev_loss']:.3f}, LID {r['dev_lid_acc']:.3f}"
-            progress.console.print(f"{head}, CER {r['dev_cer']:.3f} ({per})")
-
-        summary = trainer.fit(on_step, on_eval)
+    every = float(os.environ.get("HLORA_PROGRESS_SECONDS", "30"))  # plain progress lines in log files
+    with TrainProgress(console, trainer.total_steps, trainer.step, trainer.dist.is_main, every) as progress:
+        summary = trainer.fit(progress.on_step, progress.on_eval)
     trainer.dist.close()
     table = Table(title=f"{out}", show_header=False)
     rows = [

@@ -19,6 +19,9 @@ class WhisperZeroShot:
     def __init__(self, model_dir: str, batch_size: int = 8, languages: list[str] | None = None) -> None:
         from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
+        from hlora_cli.model.backbone import quiet_transformers
+
+        quiet_transformers()
         try:
             self.processor = WhisperProcessor.from_pretrained(model_dir)
             self.model = WhisperForConditionalGeneration.from_pretrained(model_dir).eval()

@@ -322,8 +322,16 @@ def _hubert_do_normalize(ref: BackboneRef, cfg) -> bool:
     return cfg.feat_extract_norm == "layer"
 
 
+def quiet_transformers() -> None:
+    """No per-load progress bars from transformers: in log files they are noise."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def load_backbone(ref: BackboneRef) -> Backbone:
     """Build the frozen encoder `ref` describes, in eval mode, and record its fingerprint."""
+    quiet_transformers()
     if ref.kind not in ("whisper", "hubert", "wav2vec2"):
         raise HloraError(f"backbone kind '{ref.kind}' is not supported (whisper, hubert, wav2vec2)")
     if ref.source is None and ref.config is None:

@@ -6,7 +6,7 @@ and counts them elsewhere (a missed word boundary is an error there)."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import jiwer
 
@@ -46,6 +46,9 @@ class LangScore:
     sub: int  # substitutions, deletions, insertions of the MER's unit
     dele: int
     ins: int
+    # Edits and reference units per metric ("wer": words, "cer": characters, "mer": the language's
+    # unit), for error rates pooled over languages.
+    counts: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -108,8 +111,15 @@ def score(
         wer, cer = (ws + wd + wi) / max(1, wn), (cs + cd + ci) / max(1, cn)
         by_char = get_normalizer(lang).split_characters
         s, d, i = (cs, cd, ci) if by_char else (ws, wd, wi)
-        languages[lang] = LangScore(len(pairs), wer, cer, cer if by_char else wer, s, d, i)
+        counts = {"wer": (ws + wd + wi, wn), "cer": (cs + cd + ci, cn)}
+        counts["mer"] = counts["cer"] if by_char else counts["wer"]
+        languages[lang] = LangScore(len(pairs), wer, cer, cer if by_char else wer, s, d, i, counts)
+    # The mean over languages, and (as the MLC-SLM MER and the HLoRA paper's Avg rows) the rate
+    # pooled over every reference unit of every language.
     average = {k: sum(getattr(v, k) for v in languages.values()) / len(languages) for k in ("wer", "cer", "mer")}
+    for k in ("wer", "cer", "mer"):
+        edits, units = (sum(v.counts[k][i] for v in languages.values()) for i in (0, 1))
+        average[f"{k}_pooled"] = edits / max(1, units)
     confusion, lid = (
         lid_confusion([(lang, hyps[utt][0]) for utt, (lang, _) in refs.items()]) if has_lang else (None, None)
     )

@@ -28,7 +28,7 @@ def rows(sets: dict[str, SetScore]) -> tuple[list[str], list[list[str]]]:
             v = s.languages.get(lang)
             row += [str(v.n), _pct(v.wer), _pct(v.cer), _pct(v.mer), f"{v.sub}/{v.dele}/{v.ins}"] if v else ["-"] * 5
         body.append(row)
-    avg = ["average"]
+    avg = ["average (mean)"]
     for s in sets.values():
         avg += [
             str(sum(v.n for v in s.languages.values())),
@@ -38,6 +38,10 @@ def rows(sets: dict[str, SetScore]) -> tuple[list[str], list[list[str]]]:
             "",
         ]
     body.append(avg)
+    pooled = ["pooled"]
+    for s in sets.values():
+        pooled += ["", _pct(s.average["wer_pooled"]), _pct(s.average["cer_pooled"]), _pct(s.average["mer_pooled"]), ""]
+    body.append(pooled)
     if any(s.lid_accuracy is not None for s in sets.values()):
         lid = ["LID accuracy"]
         for s in sets.values():
@@ -52,7 +56,7 @@ def rich_table(sets: dict[str, SetScore], title: str = "error rates (%)") -> Tab
     for i, h in enumerate(header):
         table.add_column(h, justify="left" if i == 0 else "right")
     for r in body:
-        table.add_row(*r, style="bold" if r[0] in ("average", "LID accuracy") else None)
+        table.add_row(*r, style="bold" if r[0] in ("pooled", "average (mean)", "LID accuracy") else None)
     return table
 
 
@@ -97,15 +101,17 @@ def plot_confusion(confusion: dict[str, dict[str, int]], path: Path, title: str 
 def systems_rows(
     rows: dict[str, tuple[SetScore, float | None]], metric: str = "mer"
 ) -> tuple[list[str], list[list[str]]]:
-    """One row per system: `metric` per language (MER: CER for ja/ko/th/zh, WER otherwise), its
-    average, LID accuracy, real-time factor."""
+    """One row per system: `metric` per language (MER: CER for ja/ko/th/zh, WER otherwise), pooled
+    over every reference unit of every language (the papers' Avg), the mean over languages, LID
+    accuracy, real-time factor."""
     langs = sorted({lang for s, _ in rows.values() for lang in s.languages})
-    header = ["system", *langs, "average", "LID acc", "RTF"]
+    header = ["system", *langs, "pooled", "mean", "LID acc", "RTF"]
     body = []
     for name, (s, rtf) in rows.items():
         cells = [_pct(getattr(s.languages[lang], metric)) if lang in s.languages else "-" for lang in langs]
         lid = _pct(s.lid_accuracy) if s.lid_accuracy is not None else "-"
-        body.append([name, *cells, _pct(s.average[metric]), lid, f"{rtf:.4f}" if rtf is not None else "-"])
+        averages = [_pct(s.average[f"{metric}_pooled"]), _pct(s.average[metric])]
+        body.append([name, *cells, *averages, lid, f"{rtf:.4f}" if rtf is not None else "-"])
     return header, body
 
 

@@ -30,3 +30,14 @@ def test_without_languages_no_lid_and_mismatched_ids_error():
     assert s.lid_accuracy is None and s.languages["fr"].wer == 0.0
     with pytest.raises(HloraError, match=r"1 reference id\(s\) without hypothesis \(b...\); 1 hypothesis id\(s\) not"):
         score({"a": ("fr", "x"), "b": ("fr", "y")}, {"a": (None, "x"), "c": (None, "z")})
+
+
+def test_pooled_mer_counts_every_reference_unit_while_mean_averages_languages():
+    from hlora_cli.score.metrics import score
+
+    refs = {"e": ("en", "one two three four five six seven eight nine ten"), "j": ("ja", "今日")}
+    hyps = {"e": ("en", "one two three four five six seven eight nine tan"), "j": ("ja", "今")}
+    s = score(refs, hyps)
+    assert s.languages["en"].mer == pytest.approx(0.1) and s.languages["ja"].mer == pytest.approx(0.5)
+    assert s.average["mer"] == pytest.approx(0.3)  # the mean of the two languages
+    assert s.average["mer_pooled"] == pytest.approx(2 / 12)  # 1 word + 1 character error over 10 + 2 units

@@ -29,7 +29,7 @@ def test_ablate_trains_each_k_once_and_writes_table(tiny_backbone, tmp_path):
     assert [x["k"] for x in results] == [1, 3]
     assert set(results[0]["dev"]["mer"]) == {"en", "de"} and "test" in results[0]
     md = (tmp_path / "abl" / "ablation.md").read_text()
-    assert "| language | k = 1 | k = 3 |" in md and "| **Avg** |" in md and "**" in md.split("| de |")[1]
+    assert "| language | k = 1 | k = 3 |" in md and "| **Avg** (pooled) |" in md and "**" in md.split("| de |")[1]
     assert (tmp_path / "abl" / "ablation.png").read_bytes()[:4] == b"\x89PNG"
     for k in (1, 3):
         cfg = (tmp_path / "abl" / f"k{k}" / "train.yaml").read_text()

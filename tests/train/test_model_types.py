@@ -288,3 +288,19 @@ def test_bf16_training_and_decoding_on_the_gpu(tiny_backbone, corpus, tmp_path):
         out = tmp_path / f"{dtype}.jsonl"
         run_cli("decode", manifest, "--model", run / "best", "--device", "cuda", "--dtype", dtype, "-o", out)
         assert json.loads((tmp_path / f"{dtype}.meta.json").read_text())["device"].startswith("cuda")
+
+
+def test_without_a_terminal_training_prints_plain_progress_lines_and_no_library_bars(tiny_backbone, corpus, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    manifest, vocab = corpus
+    args = train_args(tiny_backbone, manifest, vocab, tmp_path / "run", "--max-steps", "3")
+    env = {**os.environ, "HLORA_PROGRESS_SECONDS": "0"}
+    r = subprocess.run([sys.executable, "-m", "hlora_cli", *args], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    lines = [x for x in r.stdout.splitlines() if x.startswith("step ")]
+    assert [x.split(":")[0] for x in lines] == ["step 1/3", "step 2/3", "step 3/3"]
+    assert all("loss " in x and "audio-s/s" in x and "ETA" in x for x in lines)
+    assert "Loading weights" not in r.stderr and "it/s]" not in r.stderr

@@ -1,0 +1,78 @@
+"""Training progress: a live bar on a terminal; in a log file (nohup, cluster jobs) a plain line
+every `every_s` seconds and at the end, with step, loss, LID accuracy, audio-s/s and ETA."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+class TrainProgress:
+    def __init__(self, console: Console, total: int, start: int, enabled: bool = True, every_s: float = 30.0) -> None:
+        self.console, self.total, self.every_s = console, total, every_s
+        self.live = enabled and console.is_terminal
+        self.plain = enabled and not console.is_terminal
+        self.bar: Progress | None = None
+        self.t0 = self.last_print = time.time()
+        self.first_step = start
+        self.last_t: float | None = None
+        self.audio = 0.0  # audio seconds since the last plain line
+
+    def __enter__(self) -> TrainProgress:
+        if self.live:
+            columns = [
+                TextColumn("[bold]train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+            ]
+            self.bar = Progress(*columns, console=self.console)
+            self.bar.__enter__()
+            self.task = self.bar.add_task("train", total=self.total, completed=self.first_step, info="")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def on_step(self, r: dict) -> None:
+        now = time.time()
+        if r.get("skipped"):
+            info = "skipped (non-finite loss)"
+        else:
+            rate = ""
+            if self.last_t is not None:
+                rate = f" {r['audio_s'] / max(1e-6, now - self.last_t):.1f} audio-s/s"
+            info = f"loss {r['loss']:.3f} lid {r['lid_acc']:.2f}{rate}"
+            self.audio += r["audio_s"]
+        self.last_t = now
+        if self.bar is not None:
+            self.bar.update(self.task, completed=r["step"], info=info)
+        elif self.plain and (now - self.last_print >= self.every_s or r["step"] == self.total):
+            done = r["step"] - self.first_step
+            eta = (now - self.t0) / max(1, done) * (self.total - r["step"])
+            speed = self.audio / max(1e-6, now - self.last_print)
+            loss = "skipped" if r.get("skipped") else f"loss {r['loss']:.3f}, LID acc {r['lid_acc']:.2f}"
+            self.console.print(
+                f"step {r['step']}/{self.total}: {loss}, {speed:.1f} audio-s/s, elapsed {_duration(now - self.t0)}, "
+                f"ETA {_duration(eta)}",
+                soft_wrap=True,
+                highlight=False,
+            )
+            self.last_print, self.audio = now, 0.0
+
+    def on_eval(self, r: dict) -> None:
+        per = " ".join(f"{k[8:]} {v:.3f}" for k, v in r.items() if k.startswith("dev_cer_") and v is not None)
+        head = f"step {r['step']}: dev loss {r['dev_loss']:.3f}, LID {r['dev_lid_acc']:.3f}"
+        target = self.bar.console if self.bar is not None else self.console
+        target.print(f"{head}, CER {r['dev_cer']:.3f} ({per})", soft_wrap=True, highlight=False)
