@@ -1,11 +1,16 @@
 """One normalizer per language, and the registry that finds it (region codes such as `en-IN` use
-their language's normalizer; languages without an entry get the generic rules)."""
+their language's normalizer; languages without an entry get the generic rules). `language_code`
+is the one check of a language code that every command goes through."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
+# The one exception the CLI prints as a one-line error; a bad code is a user's input error.
+from hlora_cli.errors import HloraError
 from text_normalization import rules
+from text_normalization.iso639 import ISO_639_1, ISO_639_3
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,16 @@ _REGISTRY: dict[str, Normalizer] = {
 }
 LANGUAGES = tuple(sorted(_REGISTRY))
 CER_LANGUAGES = tuple(lang for lang, n in _REGISTRY.items() if n.split_characters)
+_BASE = re.compile(r"[a-z]{2,8}")
+_SUBTAG = re.compile(r"[A-Za-z0-9]{1,8}")
+
+
+def register_normalizer(normalizer: Normalizer) -> None:
+    """Add (or replace) the normalizer of `normalizer.lang`; its code is then a valid language code
+    even where ISO 639 does not list it."""
+    if not _BASE.fullmatch(normalizer.lang):
+        raise HloraError(f"{normalizer.lang!r}: a normalizer's language is 2 to 8 lower-case letters (no region)")
+    _REGISTRY[normalizer.lang] = normalizer
 
 
 def base_language(code: str) -> str:
@@ -43,8 +58,32 @@ def base_language(code: str) -> str:
     return code.replace("_", "-").split("-")[0].lower()
 
 
+def _checked(code: str) -> str | None:
+    base, *rest = code.replace("_", "-").split("-")
+    base = base.lower()
+    if not _BASE.fullmatch(base) or not all(_SUBTAG.fullmatch(tag) for tag in rest):
+        return None
+    if base not in _REGISTRY and base not in (ISO_639_1 if len(base) == 2 else ISO_639_3):
+        return None
+    return base + code[len(base) :]
+
+
+def language_code(code: object, where: str | None = None) -> str:
+    """The code as the toolkit stores it: an ISO 639-1 (`en`) or ISO 639-3 (`yue`) code, or one
+    with a registered normalizer, in lower case, with any region or variant kept as written
+    (`EN-IN` -> `en-IN`). Anything else raises HloraError (prefixed with `where`, e.g. a file and
+    line or an option name)."""
+    canonical = _checked(code) if isinstance(code, str) else None
+    if canonical is None:
+        raise HloraError(
+            f"{where + ': ' if where else ''}{code!r} is not a language code: use ISO 639-1 (en) or ISO 639-3 "
+            "(yue), optionally with a region (en-IN), or register a normalizer for it"
+        )
+    return canonical
+
+
 def get_normalizer(lang: str) -> Normalizer:
-    base = base_language(lang)
+    base = base_language(language_code(lang))
     return _REGISTRY.get(base, Normalizer(base))
 
 

@@ -133,6 +133,8 @@ def decode(
         dtype=dtype,
     )
     items = collect_inputs(inputs)
+    if not items:
+        raise HloraError(f"{', '.join(map(str, inputs))}: no audio to decode (an empty manifest or folder)")
     if whisper is not None:
         from hlora_cli.infer.whisper_zero_shot import WhisperZeroShot
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from hlora_cli.data.langs import language_list
 from hlora_cli.errors import HloraError
 from hlora_cli.infer.lm import build_lm, texts_by_language
 
@@ -38,7 +39,7 @@ def build(
     texts = texts_by_language(manifests)
     if not texts:
         raise HloraError(f"{', '.join(map(str, manifests))}: no text to build a language model from")
-    wanted = [x.strip() for x in languages.split(",")] if languages else sorted(texts)
+    wanted = language_list(languages) if languages else sorted(texts)
     missing = [lang for lang in wanted if not texts.get(lang)]
     if missing:
         raise HloraError(f"no text in language(s) {', '.join(missing)} (the manifests have {', '.join(sorted(texts))})")

@@ -46,6 +46,12 @@ def _root(
 
 
 def main() -> None:
+    import warnings
+
+    # Warnings (a truncated audio file, say) as one line each, like errors.
+    warnings.showwarning = lambda message, *args, **kwargs: err.print(
+        f"[yellow]warning:[/] {message}", soft_wrap=True, highlight=False
+    )
     try:
         # Outside standalone mode click returns a command's typer.Exit code instead of exiting.
         code = app(standalone_mode=False)

@@ -24,7 +24,9 @@ MAXDUR = typer.Option(30.0, "--max-duration", help="Reject utterances longer tha
 
 
 def _languages(value: str | None) -> list[str] | None:
-    return [x.strip() for x in value.split(",") if x.strip()] if value else None
+    from hlora_cli.data.langs import language_list
+
+    return language_list(value)
 
 
 def print_summary(s: Summary) -> None:
@@ -48,8 +50,8 @@ def print_summary(s: Summary) -> None:
         console.print("rejected: none")
 
 
-def _finish(result: ImportResult, out: Path, languages: str | None, max_duration: float) -> None:
-    print_summary(finish(result, out, _languages(languages), max_duration))
+def _finish(result: ImportResult, out: Path, languages: list[str] | None, max_duration: float) -> None:
+    print_summary(finish(result, out, languages, max_duration))
 
 
 @app.command()
@@ -69,8 +71,9 @@ def kaldi(
     """Import a Kaldi / ESPnet data directory."""
     from hlora_cli.data.importers.kaldi import import_kaldi
 
+    langs = _languages(languages)
     cache = out.parent / f"{out.stem}_pipe_audio"
-    _finish(import_kaldi(data_dir, lang, lang_from_id, allow_pipes, cache), out, languages, max_duration)
+    _finish(import_kaldi(data_dir, lang, lang_from_id, allow_pipes, cache), out, langs, max_duration)
 
 
 @app.command("export-kaldi")
@@ -78,11 +81,18 @@ def export_kaldi_cmd(
     manifest: Path = typer.Argument(..., help="JSONL manifest."),
     out_dir: Path = typer.Argument(..., help="Kaldi data dir to write."),
 ) -> None:
-    """Write a manifest as a Kaldi data dir (wav.scp, text, segments, utt2spk, spk2utt, utt2lang)."""
-    from hlora_cli.data.importers.kaldi import export_kaldi
+    """Write a manifest as a Kaldi data dir (wav.scp, text, segments, utt2spk, spk2utt, utt2lang).
+    Files of an earlier export that this one does not write (e.g. segments) are removed."""
+    from hlora_cli.data.importers.kaldi import check_kaldi_dir, export_kaldi
 
-    files = export_kaldi(read_manifest(manifest), out_dir)
-    console.print(f"wrote {', '.join(p.name for p in files)} to {out_dir}")
+    check_kaldi_dir(out_dir)
+    done = export_kaldi(read_manifest(manifest), out_dir)
+    console.print(f"wrote {', '.join(p.name for p in done.written)} to {out_dir}")
+    if done.removed:
+        console.print(f"removed {', '.join(p.name for p in done.removed)} (from an earlier export)")
+    if done.unmatched:
+        names = ", ".join(p.name for p in done.unmatched)
+        console.print(f"[yellow]note:[/] {out_dir} also holds {names}, made from earlier data: they may not match")
 
 
 @app.command("mlc-slm")
@@ -95,7 +105,8 @@ def mlc_slm(
     """Import the MLC-SLM 2025 challenge layout: one row per time-stamped segment."""
     from hlora_cli.data.importers.mlc_slm import import_mlc_slm
 
-    _finish(import_mlc_slm(root), out, languages, max_duration)
+    langs = _languages(languages)
+    _finish(import_mlc_slm(root), out, langs, max_duration)
 
 
 @app.command()
@@ -123,7 +134,8 @@ def cv(
     """Import a Common Voice release TSV (path, sentence, locale)."""
     from hlora_cli.data.importers.cv import import_cv
 
-    _finish(import_cv(tsv_or_dir, split, lang), out, languages, max_duration)
+    langs = _languages(languages)
+    _finish(import_cv(tsv_or_dir, split, lang), out, langs, max_duration)
 
 
 @app.command()
@@ -219,4 +231,5 @@ def subset(
     max_duration: float = MAXDUR,
 ) -> None:
     """Keep the utterances in the given languages (the others go to OUT.rejected.jsonl)."""
-    _finish(ImportResult(read_manifest(manifest)), out, languages, max_duration)
+    langs = _languages(languages)
+    _finish(ImportResult(read_manifest(manifest)), out, langs, max_duration)

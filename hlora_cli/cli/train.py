@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hlora_cli.cli.progress import TrainProgress
+from hlora_cli.data.langs import language_list
 from hlora_cli.train.config import load_config
 from hlora_cli.train.trainer import Trainer
 
@@ -83,7 +84,7 @@ def train(
         train=train_manifest,
         dev=dev,
         vocab=vocab,
-        languages=_csv(languages),
+        languages=language_list(languages),
         lora_rank=lora_rank,
         lora_alpha=lora_alpha,
         lora_dropout=lora_dropout,
@@ -143,3 +144,5 @@ def train(
     for key, value in rows:
         table.add_row(key, value)
     console.print(table)
+    for utt, reason in summary.unreadable.items():
+        console.print(f"[yellow]left out[/] {utt}: {reason}", soft_wrap=True, highlight=False)

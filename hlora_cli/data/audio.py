@@ -3,6 +3,8 @@ by seeking (never the whole file), downmixed to mono and resampled to 16 kHz wit
 
 from __future__ import annotations
 
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,15 +17,42 @@ from hlora_cli.errors import HloraError
 SAMPLE_RATE = 16000
 
 
+class TruncatedAudioWarning(UserWarning):
+    """The file holds fewer frames than its header says (a copy cut short): it decodes, shorter."""
+
+
 @dataclass(frozen=True)
 class AudioInfo:
     sample_rate: int
     channels: int
-    frames: int
+    frames: int  # frames the file holds
+    header_frames: int | None = None  # what the header says, where it says more than the file holds
 
     @property
     def duration(self) -> float:
         return self.frames / self.sample_rate
+
+    @property
+    def truncated(self) -> bool:
+        return self.header_frames is not None and self.header_frames > self.frames
+
+
+# libsndfile trims a WAV/AIFF data chunk that runs past the end of the file to what is there, and
+# says so only in its log: "data : 32000 (should be 16000)" (bytes: declared, present).
+_CUT_CHUNK = re.compile(r"^(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+# Writers on a pipe cannot seek back to fill in the length and leave a huge placeholder
+# (0xFFFFFFFF, 0x7FFFF000): such a file is streamed, not cut short.
+_STREAMED = 0x7FFF0000
+
+
+def _header_frames(f: sf.SoundFile) -> int | None:
+    m = _CUT_CHUNK.search(f.extra_info)
+    if m is None:
+        return None
+    declared, present = int(m.group(1)), int(m.group(2))
+    if present <= 0 or declared <= present or declared >= _STREAMED:
+        return None
+    return f.frames * declared // present
 
 
 def _open(path: Path) -> sf.SoundFile:
@@ -38,17 +67,30 @@ def _open(path: Path) -> sf.SoundFile:
 def audio_info(path: str | Path) -> AudioInfo:
     """Sample rate, channels and length, from the header alone."""
     with _open(Path(path)) as f:
-        return AudioInfo(f.samplerate, f.channels, f.frames)
+        return AudioInfo(f.samplerate, f.channels, f.frames, _header_frames(f))
+
+
+def _warn_truncated(path: Path, header_frames: int, frames: int, sr: int) -> None:
+    warnings.warn(
+        f"{path}: truncated audio: the header says {header_frames} frames ({header_frames / sr:.2f} s), "
+        f"the file holds {frames} ({frames / sr:.2f} s); decoding what is there",
+        TruncatedAudioWarning,
+        stacklevel=3,
+    )
 
 
 def load_audio(path: str | Path, start: float | None = None, end: float | None = None) -> np.ndarray:
     """Samples of `path` (or of its segment start..end, in seconds) as 16 kHz mono float32.
 
-    Raises HloraError naming the file for a missing, unreadable, corrupt or empty file and for a
-    segment outside the file."""
+    Raises HloraError naming the file for a missing, unreadable, corrupt or empty file, for a
+    segment outside the file and for samples that are NaN or infinite. A file that holds fewer
+    frames than its header says gives a TruncatedAudioWarning naming it (and both lengths)."""
     path = Path(path)
     with _open(path) as f:
         sr, total = f.samplerate, f.frames
+        header_frames = _header_frames(f)
+        if header_frames is not None:
+            _warn_truncated(path, header_frames, total, sr)
         if total <= 0:
             raise HloraError(f"{path}: audio file has no samples")
         first = 0 if start is None else int(round(start * sr))
@@ -59,11 +101,17 @@ def load_audio(path: str | Path, start: float | None = None, end: float | None =
             raise HloraError(f"{path}: segment {start:.2f}-{end:.2f} s ends after the file's end ({total / sr:.2f} s)")
         try:
             f.seek(first)
-            x = f.read(min(last, total) - first, dtype="float32", always_2d=True)
+            wanted = min(last, total) - first
+            x = f.read(wanted, dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as e:
             raise HloraError(f"{path}: cannot decode audio ({e})") from e
     if x.shape[0] == 0:
         raise HloraError(f"{path}: audio file has no samples")
+    # the header promised frames that do not decode (10 ms of slack for compressed formats)
+    if x.shape[0] < wanted - int(0.01 * sr) and header_frames is None:
+        _warn_truncated(path, total, first + x.shape[0], sr)
+    if not np.isfinite(x).all():
+        raise HloraError(f"{path}: has non-finite samples (NaN or Inf); fix or remove the file")
     x = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
     if sr != SAMPLE_RATE:
         x = soxr.resample(x, sr, SAMPLE_RATE, quality="HQ")

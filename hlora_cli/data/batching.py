@@ -119,3 +119,20 @@ class DurationBatchSampler:
 
 def load_waveforms(utts: list[Utterance]) -> list[np.ndarray]:
     return [load_audio(u.audio, u.start, u.end) for u in utts]
+
+
+def load_waveforms_skipping(utts: list[Utterance]) -> tuple[list[np.ndarray], list[int], dict[str, str]]:
+    """Waveforms of the utterances whose audio loads, their indices in `utts`, and the reason
+    (an HloraError naming the file: missing, corrupt, NaN or Inf samples) for each utterance id
+    that does not, so a training step can go on without them."""
+    waves: list[np.ndarray] = []
+    kept: list[int] = []
+    failed: dict[str, str] = {}
+    for i, u in enumerate(utts):
+        try:
+            waves.append(load_audio(u.audio, u.start, u.end))
+        except HloraError as e:
+            failed[u.id] = str(e)
+            continue
+        kept.append(i)
+    return waves, kept, failed

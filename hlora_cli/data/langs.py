@@ -1,16 +1,34 @@
-"""Language codes: ISO 639-1, optionally with a region (`en-IN`), mapped onto a configured set."""
+"""Language codes: ISO 639-1 or 639-3 (or one with a registered normalizer), optionally with a
+region (`en-IN`), mapped onto a configured set. Every code a command reads goes through
+`text_normalization.registry.language_code`, which checks it and folds its case (`EN` -> `en`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from text_normalization.registry import base_language
+from hlora_cli.errors import HloraError
+from text_normalization.registry import base_language, language_code
+
+__all__ = ["language_code", "language_list", "resolve_language"]
+
+
+def language_list(value: str | None, option: str = "--languages") -> list[str] | None:
+    """A comma-separated option value as checked codes (None for no value); one line naming the
+    option for a code that is not a language."""
+    if value is None:
+        return None
+    codes = [language_code(x.strip(), option) for x in value.split(",") if x.strip()]
+    if not codes:
+        raise HloraError(f"{option} {value!r}: no language given; list codes separated by commas, e.g. en,de")
+    return list(dict.fromkeys(codes))
 
 
 def resolve_language(code: str, languages: Iterable[str]) -> str | None:
     """The member of `languages` that `code` means: itself if listed (`en-IN` kept apart when
-    configured), else its base language (`en-IN` -> `en`); None if neither is configured."""
+    configured), else its base language (`en-IN` -> `en`); None if neither is configured. A code
+    that is not a language raises HloraError."""
     languages = set(languages)
+    code = language_code(code)
     if code in languages:
         return code
     base = base_language(code)

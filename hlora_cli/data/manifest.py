@@ -10,14 +10,17 @@ Audio paths are absolute or relative to the manifest's folder."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from hlora_cli.errors import HloraError
 from hlora_cli.files import atomic_write
+from text_normalization.registry import language_code
 
 REQUIRED = ("id", "audio", "lang", "text")
+OPTIONAL_TEXT = ("text_norm", "speaker")
 
 
 @dataclass
@@ -50,6 +53,31 @@ def _relative(path: Path, base: Path) -> str:
         return str(path.resolve())
 
 
+def id_problem(utt_id: str) -> str | None:
+    """Why `utt_id` cannot be an utterance id (empty, or with whitespace, which would split a
+    Kaldi line), or None."""
+    if not utt_id:
+        return "id is empty"
+    if any(c.isspace() for c in utt_id):
+        return f"id {utt_id!r} contains whitespace"
+    return None
+
+
+def _number(d: dict, key: str, where: str) -> float | None:
+    value = d.get(key)
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = float(value)
+    except (TypeError, ValueError):
+        raise HloraError(f"{where}: {key} must be a number of seconds, got {json.dumps(value)}") from None
+    if not math.isfinite(number):
+        raise HloraError(f"{where}: {key} must be a finite number of seconds, got {json.dumps(value)}")
+    return number
+
+
 def parse_line(line: str, where: str, base: Path) -> Utterance:
     try:
         d = json.loads(line)
@@ -63,15 +91,16 @@ def parse_line(line: str, where: str, base: Path) -> Utterance:
     unknown = sorted(set(d) - _FIELDS)
     if unknown:
         raise HloraError(f"{where}: unknown field(s) {', '.join(unknown)}")
-    try:
-        utt = Utterance(**d)
-        utt.id, utt.lang, utt.text = str(utt.id), str(utt.lang), str(utt.text)
-        for key in ("start", "end", "duration"):
-            value = getattr(utt, key)
-            if value is not None:
-                setattr(utt, key, float(value))
-    except (TypeError, ValueError) as e:
-        raise HloraError(f"{where}: bad value ({e})") from e
+    for key in REQUIRED + OPTIONAL_TEXT:
+        if (key in REQUIRED or d.get(key) is not None) and not isinstance(d[key], str):
+            raise HloraError(f"{where}: {key} must be a string, got {json.dumps(d[key])}")
+    problem = id_problem(d["id"])
+    if problem:
+        raise HloraError(f"{where}: {problem}")
+    if not d["audio"].strip():
+        raise HloraError(f"{where}: audio is empty")
+    numbers = {key: _number(d, key, where) for key in ("start", "end", "duration")}
+    utt = Utterance(**{**d, **numbers, "lang": language_code(d["lang"], where)})
     audio = Path(utt.audio)
     utt.audio = str(audio if audio.is_absolute() else base / audio)
     return utt
@@ -81,13 +110,16 @@ def read_manifest(path: str | Path) -> list[Utterance]:
     """All utterances of a JSONL manifest; a malformed line is an error naming file and line."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not JSON
     except FileNotFoundError as e:
         raise HloraError(f"{path}: manifest not found") from e
     except UnicodeDecodeError as e:
         raise HloraError(f"{path}: not UTF-8 text ({e.reason})") from e
     base = path.resolve().parent
-    return [parse_line(line, f"{path}:{n}", base) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    # "\n" only: json.dumps(ensure_ascii=False) leaves U+2028 and the like raw inside strings,
+    # and str.splitlines() would break a line there
+    lines = text.split("\n")
+    return [parse_line(line, f"{path}:{n}", base) for n, line in enumerate(lines, 1) if line.strip()]
 
 
 def write_manifest(path: str | Path, utts: Iterable[Utterance]) -> Path:
@@ -116,27 +148,38 @@ def validate(
     max_duration: float = 30.0,
     check_audio: bool = True,
 ) -> tuple[list[Utterance], list[Rejected]]:
-    """Split utterances into accepted and rejected (with reasons): duplicate ids, missing or
-    unreadable audio, duration <= 0 or > max_duration, unknown language, empty text. Durations
-    are filled in from the audio headers."""
-    from hlora_cli.data.audio import audio_info
+    """Split utterances into accepted and rejected (with reasons): ids that are empty or hold
+    whitespace, empty text, duplicate ids, codes that are no language, languages outside
+    `languages`, missing, unreadable or truncated audio, duration <= 0 or > max_duration.
+    Language codes are stored in their checked form (`EN` -> `en`); durations are filled in from
+    the audio headers."""
+    from hlora_cli.data.audio import AudioInfo, audio_info
     from hlora_cli.data.langs import resolve_language
 
-    known = set(languages) if languages is not None else None
+    known = {language_code(x, "languages") for x in languages} if languages is not None else None
     seen: set[str] = set()
-    infos: dict[str, float] = {}
+    infos: dict[str, AudioInfo] = {}
     ok, rejected = [], []
 
     def reject(u: Utterance, reason: str) -> None:
         rejected.append(Rejected(u, reason))
 
     for u in utts:
+        problem = id_problem(u.id)
+        if problem:
+            reject(u, f"bad id: {problem}")
+            continue
+        if not u.text.strip():  # before the duplicate check: an empty row is reported as empty
+            reject(u, "empty text")
+            continue
         if u.id in seen:
             reject(u, "duplicate id")
             continue
         seen.add(u.id)
-        if not u.text.strip():
-            reject(u, "empty text")
+        try:
+            u = replace(u, lang=language_code(u.lang))
+        except HloraError:
+            reject(u, f"not a language code: {u.lang}")
             continue
         if known is not None and resolve_language(u.lang, known) is None:
             reject(u, f"unknown language: {u.lang}")
@@ -144,11 +187,16 @@ def validate(
         if check_audio:
             try:
                 if u.audio not in infos:
-                    infos[u.audio] = audio_info(u.audio).duration
+                    infos[u.audio] = audio_info(u.audio)
             except HloraError as e:
                 reject(u, f"unreadable audio: {e}")
                 continue
-            total = infos[u.audio]
+            info = infos[u.audio]
+            total = info.duration
+            if info.truncated and u.end is None:  # the transcript is of the whole, the file holds a part
+                header = info.header_frames / info.sample_rate
+                reject(u, f"truncated audio: the header says {header:.2f} s, the file holds {total:.2f} s")
+                continue
             if u.end is not None and u.end > total + 0.01:
                 reject(u, f"segment beyond the file's end: {u.end:.2f} s > {total:.2f} s")
                 continue

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hlora_cli.data.audio import audio_info
-from hlora_cli.data.importers.folder import AUDIO_SUFFIXES
+from hlora_cli.data.importers.folder import audio_files
 from hlora_cli.data.manifest import read_manifest
 from hlora_cli.errors import HloraError
 
@@ -23,7 +23,7 @@ class Item:
 
 def collect_inputs(inputs: list[str]) -> list[Item]:
     """Manifests (.jsonl) give their rows; folders give their audio files (ids = relative paths);
-    files give themselves (ids = file stems)."""
+    files give themselves (ids = file stems). Two inputs with one id are an error naming both."""
     items: list[Item] = []
     for raw in inputs:
         path = Path(raw)
@@ -32,17 +32,29 @@ def collect_inputs(inputs: list[str]) -> list[Item]:
         if path.is_file() and path.suffix == ".jsonl":
             items += [Item(u.id, u.audio, u.start, u.end, u.lang, u.duration) for u in read_manifest(path)]
         elif path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+            files = audio_files(path)
             if not files:
                 raise HloraError(f"{path}: no audio files in this folder")
-            items += [Item("-".join(p.relative_to(path).with_suffix("").parts), str(p)) for p in files]
+            items += [Item(utt_id, str(p)) for utt_id, p in files]
         else:
             items.append(Item(path.stem, str(path)))
-    ids = [i.id for i in items]
-    if len(set(ids)) != len(ids):
-        dup = sorted({i for i in ids if ids.count(i) > 1})
-        raise HloraError(f"duplicate utterance ids in the inputs: {', '.join(dup[:5])}")
+    first: dict[str, Item] = {}
+    clashes: list[str] = []
+    for it in items:
+        if it.id in first:
+            clashes.append(f"'{it.id}' ({_where(first[it.id])} and {_where(it)})")
+        else:
+            first[it.id] = it
+    if clashes:
+        more = f" and {len(clashes) - 3} more" if len(clashes) > 3 else ""
+        raise HloraError(f"duplicate utterance ids in the inputs: {'; '.join(clashes[:3])}{more}; rename one of each")
     return items
+
+
+def _where(it: Item) -> str:
+    if it.start is None and it.end is None:
+        return it.audio
+    return f"{it.audio} {it.start or 0.0:g}-{it.end if it.end is not None else 'end'} s"
 
 
 def item_duration(item: Item) -> float:

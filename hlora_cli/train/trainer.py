@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hlora_cli.data.batching import DurationBatchSampler, duration_batches, load_waveforms
+from hlora_cli.data.batching import DurationBatchSampler, duration_batches, load_waveforms_skipping
 from hlora_cli.data.vocab import Vocab, norm_text
 from hlora_cli.device import resolve_device
 from hlora_cli.errors import HloraError
@@ -109,6 +109,7 @@ class Summary:
     unknown_chars: int
     bad_batches: int
     last_eval: dict
+    unreadable: dict  # utterance id -> why its audio was left out (names the file)
 
 
 class Trainer:
@@ -161,6 +162,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg, self.total_steps))
         self.step, self.best, self.evals_since_best, self.bad_in_a_row, self.bad_total = 0, None, 0, 0, 0
         self.last_eval: dict = {}
+        self.unreadable: dict[str, str] = {}  # utterance id -> why its audio was left out
         if resume:
             self._restore()
         elif self.dist.is_main:
@@ -274,8 +276,17 @@ class Trainer:
         return contextlib.nullcontext()
 
     def _forward(self, data: Examples, idx: list[int], routing_mode: str):
-        batch = [data.examples[i] for i in idx]
-        feats = self.model.prepare(load_waveforms([e.utt for e in batch])).to(self.device)
+        """Loss of one batch. Audio that does not load (missing, corrupt, NaN or Inf samples) is
+        left out and remembered by id, with the reason naming the file."""
+        batch = [data.examples[i] for i in idx if data.examples[i].utt.id not in self.unreadable]
+        waves, kept, failed = load_waveforms_skipping([e.utt for e in batch])
+        for utt_id, reason in failed.items():
+            self.unreadable[utt_id] = reason
+            data.skipped["unreadable audio"] += 1
+        batch = [batch[i] for i in kept]
+        if not batch:
+            return batch, None, None
+        feats = self.model.prepare(waves).to(self.device)
         langs = torch.tensor([e.lang for e in batch], device=self.device)
         with self._autocast():
             out = self.model(feats, routing_mode, langs if routing_mode == "oracle" else None)
@@ -301,6 +312,8 @@ class Trainer:
         for micro in range(cfg.grad_accum):
             idx = self.sampler.next()
             batch, out, parts = self._forward(self.train_data, idx, self._train_routing(micro))
+            if not batch:
+                continue
             if not torch.isfinite(parts.total):
                 bad = 1.0
                 break
@@ -324,6 +337,9 @@ class Trainer:
                     f"{self.bad_in_a_row} batches in a row had a non-finite loss (step {self.step}): "
                     "lower --lr, check the data, or use --device cpu to rule out bf16"
                 )
+            return {"step": self.step, "skipped": 1}
+        if totals[4] == 0:  # every utterance of the step was unreadable
+            self.optimizer.zero_grad(set_to_none=True)
             return {"step": self.step, "skipped": 1}
         self.bad_in_a_row = 0
         self.dist.average_gradients(self.params)
@@ -357,6 +373,8 @@ class Trainer:
         batches = duration_batches(data.durations, self.cfg.batch_seconds, self.cfg.seed, 0, shuffle=False)
         for idx in batches[self.dist.rank :: self.dist.world_size]:
             batch, out, parts = self._forward(data, idx, routing_mode)
+            if not batch:
+                continue
             loss_sum += float(parts.ctc) * len(batch)
             log_probs = out.log_probs.float().cpu().numpy()
             for b, (e, routed) in enumerate(zip(batch, out.langs.tolist(), strict=True)):
@@ -436,4 +454,5 @@ class Trainer:
             self.train_data.unknown_chars,
             self.bad_total,
             self.last_eval,
+            dict(self.unreadable),
         )

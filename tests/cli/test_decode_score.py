@@ -121,7 +121,7 @@ def test_score_systems_as_rows_with_rtf(tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[0] == "| system | en | ja | pooled | mean | LID acc | RTF |"
-    assert r.stdout.splitlines()[2] == "| good | 0.0 | 0.0 | 0.0 | 100.0 | 0.0123 |"
+    assert r.stdout.splitlines()[2] == "| good | 0.0 | 0.0 | 0.0 | 0.0 | 100.0 | 0.0123 |"
     # bad: en WER 1/3 (deletion), ja CER 1/3 (substitution), LID 1 of 2
-    assert r.stdout.splitlines()[3] == "| bad | 33.3 | 33.3 | 33.3 | 50.0 | - |"
+    assert r.stdout.splitlines()[3] == "| bad | 33.3 | 33.3 | 33.3 | 33.3 | 50.0 | - |"
     assert json.loads((tmp_path / "s.json").read_text())["good"]["rtf"] == 0.0123

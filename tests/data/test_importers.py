@@ -74,7 +74,7 @@ def test_kaldi_without_segments_and_with_lang(tmp_path):
 
 def test_kaldi_pipe_refused_unless_allowed(tmp_path):
     d = kaldi_dir(tmp_path, pipe=True)
-    with pytest.raises(HloraError, match=r"wav.scp: recording 'rec2' is a command pipe .* pass --allow-pipes"):
+    with pytest.raises(HloraError, match=r"wav.scp:2: recording 'rec2' is a command pipe .* pass --allow-pipes"):
         import_kaldi(d, lang_from_id=True)
     (d / "wav.scp").write_text(f"rec1 {tmp_path}/wav/rec1.wav\nrec2 cat {tmp_path}/wav/rec2.wav |\n")
     result = import_kaldi(d, lang_from_id=True, allow_pipes=True, pipe_cache=tmp_path / "cache")

@@ -304,3 +304,19 @@ def test_without_a_terminal_training_prints_plain_progress_lines_and_no_library_
     assert [x.split(":")[0] for x in lines] == ["step 1/3", "step 2/3", "step 3/3"]
     assert all("loss " in x and "audio-s/s" in x and "ETA" in x for x in lines)
     assert "Loading weights" not in r.stderr and "it/s]" not in r.stderr
+
+
+def test_training_leaves_out_audio_with_non_finite_samples_and_names_it(tiny_backbone, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from hlora_cli.data.manifest import Utterance
+
+    bad = tmp_path / "nan.wav"
+    sf.write(str(bad), np.full(9600, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
+    manifest, vocab = make_corpus(tmp_path / "data", [Utterance("nan0", str(bad), "en", "a cab", text_norm="a cab")])
+    r = run_cli(*train_args(tiny_backbone, manifest, vocab, tmp_path / "run", "--max-steps", "8"))
+    assert f"left out nan0: {bad}: has non-finite samples" in r.stdout.replace("\n", " ")
+    assert "unreadable audio: 1" in r.stdout
+    loss = losses(tmp_path / "run")
+    assert len(loss) == 8 and all(v == v and v != float("inf") for v in loss.values())

@@ -3,11 +3,40 @@ reasons (nothing is dropped silently). `finish` validates, writes, and summarise
 
 from __future__ import annotations
 
+import codecs
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hlora_cli.data.manifest import Rejected, Utterance, validate, write_manifest, write_rejected
+from hlora_cli.errors import HloraError
+
+
+def read_text(path: Path) -> str:
+    """A transcript or table file as text: UTF-8, a leading byte-order mark dropped. Bytes that are
+    not UTF-8 are an error naming the file and the line."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise HloraError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise HloraError(f"{path}: is a directory, expected a text file") from None
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise HloraError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x}); convert the file to UTF-8 "
+            "(e.g. iconv -f latin1 -t utf-8)"
+        ) from None
+
+
+def read_lines(path: Path) -> list[str]:
+    """The lines of a text file (see read_text), split at "\n" only, so that line numbers are the
+    ones an editor shows; a trailing "\r" is dropped."""
+    return [line.removesuffix("\r") for line in read_text(path).split("\n")]
 
 
 @dataclass

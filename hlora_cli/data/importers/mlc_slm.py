@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hlora_cli.data.importers import ImportResult
+from hlora_cli.data.importers import ImportResult, read_lines
 from hlora_cli.data.manifest import Rejected, Utterance
 from hlora_cli.errors import HloraError
 
@@ -58,7 +58,7 @@ def language_of(txt: Path, root: Path) -> tuple[str, list[str]]:
 def parse_transcript(txt: Path) -> list[tuple[float, float, str, str]]:
     """(start, end, speaker, text) per line; any malformed line is an error naming file and line."""
     segments = []
-    for n, line in enumerate(txt.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(read_lines(txt), 1):
         if not line.strip():
             continue
         fields = line.split(maxsplit=3)
