@@ -155,7 +155,9 @@ def vocab(
 ) -> None:
     """Per-language inventories (characters or BPE) plus the shared one, and a coverage report."""
     from hlora_cli.data.vocab import build_vocab, coverage
+    from hlora_cli.files import check_output
 
+    check_output(out, [manifest, *coverage_of], "vocabulary")
     if unit not in ("char", "bpe"):
         raise HloraError(f"--unit {unit}: choose char or bpe")
     if unit == "bpe" and bpe_size < 2:

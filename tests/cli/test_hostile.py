@@ -286,6 +286,8 @@ CASES = [
         lambda r: ["prepare", "vocab", r / "test.jsonl", "-o", r / "out/v.json", "--coverage", r / "none.jsonl"],
         2,
     ),
+    ("vocab-out-is-input", lambda r: ["prepare", "vocab", r / "test.jsonl", "-o", r / "test.jsonl"], 2),
+    ("vocab-out-dir", lambda r: ["prepare", "vocab", r / "test.jsonl", "-o", r / "adir"], 2),
     ("vocab-unit", lambda r: ["prepare", "vocab", r / "test.jsonl", "-o", r / "out/v.json", "--unit", "x"], 2),
     ("vocab-empty", lambda r: ["prepare", "vocab", r / "empty.jsonl", "-o", r / "out/v.json"], 2),
     ("lm-order-1", lambda r: ["lm", "build", r / "test.jsonl", "-o", r / "out/lm", "--order", "1"], 2),
