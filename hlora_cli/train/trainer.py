@@ -25,7 +25,7 @@ from hlora_cli.files import atomic_write, json_text
 from hlora_cli.infer.ctc_decode import greedy_hypothesis
 from hlora_cli.model import BackboneRef, HLoRAModel, LIDConfig, LoRAConfig, ModelConfig, build_model
 from hlora_cli.model.backbone import detect_kind
-from hlora_cli.model.config import SHARED_HEAD_TYPES
+from hlora_cli.model.config import SHARED_HEAD_TYPES, canonical_model_type
 from hlora_cli.score.metrics import char_errors
 from hlora_cli.train import state as run_state
 from hlora_cli.train.config import TrainConfig, load_config
@@ -193,6 +193,7 @@ class Trainer:
         """Every setting that shapes the model or its data must be the run's: resuming with another
         backbone, type, k, rank or vocabulary would load adapters into the wrong model."""
         saved = load_config(self.run_dir / "train.yaml", {})
+        saved.model_type = canonical_model_type(saved.model_type)  # a run saved as "baseline" is shared-lora
         for name in MODEL_SETTINGS:
             old, new = getattr(saved, name), getattr(self.cfg, name)
             if old != new:
