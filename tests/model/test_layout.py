@@ -164,3 +164,24 @@ def test_ctc_model_needs_prefix_tokens():
     cfg.shared_vocab = [t for t in cfg.shared_vocab if not t.startswith("<") or t in ("<blank>", "<unk>")]
     with pytest.raises(HloraError, match="lacks <en>, <de>, <fr>, <ja>: make it with `hlora prepare vocab --prefix"):
         build_model(cfg)
+
+
+@pytest.mark.parametrize("model_type", ["hlora", "ctc"])
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(model_type):
+    model = build_model(tiny_config("whisper", model_type, k=2))
+    randomize_adapters(model, seed=3, scale=0.05)
+    feats = model.prepare(waves([0.7, 0.5], seed=9))
+    langs = torch.tensor([0, 2])
+    grads = {}
+    for on in (False, True):
+        model.zero_grad()
+        model.train()
+        model.gradient_checkpointing = on
+        torch.manual_seed(0)
+        out = model(feats, "oracle", langs)
+        out.log_probs[..., 1].mean().backward()  # log-probability of one token: every weight has a say
+        grads[on] = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    assert grads[True].keys() == grads[False].keys() and len(grads[True]) > 0
+    assert all(g.abs().sum() > 0 for n, g in grads[False].items() if "lid_head" not in n)
+    for n in grads[True]:
+        torch.testing.assert_close(grads[True][n], grads[False][n], atol=1e-5, rtol=1e-4)
