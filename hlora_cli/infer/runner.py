@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from hlora_cli.data.audio import load_audio
+from hlora_cli.data.audio import audio_info, load_audio
 from hlora_cli.device import autocast, check_dtype, resolve_device
 from hlora_cli.errors import HloraError
 from hlora_cli.infer.ctc_decode import BeamDecoder, Hypothesis, greedy_hypothesis
@@ -209,6 +209,13 @@ class Recognizer:
             try:
                 if item_duration(it) <= 0:
                     raise HloraError(f"{it.audio}: empty segment")
+                if it.end is not None:  # said here with the segment's times, not a window's
+                    total = audio_info(it.audio).duration
+                    if it.end > total + 0.01:
+                        raise HloraError(
+                            f"{it.audio}: the segment {it.start or 0.0:.2f}-{it.end:.2f} s ends past the end of the "
+                            f"file ({total:.2f} s)"
+                        )
                 ok.append(i)
             except HloraError as e:
                 skipped.append((it.id, str(e)))

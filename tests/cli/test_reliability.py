@@ -288,3 +288,13 @@ def test_outputs_respect_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_segment_past_the_end_of_its_file_is_named_with_the_segments_times(setup, tmp_path):
+    row = {"id": "late", "audio": str(setup / "u0.wav"), "lang": "en", "text": "a", "start": 0.2, "end": 5.0}
+    (tmp_path / "m.jsonl").write_text(json.dumps(row) + "\n")
+    r = run_cli("decode", tmp_path / "m.jsonl", "--model", setup / "m", "-o", tmp_path / "o.jsonl", check=False)
+    assert r.returncode == 1
+    assert f"skipped late: {setup / 'u0.wav'}: the segment 0.20-5.00 s ends past the end of the file (0.60 s)" in (
+        r.stdout.replace("\n", " ")
+    )
