@@ -46,12 +46,17 @@ def check_output(out: str | Path, inputs: Iterable[str | Path] = (), what: str =
     for source in inputs:
         if Path(source).exists() and Path(source).resolve() == resolved:
             raise HloraError(f"{out}: the {what} would overwrite the input {source}; choose another name")
-    parent = out.parent
+    check_parent(out, what)
+    return out
+
+
+def check_parent(path: Path, what: str = "output") -> None:
+    """The nearest existing ancestor of `path` must be a directory (so `path` can be made)."""
+    parent = Path(path).parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
-        raise HloraError(f"{out}: {parent} is a file, so the {what} cannot be written there")
-    return out
+        raise HloraError(f"{path}: {parent} is a file, so the {what} cannot be written there")
 
 
 def _finite(obj: Any) -> Any:

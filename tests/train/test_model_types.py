@@ -92,24 +92,12 @@ def test_two_stage_with_the_ctc_model_as_first_stage(ctc_run, tiny_backbone, cor
 
 
 def test_soft_routing_trains_the_lid_head_through_the_ctc_loss(tiny_backbone, corpus, tmp_path):
-    from hlora_cli.train.config import load_config
     from hlora_cli.train.trainer import Trainer
+    from tests.train.test_trainer import config
 
     manifest, vocab = corpus
-    base = dict(
-        model_type="hlora",
-        k=2,
-        backbone=str(tiny_backbone),
-        train=str(manifest),
-        vocab=str(vocab),
-        lora_rank=4,
-        lr=5e-3,
-        warmup_steps=2,
-        batch_seconds=3.0,
-        max_steps=1,
-        train_routing="soft",
-    )
-    trainer = Trainer(load_config(None, {**base, "lid_weight": 0.0}), tmp_path / "soft")
+    cfg = config(tiny_backbone, manifest, vocab, max_steps=1, train_routing="soft", lid_weight=0.0)
+    trainer = Trainer(cfg, tmp_path / "soft")
     assert all(e.targets_by_lang is not None and len(e.targets_by_lang) == 2 for e in trainer.train_data.examples)
     trainer.model.train()
     batch, out, parts = trainer._forward(trainer.train_data, list(range(4)), "soft")

@@ -19,9 +19,9 @@ from hlora_cli.cli.main import app
 from hlora_cli.data.manifest import read_manifest
 from hlora_cli.errors import HloraError
 from hlora_cli.model import load_model
-from hlora_cli.train.config import load_config
 from hlora_cli.train.trainer import Trainer
-from tests.train.conftest import make_corpus
+from tests.train.conftest import make_corpus, train_args
+from tests.train.test_trainer import config
 
 LANGS = {"en", "de"}
 
@@ -57,31 +57,7 @@ def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
 
 
 def tiny_args(backbone: Path, manifest: Path, vocab: Path, out: Path, model_type: str, *extra) -> list:
-    return [
-        "train",
-        "--out",
-        out,
-        "--model-type",
-        model_type,
-        "--backbone",
-        backbone,
-        "--train",
-        manifest,
-        "--vocab",
-        vocab,
-        "--lora-rank",
-        "4",
-        "--lr",
-        "5e-3",
-        "--warmup-steps",
-        "2",
-        "--batch-seconds",
-        "3",
-        "--seed",
-        "0",
-        "--deterministic",
-        *extra,
-    ]
+    return train_args(backbone, manifest, vocab, out, "--model-type", model_type, *extra)
 
 
 def decode(tmp_path: Path, manifest: Path, model: Path, mode: str, *extra) -> list[dict]:
@@ -173,25 +149,18 @@ def test_resume_from_a_checkpoint_older_than_the_last_step(tiny_backbone, corpus
     """Checkpoints every 3 steps; the run dies after step 5 (metrics logged to 5, an evaluation at
     4); resuming from step 3 must cut the log back and replay steps 4-8 exactly."""
     manifest, vocab = corpus
-    cfg = dict(
-        model_type="hlora",
-        k=2,
-        backbone=str(tiny_backbone),
-        train=str(manifest),
+    cfg = config(
+        tiny_backbone,
+        manifest,
+        vocab,
         dev=str(manifest),
-        vocab=str(vocab),
-        lora_rank=4,
         lora_dropout=0.1,  # the RNG state matters
         predicted_route_prob=0.5,
-        lr=5e-3,
-        warmup_steps=2,
-        batch_seconds=3.0,
-        deterministic=True,
         max_steps=8,
         eval_every=4,
         save_every=3,
     )
-    Trainer(load_config(None, cfg), tmp_path / "whole").fit()
+    Trainer(cfg, tmp_path / "whole").fit()
 
     def die_after_5(record: dict) -> None:
         if record["step"] == 5:
@@ -199,7 +168,7 @@ def test_resume_from_a_checkpoint_older_than_the_last_step(tiny_backbone, corpus
 
     killed = tmp_path / "killed"
     with pytest.raises(Killed):
-        Trainer(load_config(None, cfg), killed).fit(on_step=die_after_5)
+        Trainer(cfg, killed).fit(on_step=die_after_5)
     ckpt = torch.load(killed / "checkpoint.pt", map_location="cpu", weights_only=False)
     assert ckpt["step"] == 3 and train_steps(killed) == [1, 2, 3, 4, 5] and eval_steps(killed) == [4]
 

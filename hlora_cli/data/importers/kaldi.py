@@ -12,7 +12,7 @@ from pathlib import Path
 from hlora_cli.data.importers import ImportResult, read_lines
 from hlora_cli.data.manifest import Rejected, Utterance
 from hlora_cli.errors import HloraError
-from hlora_cli.files import atomic_write
+from hlora_cli.files import atomic_write, check_parent
 from text_normalization.registry import language_code
 
 
@@ -213,11 +213,7 @@ def check_kaldi_dir(out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise HloraError(f"{out_dir}: is a file, not a directory; give a directory for the Kaldi data")
-    parent = out_dir.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise HloraError(f"{out_dir}: {parent} is a file, so the directory cannot be made there")
+    check_parent(out_dir, "Kaldi directory")
     return out_dir
 
 
