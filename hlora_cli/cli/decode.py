@@ -111,9 +111,11 @@ def decode(
     if threads is not None:
         check_number("--threads", threads, 1)
         torch.set_num_threads(threads)
+    from hlora_cli.model.checkpoint import check_model_dir
+
     for path in (model, lid_model):
-        if path is not None and not path.is_dir():
-            raise HloraError(f"{path}: not a model directory (RUN_DIR/best holds config.json and the weights)")
+        if path is not None:
+            check_model_dir(path)
     if whisper is None and model is None:
         raise HloraError("give --model DIR (or --whisper DIR for a Whisper zero-shot run)")
     lms = parse_lms(lm)
@@ -133,8 +135,6 @@ def decode(
         dtype=dtype,
     )
     items = collect_inputs(inputs)
-    if not items:
-        raise HloraError(f"{', '.join(map(str, inputs))}: no audio to decode (an empty manifest or folder)")
     if whisper is not None:
         from hlora_cli.infer.whisper_zero_shot import WhisperZeroShot
 

@@ -16,10 +16,9 @@ def info(
     backbone: str = typer.Option(None, help="Load the backbone from here instead of the saved reference."),
 ) -> None:
     """Show a model's backbone, type, layer layout, languages, units and parameter counts."""
-    if not model_dir.is_dir():
-        from hlora_cli.errors import HloraError
+    from hlora_cli.model.checkpoint import check_model_dir
 
-        raise HloraError(f"{model_dir}: not a model directory (RUN_DIR/best holds config.json and the weights)")
+    check_model_dir(model_dir)
     model = load_model(model_dir, backbone=backbone)
     cfg = model.config
     trainable, frozen = model.parameter_counts()

@@ -31,12 +31,11 @@ def lid(
     check_outputs(out, [*inputs, model], meta=False)
     if plot is not None:
         check_output(plot, inputs, "--plot output")
-    if not model.is_dir():
-        raise HloraError(f"{model}: not a model directory (RUN_DIR/best holds config.json and the weights)")
+    from hlora_cli.model.checkpoint import check_model_dir
+
+    check_model_dir(model)
     options = DecodeOptions(mode="single", batch_seconds=batch_seconds, device=device, dtype=dtype)
     items = collect_inputs(inputs)
-    if not items:
-        raise HloraError(f"{', '.join(map(str, inputs))}: no audio to decode (an empty manifest or folder)")
     if plot is not None and not any(it.lang for it in items):
         raise HloraError(f"--plot {plot}: the inputs carry no reference language, so there is no confusion to plot")
     m = load_model(model)

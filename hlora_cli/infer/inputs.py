@@ -48,6 +48,8 @@ def collect_inputs(inputs: list[str]) -> list[Item]:
     if clashes:
         more = f" and {len(clashes) - 3} more" if len(clashes) > 3 else ""
         raise HloraError(f"duplicate utterance ids in the inputs: {'; '.join(clashes[:3])}{more}; rename one of each")
+    if not items:
+        raise HloraError(f"{', '.join(map(str, inputs))}: no audio to decode (an empty manifest or folder)")
     return items
 
 

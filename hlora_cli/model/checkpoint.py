@@ -45,6 +45,13 @@ def save_model(model: HLoRAModel, out_dir: str | Path) -> Path:
     return out
 
 
+def check_model_dir(path: Path) -> Path:
+    """A model directory as commands take it, checked before any work."""
+    if not Path(path).is_dir():
+        raise HloraError(f"{path}: not a model directory (RUN_DIR/best holds config.json and the weights)")
+    return Path(path)
+
+
 def read_config(model_dir: str | Path) -> ModelConfig:
     path = Path(model_dir) / CONFIG
     try:
