@@ -42,9 +42,11 @@ kenlm: install
 demo: install system-deps
 	bash recipes/demo/run.sh
 
-# Every stage of recipes/tts_ml at tiny sizes (a few training steps): a broken stage fails.
+# Every stage of recipes/tts_ml and recipes/mlc_slm at tiny sizes (a few training steps): a broken
+# stage fails.
 smoke: install system-deps whisper-base kenlm
 	bash recipes/tts_ml/run.sh --smoke
+	bash recipes/mlc_slm/run.sh --smoke
 
 lint: install
 	$(BIN)/ruff check hlora_cli text_normalization tests bench recipes

@@ -229,9 +229,24 @@ def synth(
 def subset(
     manifest: Path = typer.Argument(..., help="Manifest to filter."),
     out: Path = OUT,
-    languages: str = typer.Option(..., "--languages", help="Comma-separated languages to keep."),
+    languages: str = typer.Option(None, "--languages", help="Comma-separated languages to keep."),
+    ids: list[Path] = typer.Option(
+        None,
+        "--ids",
+        help="Keep only the utterances listed here (first field of each line: an id list, Kaldi text, "
+        "wav.scp or utt2spk); repeatable.",
+    ),
     max_duration: float = MAXDUR,
 ) -> None:
-    """Keep the utterances in the given languages (the others go to OUT.rejected.jsonl)."""
+    """Keep the utterances in the given languages and/or id lists (the others go to OUT.rejected.jsonl)."""
+    from hlora_cli.data.id_lists import select_ids
+
+    if not languages and not ids:
+        raise HloraError("prepare subset: give --languages, --ids or both")
     langs = _languages(languages)
-    _finish(ImportResult(read_manifest(manifest)), out, langs, max_duration)
+    result = ImportResult(read_manifest(manifest))
+    if ids:
+        result, missing = select_ids(result.utts, ids)
+        if missing:
+            console.print(f"[yellow]note:[/] {missing} listed id(s) are not in {manifest}")
+    _finish(result, out, langs, max_duration)
