@@ -3,17 +3,15 @@ per language, our own text), normalized, with its vocab."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
-
 from hlora_cli.data.audio import load_audio
 from hlora_cli.data.manifest import Utterance, validate, write_manifest
 from hlora_cli.data.vocab import build_vocab
+from tests.conftest import unavailable
 from text_normalization import normalize
 
 SENTENCES = {
@@ -61,9 +59,7 @@ def synthesize(out_dir: Path, per_language: int = 16, languages: tuple[str, ...]
     """Write WAVs and manifest.jsonl (text_norm filled) and vocab.json into out_dir; return the manifest."""
     espeak = shutil.which("espeak-ng")
     if espeak is None:
-        if os.environ.get("HLORA_REQUIRE_REAL") == "1":
-            pytest.fail("espeak-ng not installed and HLORA_REQUIRE_REAL=1")
-        pytest.skip("espeak-ng not installed (apt-get install espeak-ng)")
+        unavailable("espeak-ng not installed (apt-get install espeak-ng)")
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = []
     for lang in languages:

@@ -6,6 +6,11 @@ from tests.data.helpers import write_audio
 from tests.data.test_importers import kaldi_dir, mlc_tree
 
 
+def _table_rows(text: str) -> list[list[str]]:
+    """The cells of each body row of the rich tables in a command's output."""
+    return [[c.strip() for c in line.strip().strip("│").split("│")] for line in text.splitlines() if "│" in line]
+
+
 def test_prepare_kaldi_prints_summary_and_writes_rejected(tmp_path):
     d = kaldi_dir(tmp_path)
     r = hlora("prepare", "kaldi", str(d), "-o", str(tmp_path / "m.jsonl"), "--lang-from-id")
@@ -39,7 +44,10 @@ def test_mlc_slm_normalize_vocab_export(tmp_path):
         str(tmp_path / "n.jsonl"),
         "--prefix-tokens",
     )
-    assert r.returncode == 0, r.stderr and "100.00%" in r.stdout
+    assert r.returncode == 0, r.stderr
+    # the coverage table: every character of the manifest is in its own inventory
+    coverage = {cells[0]: cells[1:3] for cells in _table_rows(r.stdout) if cells[0] in ("en-US", "ja")}
+    assert coverage == {"en-US": ["27", "100.00%"], "ja": ["10", "100.00%"]}
     vocab = json.loads((tmp_path / "vocab.json").read_text())
     assert set(vocab["languages"]) == {"en-US", "ja"} and "<ja>" in vocab["shared"]
     assert hlora("prepare", "export-kaldi", str(tmp_path / "n.jsonl"), str(tmp_path / "kaldi")).returncode == 0
@@ -62,10 +70,17 @@ def test_folder_and_cv_commands(tmp_path):
     assert r.returncode == 2 and "missing.tsv: Common Voice TSV not found" in r.stderr
 
 
-def test_subset_keeps_the_given_languages(real_manifest, tmp_path):
-    r = hlora("prepare", "subset", str(real_manifest), "--languages", "en,ja", "-o", str(tmp_path / "s.jsonl"))
+def test_subset_keeps_the_given_languages(tmp_path):
+    from hlora_cli.data.manifest import Utterance, write_manifest
+
+    langs = ["en", "de", "ja", "en", "fr", "en", "ko"]
+    utts = [Utterance(f"u{i}", str(write_audio(tmp_path / f"{i}.wav", 0.5)), lang, "x") for i, lang in enumerate(langs)]
+    write_manifest(tmp_path / "all.jsonl", utts)
+    r = hlora("prepare", "subset", str(tmp_path / "all.jsonl"), "--languages", "en,ja", "-o", str(tmp_path / "s.jsonl"))
     assert r.returncode == 0, r.stderr
-    assert sorted({u.lang for u in read_manifest(tmp_path / "s.jsonl")}) == ["en", "ja"]
-    assert len(read_manifest(tmp_path / "s.jsonl")) == 4  # 3 English clips, 1 Japanese
+    assert [(u.id, u.lang) for u in read_manifest(tmp_path / "s.jsonl")] == [
+        ("u0", "en"), ("u2", "ja"), ("u3", "en"), ("u5", "en")
+    ]  # fmt: skip
     rejected = [json.loads(x) for x in (tmp_path / "s.rejected.jsonl").read_text().splitlines()]
-    assert len(rejected) == 16 and all(r["reason"].startswith("unknown language: ") for r in rejected)
+    assert [x["id"] for x in rejected] == ["u1", "u4", "u6"]
+    assert all(x["reason"].startswith("unknown language: ") for x in rejected)

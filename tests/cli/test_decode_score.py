@@ -1,8 +1,8 @@
 import json
+import time
 
 import pytest
 
-from hlora_cli.data.manifest import read_manifest
 from tests.cli.test_info import hlora
 
 
@@ -67,6 +67,7 @@ def test_decode_skips_unreadable_files_with_nonzero_exit(tmp_path):
     save_model(build_model(tiny_config("whisper")), tmp_path / "m")
     sf.write(str(tmp_path / "ok.wav"), waves([1.0])[0], 16000)
     (tmp_path / "bad.wav").write_bytes(b"garbage")
+    started = time.perf_counter()
     r = hlora(
         "decode",
         str(tmp_path / "ok.wav"),
@@ -76,20 +77,26 @@ def test_decode_skips_unreadable_files_with_nonzero_exit(tmp_path):
         "-o",
         str(tmp_path / "out.jsonl"),
     )
+    elapsed = time.perf_counter() - started
     assert r.returncode == 1
     assert "skipped bad:" in r.stdout and "bad.wav: cannot read audio" in r.stdout
     assert [json.loads(x)["id"] for x in (tmp_path / "out.jsonl").read_text().splitlines()] == ["ok"]
     assert (tmp_path / "out.text").read_text().startswith("ok")
     meta = json.loads((tmp_path / "out.meta.json").read_text())
-    assert (meta["utterances"], meta["skipped"], meta["mode"]) == (1, 1, "single") and meta["rtf"] > 0
+    assert (meta["utterances"], meta["skipped"], meta["mode"]) == (1, 1, "single")
+    # RTF = decoding wall time (within the command's own run time) over the 1 s of audio decoded
+    assert meta["audio_seconds"] == 1.0 and 0 < meta["wall_seconds"] < elapsed
+    assert meta["rtf"] == pytest.approx(meta["wall_seconds"] / meta["audio_seconds"], abs=6e-4)  # ms rounding
 
 
-def test_score_mismatched_ids_is_one_line(tmp_path, real_manifest):
+def test_score_mismatched_ids_is_one_line(tmp_path):
+    from hlora_cli.data.manifest import Utterance, write_manifest
+
+    write_manifest(tmp_path / "ref.jsonl", [Utterance(f"r{i}", f"r{i}.wav", "en", "one two") for i in range(3)])
     (tmp_path / "hyp.jsonl").write_text(json.dumps({"id": "nope", "lang": "en", "text": "x"}) + "\n")
-    r = hlora("score", str(real_manifest), str(tmp_path / "hyp.jsonl"))
+    r = hlora("score", str(tmp_path / "ref.jsonl"), str(tmp_path / "hyp.jsonl"))
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
-    assert "ids do not match: 20 reference id(s) without hypothesis" in r.stderr
-    assert len(read_manifest(real_manifest)) == 20
+    assert "ids do not match: 3 reference id(s) without hypothesis" in r.stderr
 
 
 def test_score_systems_as_rows_with_rtf(tmp_path):

@@ -35,6 +35,16 @@ def test_errors_are_one_line_without_traceback(tmp_path):
     ]
 
 
-def test_help_lists_commands():
+def _listed(help_text: str) -> list[str]:
+    """The command names of a --help screen: table rows that start with a name (not an option, and
+    not a help text's continuation line)."""
+    return [line[2:].split()[0] for line in help_text.splitlines() if line.startswith("│ ") and line[2] not in " -"]
+
+
+def test_help_lists_every_command():
     r = hlora("--help")
-    assert r.returncode == 0 and "info" in r.stdout
+    assert r.returncode == 0
+    commands = ["info", "normalize", "train", "lid", "decode", "score", "ablate", "prepare", "lm", "backbone"]
+    assert _listed(r.stdout) == commands
+    r = hlora("prepare", "--help")
+    assert _listed(r.stdout) == ["kaldi", "export-kaldi", "mlc-slm", "folder", "cv", "vocab", "synth", "subset"]

@@ -6,6 +6,7 @@ import pytest
 from hlora_cli.data.audio import audio_info
 from hlora_cli.data.synth import TEST_VARIANTS, TRAIN_VARIANTS, pick_voice, synth_corpus
 from hlora_cli.errors import HloraError
+from tests.conftest import unavailable
 
 
 def test_test_voices_are_never_training_voices():
@@ -22,7 +23,7 @@ def test_test_voices_are_never_training_voices():
 
 def test_synth_corpus_is_16k_mono_and_deterministic(tmp_path):
     if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng not installed")
+        unavailable("espeak-ng not installed (apt-get install espeak-ng)")
     texts = {"en": ["good morning", "- starts with a dash", "?", "-----"], "de": ["guten morgen"]}
     utts = synth_corpus(texts, "test", 3, tmp_path / "a", seed=5)
     assert [u.id for u in utts] == [f"{lang}_test_{i:05d}" for lang in ("de", "en") for i in range(3)]
