@@ -113,7 +113,7 @@ def measure(
     feats = hlora_m.prepare(wavs).to(device)
     adapter_names = [LANGS[i] for i in langs.tolist()]
 
-    def two_stage():
+    def two_stage():  # the work of the Recognizer's two-stage mode: a LID pass, then oracle routing
         first = baseline.identify(feats).argmax(-1)
         return lidlora(feats, "oracle", first if len(set(first.tolist())) > 1 else langs)
 

@@ -19,6 +19,14 @@ class Hypothesis:
     words: list[tuple[str, float, float]] = field(default_factory=list)  # (word, start s, end s)
 
 
+def output_text(text: str, lang: str) -> str:
+    """The text a hypothesis reports, greedy or beam: normalized as references are (character-
+    spaced in CER languages), so that output and scoring agree whichever decoder made it."""
+    from text_normalization import normalize
+
+    return normalize(text, lang, keep_words=not get_normalizer(lang).split_characters)
+
+
 def _words_from_tokens(tokens: list[tuple[str, int, int]], lang: str, fps: float) -> list[tuple[str, float, float]]:
     """Group (token, first frame, last frame) into words: split at the boundary token and before a
     BPE piece that starts a word (`▁`), and, in languages scored by CER, each character of a
@@ -53,7 +61,8 @@ def greedy_hypothesis(log_probs: np.ndarray, vocab: list[str], lang: str, fps: f
             tokens.append((vocab[idx], t, t))
         prev = idx
     tokens = [tok for tok in tokens if tok[0] not in (BLANK, UNK) and not tok[0].startswith("<")]
-    return Hypothesis(from_tokens([t for t, _, _ in tokens], lang), _words_from_tokens(tokens, lang, fps))
+    text = output_text(from_tokens([t for t, _, _ in tokens], lang), lang)
+    return Hypothesis(text, _words_from_tokens(tokens, lang, fps))
 
 
 class BeamDecoder:
@@ -96,10 +105,8 @@ class BeamDecoder:
         self.decoder = build_ctcdecoder(labels, kenlm_model_path=lm_path, alpha=alpha, beta=beta)
 
     def __call__(self, log_probs: np.ndarray, fps: float) -> Hypothesis:
-        from text_normalization import normalize
-
         beam = self.decoder.decode_beams(log_probs, beam_width=self.beam_width)[0]
         text, frames = beam[0], beam[2]
         words = [(w, a / fps, b / fps) for w, (a, b) in frames if not w.startswith("<p")]
         text = " ".join(w for w in text.split() if not w.startswith("<p"))
-        return Hypothesis(normalize(text, self.lang, keep_words=not get_normalizer(self.lang).split_characters), words)
+        return Hypothesis(output_text(text, self.lang), words)

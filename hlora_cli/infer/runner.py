@@ -21,12 +21,13 @@ import numpy as np
 import torch
 
 from hlora_cli.data.audio import audio_info, load_audio
+from hlora_cli.data.batching import duration_batches
 from hlora_cli.device import autocast, check_dtype, resolve_device
 from hlora_cli.errors import HloraError
 from hlora_cli.infer.ctc_decode import BeamDecoder, Hypothesis, greedy_hypothesis
 from hlora_cli.infer.inputs import Item, item_duration
 from hlora_cli.infer.long_audio import Window, stitch, windows
-from hlora_cli.model import HLoRAModel
+from hlora_cli.model import HLoRAModel, ModelOutput
 from hlora_cli.model.backbone import Features
 from hlora_cli.values import check_number
 
@@ -106,7 +107,8 @@ class Recognizer:
         self.dtype = check_dtype(options.dtype, self.device)
         self.model, self.lid_model = self._ready(model, options), self._ready(lid_model, options)
         self.opt = options
-        self.window = min(options.window, getattr(model.backbone, "max_frames", 3000) / 100 - 1)
+        limit = model.backbone.max_seconds  # Whisper's encoder takes 30 s at most; 1 s spare for framing
+        self.window = options.window if limit is None else min(options.window, limit - 1)
         self.fps = model.backbone.frames_per_second
         self._beams: dict[int, BeamDecoder] = {}
         unknown = sorted(set(options.lms) - set(model.languages))
@@ -173,14 +175,9 @@ class Recognizer:
         return self._beams[lang_idx]
 
     def _batches(self, wins: list[Window]) -> list[list[Window]]:
-        wins = sorted(wins, key=lambda w: w.end - w.start)
-        batches, current = [], []
-        for w in wins:
-            if current and (w.end - w.start) * (len(current) + 1) > self.opt.batch_seconds:
-                batches.append(current)
-                current = []
-            current.append(w)
-        return batches + ([current] if current else [])
+        """Windows in duration order, (longest x count) <= --batch-seconds, as training batches."""
+        lengths = [w.end - w.start for w in wins]
+        return [[wins[i] for i in b] for b in duration_batches(lengths, self.opt.batch_seconds, 0, 0, shuffle=False)]
 
     def _load(
         self, items: list[Item], batch: list[Window], failed: dict[int, str]
@@ -265,8 +262,22 @@ class Recognizer:
         start = time.time()
         ok, skipped = self._usable(items)
         wins = [w for i in ok for w in windows(i, items[i].duration, self.window, self.opt.overlap)]
-        model, mode = self.model, self.opt.mode
-        langs = model.languages
+        failed: dict[int, str] = {}
+        known, decided = self._decide_languages(items, ok, wins, failed)
+        decoded = self._decode_windows(items, wins, known, decided, failed, on_progress)
+        decided.update(self._language(decoded.lid, self.model.languages) if decoded.lid else {})
+        ok, skipped = self._drop_failed(items, ok, skipped, failed)
+        results = [self._result(items[i], known.get(i), decided.get(i), decoded, i) for i in ok]
+        return Report(results, skipped, sum(items[i].duration for i in ok), time.time() - start)
+
+    def _decide_languages(
+        self, items: list[Item], ok: list[int], wins: list[Window], failed: dict[int, str]
+    ) -> tuple[dict[int, str], dict[int, tuple[str, dict[str, float]]]]:
+        """Before decoding: (given languages (oracle), languages decided per recording by a LID
+        pass). The LID pass runs for two-stage (the first-stage model) and, single pass, for
+        recordings of several windows, so that all their windows take one language; a recording of
+        one window is routed in the decoding pass by its own LID."""
+        mode = self.opt.mode
         known: dict[int, str] = {}
         if mode == "oracle":
             for i in ok:
@@ -275,52 +286,68 @@ class Recognizer:
                     raise HloraError(f"oracle decoding needs a language for {items[i].id}: use a manifest or --lang")
                 known[i] = code
         multi = {w.item for w in wins if w.index > 0}
-        # Pass 1 (only where needed): recording-level language from a LID head.
-        lid_model = self.lid_model if mode == "two-stage" else model
-        first_pass = mode == "two-stage" or (mode == "single" and multi)
-        probs = {}
-        failed: dict[int, str] = {}
-        if first_pass:
-            wanted = [w for w in wins if mode == "two-stage" or w.item in multi]
-            probs = self._lid_pass(items, wanted, lid_model, failed)
-        decided = self._language(probs, lid_model.languages) if probs else {}
-        # Pass 2: decode every window, routed by the decided, given or (single pass) predicted language.
-        parts: dict[int, list[tuple[Window, np.ndarray]]] = {}
-        single_pass: dict[int, list[tuple[float, np.ndarray]]] = {}
-        routed: dict[int, int] = {}
+        if mode == "oracle" or (mode == "single" and not multi):
+            return known, {}
+        lid_model = self.lid_model if mode == "two-stage" else self.model
+        wanted = [w for w in wins if mode == "two-stage" or w.item in multi]
+        probs = self._lid_pass(items, wanted, lid_model, failed)
+        return known, (self._language(probs, lid_model.languages) if probs else {})
+
+    def _decode_windows(
+        self,
+        items: list[Item],
+        wins: list[Window],
+        known: dict[int, str],
+        decided: dict[int, tuple[str, dict[str, float]]],
+        failed: dict[int, str],
+        on_progress: Callable[[float], None] | None,
+    ) -> _Decoded:
+        """CTC log-probs of every window, routed by the given or decided language where there is
+        one (oracle routing) and by the model's own LID otherwise (single pass); the two kinds are
+        batched apart."""
+        model, decoded = self.model, _Decoded()
 
         def fixed(w: Window) -> str | None:
             return known.get(w.item) or (decided[w.item][0] if w.item in decided else None)
 
-        # Windows with a known language and those routed by their own LID are batched apart.
         groups = [[w for w in wins if fixed(w) is not None], [w for w in wins if fixed(w) is None]]
         for full in [b for group in groups for b in self._batches(group)]:
             feats, batch = self._load(items, full, failed)
-            if not batch:
-                continue
-            if fixed(batch[0]) is not None:
-                out = self._forward(model, feats, "oracle", model.lang_index([fixed(w) for w in batch]))
-            else:
-                out = self._forward(model, feats, ROUTINGS[self.opt.routing])
-            log_probs, lengths = out.log_probs.float().cpu().numpy(), out.out_lengths.cpu().tolist()
-            lang_probs = out.lang_logprobs.float().exp().cpu().numpy() if out.lang_logprobs is not None else None
-            for b, (w, lang_idx) in enumerate(zip(batch, out.langs.cpu().tolist(), strict=True)):
-                routed[w.item] = lang_idx
-                parts.setdefault(w.item, []).append((w, log_probs[b, : lengths[b], : len(model.vocab(lang_idx))]))
-                if lang_probs is not None and w.item not in decided:
-                    single_pass.setdefault(w.item, []).append((w.end - w.start, lang_probs[b]))
+            if batch:
+                if fixed(batch[0]) is not None:
+                    out = self._forward(model, feats, "oracle", model.lang_index([fixed(w) for w in batch]))
+                else:
+                    out = self._forward(model, feats, ROUTINGS[self.opt.routing])
+                decoded.add(batch, out, model, record_lid=[w.item not in decided for w in batch])
             if on_progress:
                 on_progress(sum(w.end - w.start for w in full))
-        decided.update(self._language(single_pass, langs) if single_pass else {})
-        ok, skipped = self._drop_failed(items, ok, skipped, failed)
-        results = []
-        for i in ok:
-            it = items[i]
-            lang_idx = routed[i]
-            code, lang_probs = known.get(i), {}
-            if i in decided:
-                code, lang_probs = decided[i][0] if code is None else code, decided[i][1]
-            hyp = self._hypothesis(stitch(parts[i], self.fps), lang_idx)
-            results.append(Result(it.id, code or langs[lang_idx], lang_probs, hyp.text, hyp.words, it.duration))
-        audio = sum(items[i].duration for i in ok)
-        return Report(results, skipped, audio, time.time() - start)
+        return decoded
+
+    def _result(
+        self, it: Item, given: str | None, decided: tuple[str, dict[str, float]] | None, decoded: _Decoded, i: int
+    ) -> Result:
+        """One recording's result: its windows stitched and decoded with the routed head; its
+        language the given one, else the decided one, else the routed head's."""
+        lang_idx = decoded.routed[i]
+        code = given or (decided[0] if decided else self.model.languages[lang_idx])
+        hyp = self._hypothesis(stitch(decoded.parts[i], self.fps), lang_idx)
+        return Result(it.id, code, decided[1] if decided else {}, hyp.text, hyp.words, it.duration)
+
+
+@dataclass
+class _Decoded:
+    """The decoding pass's output per recording (by item index): its windows' CTC log-probs, the
+    head that decoded them, and (single pass) the LID posteriors of its windows."""
+
+    parts: dict[int, list[tuple[Window, np.ndarray]]] = field(default_factory=dict)
+    routed: dict[int, int] = field(default_factory=dict)
+    lid: dict[int, list[tuple[float, np.ndarray]]] = field(default_factory=dict)
+
+    def add(self, batch: list[Window], out: ModelOutput, model: HLoRAModel, record_lid: list[bool]) -> None:
+        ctc, lengths = out.log_probs.float().cpu().numpy(), out.out_lengths.cpu().tolist()
+        lid = out.lang_logprobs.float().exp().cpu().numpy() if out.lang_logprobs is not None else None
+        for b, (w, lang_idx) in enumerate(zip(batch, out.langs.cpu().tolist(), strict=True)):
+            self.routed[w.item] = lang_idx
+            self.parts.setdefault(w.item, []).append((w, ctc[b, : lengths[b], : len(model.vocab(lang_idx))]))
+            if lid is not None and record_lid[b]:
+                self.lid.setdefault(w.item, []).append((w.end - w.start, lid[b]))

@@ -3,7 +3,7 @@
 from hlora_cli.model.backbone import Backbone, Features, load_backbone
 from hlora_cli.model.checkpoint import build_model, load_model, read_config, save_model
 from hlora_cli.model.config import BackboneRef, LIDConfig, LoRAConfig, ModelConfig
-from hlora_cli.model.hlora import HLoRAModel, ModelOutput, two_stage_forward
+from hlora_cli.model.hlora import HLoRAModel, ModelOutput
 
 __all__ = [
     "Backbone",
@@ -19,5 +19,4 @@ __all__ = [
     "load_model",
     "read_config",
     "save_model",
-    "two_stage_forward",
 ]

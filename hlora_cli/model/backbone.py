@@ -69,7 +69,7 @@ def fingerprint(module: nn.Module) -> str:
 class Backbone(nn.Module):
     """A frozen encoder. Subclasses set `kind`, `hidden_size`, `num_layers`, `frames_per_second`,
     `min_samples` (shortest audio that yields one output frame) and `target_paths` (LoRA target
-    name -> module path inside one layer)."""
+    name -> module path inside one layer); `max_seconds` where the encoder takes no longer input."""
 
     kind: str
     hidden_size: int
@@ -77,6 +77,7 @@ class Backbone(nn.Module):
     frames_per_second: float
     min_samples: int
     target_paths: dict[str, str]
+    max_seconds: float | None = None
 
     def layers(self) -> nn.ModuleList:
         raise NotImplementedError
@@ -149,7 +150,8 @@ class WhisperBackbone(Backbone):
         self.feature_extractor = feature_extractor
         self.hidden_size = encoder.config.d_model
         self.num_layers = encoder.config.encoder_layers
-        self.max_frames = encoder.config.max_source_positions * 2
+        self.max_frames = encoder.config.max_source_positions * 2  # mel frames: 100 a second
+        self.max_seconds = self.max_frames / 100
 
     def layers(self) -> nn.ModuleList:
         return self.encoder.layers

@@ -312,18 +312,3 @@ class HLoRAModel(nn.Module):
         if mode and self.is_merged:
             raise HloraError("the model is merged for inference: call unmerge() before training")
         return super().train(mode)
-
-
-@torch.no_grad()
-def two_stage_forward(first: HLoRAModel, second: HLoRAModel, feats: Features) -> ModelOutput:
-    """Two-stage decoding: `first` (the LoRA-free ctc model's prefix tokens, or a shared-LoRA LID
-    head) picks the language, then `second` (lidlora or hlora) decodes with that language's LoRA
-    and head."""
-    lang_logprobs = first.identify(feats)
-    codes = [first.languages[i] for i in lang_logprobs.argmax(-1).tolist()]
-    out = second(feats, "oracle", second.lang_index(codes))
-    order = second.lang_index(first.languages)  # first's language columns in second's order
-    posteriors = torch.full((len(codes), len(second.languages)), float("-inf"), device=lang_logprobs.device)
-    posteriors[:, order.to(lang_logprobs.device)] = lang_logprobs
-    out.lang_logprobs = posteriors
-    return out
