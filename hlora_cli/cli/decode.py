@@ -56,7 +56,7 @@ def print_skipped(skipped: list[tuple[str, str]]) -> None:
         console.print(f"[yellow]skipped[/] {utt}: {reason}", highlight=False, soft_wrap=True)
 
 
-def finish(report: Report, out: Path, system: dict) -> None:
+def write_outputs(report: Report, out: Path, system: dict) -> None:
     write_results(report.results, out)
     write_meta(report, out, system)
     print_skipped(report.skipped)
@@ -139,7 +139,7 @@ def decode(
         from hlora_cli.infer.whisper_zero_shot import WhisperZeroShot
 
         langs = [x.strip() for x in whisper_languages.split(",")] if whisper_languages else None
-        finish(
+        write_outputs(
             run_with_progress(WhisperZeroShot(whisper, languages=langs).run, items, "whisper"),
             out,
             {"whisper": whisper},
@@ -158,4 +158,4 @@ def decode(
         "device": str(recognizer.device),
         "dtype": dtype,
     }
-    finish(run_with_progress(recognizer.run, items, mode), out, system)
+    write_outputs(run_with_progress(recognizer.run, items, mode), out, system)

@@ -53,7 +53,7 @@ def _lid(model) -> str:
     if model.lid_head is None:
         return "none (the language is given: oracle or two-stage)"
     kind = f"{cfg.lid.pooling}-pooled MLP" if cfg.lid.head == "pooled" else "per-frame softmax, averaged"
-    return f"after layer {model.lid_layer} ({kind})"
+    return f"after layer {model.lid_after} ({kind})"
 
 
 def _lora(model) -> str:

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hlora_cli.data.importers import ImportResult, Summary, finish
+from hlora_cli.data.importers import ImportResult, ImportSummary, write_import
 from hlora_cli.data.manifest import read_manifest
 from hlora_cli.errors import HloraError
 
@@ -29,7 +29,7 @@ def _languages(value: str | None) -> list[str] | None:
     return language_list(value)
 
 
-def print_summary(s: Summary) -> None:
+def print_summary(s: ImportSummary) -> None:
     table = Table(title=f"{s.manifest}")
     table.add_column("language")
     table.add_column("utterances", justify="right")
@@ -50,8 +50,8 @@ def print_summary(s: Summary) -> None:
         console.print("rejected: none")
 
 
-def _finish(result: ImportResult, out: Path, languages: list[str] | None, max_duration: float) -> None:
-    print_summary(finish(result, out, languages, max_duration))
+def _write_manifest(result: ImportResult, out: Path, languages: list[str] | None, max_duration: float) -> None:
+    print_summary(write_import(result, out, languages, max_duration))
 
 
 @app.command()
@@ -73,7 +73,7 @@ def kaldi(
 
     langs = _languages(languages)
     cache = out.parent / f"{out.stem}_pipe_audio"
-    _finish(import_kaldi(data_dir, lang, lang_from_id, allow_pipes, cache), out, langs, max_duration)
+    _write_manifest(import_kaldi(data_dir, lang, lang_from_id, allow_pipes, cache), out, langs, max_duration)
 
 
 @app.command("export-kaldi")
@@ -106,7 +106,7 @@ def mlc_slm(
     from hlora_cli.data.importers.mlc_slm import import_mlc_slm
 
     langs = _languages(languages)
-    _finish(import_mlc_slm(root), out, langs, max_duration)
+    _write_manifest(import_mlc_slm(root), out, langs, max_duration)
 
 
 @app.command()
@@ -119,7 +119,7 @@ def folder(
     """Import a folder of audio files with same-named .txt transcripts."""
     from hlora_cli.data.importers.folder import import_folder
 
-    _finish(import_folder(directory, lang), out, None, max_duration)
+    _write_manifest(import_folder(directory, lang), out, None, max_duration)
 
 
 @app.command()
@@ -135,7 +135,7 @@ def cv(
     from hlora_cli.data.importers.cv import import_cv
 
     langs = _languages(languages)
-    _finish(import_cv(tsv_or_dir, split, lang), out, langs, max_duration)
+    _write_manifest(import_cv(tsv_or_dir, split, lang), out, langs, max_duration)
 
 
 @app.command()
@@ -222,7 +222,7 @@ def synth(
         except FileNotFoundError as e:
             raise HloraError(f"{path}: sentence file not found") from e
     utts = synth_corpus(texts, split, per_language, out_dir, seed, jobs, jtalk_voice)
-    _finish(ImportResult(utts), out_dir / "manifest.jsonl", None, 30.0)
+    _write_manifest(ImportResult(utts), out_dir / "manifest.jsonl", None, 30.0)
 
 
 @app.command()
@@ -249,4 +249,4 @@ def subset(
         result, missing = select_ids(result.utts, ids)
         if missing:
             console.print(f"[yellow]note:[/] {missing} listed id(s) are not in {manifest}")
-    _finish(result, out, langs, max_duration)
+    _write_manifest(result, out, langs, max_duration)

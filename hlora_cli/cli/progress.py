@@ -4,9 +4,15 @@ every `every_s` seconds and at the end, with step, loss, LID accuracy, audio-s/s
 from __future__ import annotations
 
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from hlora_cli.train.trainer import TrainSummary
 
 
 def _duration(seconds: float) -> str:
@@ -76,3 +82,23 @@ class TrainProgress:
         head = f"step {r['step']}: dev loss {r['dev_loss']:.3f}, LID {r['dev_lid_acc']:.3f}"
         target = self.bar.console if self.bar is not None else self.console
         target.print(f"{head}, CER {r['dev_cer']:.3f} ({per})", soft_wrap=True, highlight=False)
+
+
+def print_summary(console: Console, summary: TrainSummary, out: Path) -> None:
+    """The table `hlora train` ends with, and the utterances it left out."""
+    table = Table(title=f"{out}", show_header=False)
+    rows = [
+        ("steps", str(summary.steps)),
+        ("time", f"{summary.seconds:.0f} s"),
+        (f"best {summary.metric}", "n/a (no dev set)" if summary.best is None else f"{summary.best:.4f}"),
+        ("trainable / frozen", f"{summary.trainable:,} / {summary.frozen:,}"),
+        ("skipped utterances", ", ".join(f"{k}: {v}" for k, v in summary.skipped.items()) or "none"),
+        ("unknown characters", str(summary.unknown_chars)),
+        ("skipped batches (non-finite)", str(summary.bad_batches)),
+        ("model directories", f"{out / 'best'}, {out / 'last'}"),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)
+    for utt, reason in summary.unreadable.items():
+        console.print(f"[yellow]left out[/] {utt}: {reason}", soft_wrap=True, highlight=False)

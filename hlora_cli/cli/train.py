@@ -6,16 +6,10 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from hlora_cli.cli.progress import TrainProgress
-from hlora_cli.data.langs import language_list
-from hlora_cli.train.config import load_config
+from hlora_cli.cli.progress import TrainProgress, print_summary
+from hlora_cli.train.config import flag_overrides, load_config
 from hlora_cli.train.trainer import Trainer
-
-
-def _csv(value: str | None) -> list[str] | None:
-    return [x.strip() for x in value.split(",") if x.strip()] if value else None
 
 
 def train(
@@ -34,7 +28,7 @@ def train(
         None, "--gradient-checkpointing/--no-gradient-checkpointing", help="Recompute activations: less memory."
     ),
     backbone: str = typer.Option(None, help="HF encoder: local directory or hub id (Whisper, HuBERT, wav2vec2)."),
-    train_manifest: str = typer.Option(None, "--train", help="Training manifest (JSONL)."),
+    train: str = typer.Option(None, "--train", help="Training manifest (JSONL)."),
     dev: str = typer.Option(None, help="Dev manifest for validation."),
     vocab: str = typer.Option(None, help="vocab.json from `hlora prepare vocab`."),
     languages: str = typer.Option(None, help="Comma-separated languages (default: all in the vocab)."),
@@ -75,43 +69,8 @@ def train(
 ) -> None:
     """Train a model; RUN_DIR/best and RUN_DIR/last are model directories every other command reads.
     Multi-GPU / multi-node: `torchrun --nproc_per_node N -m hlora_cli train ...`."""
-    overrides = dict(
-        model_type=model_type,
-        k=k,
-        freeze_layers=freeze_layers,
-        gradient_checkpointing=gradient_checkpointing,
-        backbone=backbone,
-        train=train_manifest,
-        dev=dev,
-        vocab=vocab,
-        languages=language_list(languages),
-        lora_rank=lora_rank,
-        lora_alpha=lora_alpha,
-        lora_dropout=lora_dropout,
-        lora_targets=_csv(lora_targets),
-        lid_weight=lid_weight,
-        lid_head=lid_head,
-        lid_pooling=lid_pooling,
-        train_routing=train_routing,
-        predicted_route_prob=predicted_route_prob,
-        lr=lr,
-        head_lr=head_lr,
-        warmup_steps=warmup_steps,
-        schedule=schedule,
-        max_steps=max_steps,
-        epochs=epochs,
-        batch_seconds=batch_seconds,
-        batching=batching,
-        grad_accum=grad_accum,
-        max_duration=max_duration,
-        eval_every=eval_every,
-        save_every=save_every,
-        metric=metric,
-        early_stop=early_stop,
-        seed=seed,
-        device=device,
-        deterministic=deterministic,
-    )
+    options = dict(locals())  # the flags as given: each one (but the four below) names a TrainConfig field
+    overrides = flag_overrides({k: v for k, v in options.items() if k not in ("out", "config", "resume", "overwrite")})
     base = out / "train.yaml" if resume and config is None else config
     cfg = load_config(base, overrides)
     trainer = Trainer(cfg, out, resume=resume, overwrite=overwrite)
@@ -130,19 +89,4 @@ def train(
     with TrainProgress(console, trainer.total_steps, trainer.step, trainer.dist.is_main, every) as progress:
         summary = trainer.fit(progress.on_step, progress.on_eval)
     trainer.dist.close()
-    table = Table(title=f"{out}", show_header=False)
-    rows = [
-        ("steps", str(summary.steps)),
-        ("time", f"{summary.seconds:.0f} s"),
-        (f"best {summary.metric}", "n/a (no dev set)" if summary.best is None else f"{summary.best:.4f}"),
-        ("trainable / frozen", f"{summary.trainable:,} / {summary.frozen:,}"),
-        ("skipped utterances", ", ".join(f"{k}: {v}" for k, v in summary.skipped.items()) or "none"),
-        ("unknown characters", str(summary.unknown_chars)),
-        ("skipped batches (non-finite)", str(summary.bad_batches)),
-        ("model directories", f"{out / 'best'}, {out / 'last'}"),
-    ]
-    for key, value in rows:
-        table.add_row(key, value)
-    console.print(table)
-    for utt, reason in summary.unreadable.items():
-        console.print(f"[yellow]left out[/] {utt}: {reason}", soft_wrap=True, highlight=False)
+    print_summary(console, summary, out)

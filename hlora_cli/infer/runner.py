@@ -27,7 +27,7 @@ from hlora_cli.errors import HloraError
 from hlora_cli.infer.ctc_decode import BeamDecoder, Hypothesis, greedy_hypothesis
 from hlora_cli.infer.inputs import Item, item_duration
 from hlora_cli.infer.long_audio import Window, stitch, windows
-from hlora_cli.model import HLoRAModel, ModelOutput
+from hlora_cli.model import CTCModel, ModelOutput
 from hlora_cli.model.backbone import Features
 from hlora_cli.values import check_number
 
@@ -96,7 +96,7 @@ class Recognizer:
     """Decoding with a model (and, two-stage, a first-stage LID model). The models handed in are
     never changed: they are copied before being merged or moved to the device."""
 
-    def __init__(self, model: HLoRAModel, options: DecodeOptions, lid_model: HLoRAModel | None = None) -> None:
+    def __init__(self, model: CTCModel, options: DecodeOptions, lid_model: CTCModel | None = None) -> None:
         if options.mode == "two-stage" and lid_model is None:
             raise HloraError("two-stage decoding needs --lid-model (a ctc, shared-lora or hlora model)")
         if options.mode == "single" and not model.has_lid:
@@ -119,7 +119,7 @@ class Recognizer:
         for code in options.lms:  # load every LM now: a broken one fails before any decoding
             self._beam(model.languages.index(code))
 
-    def _ready(self, model: HLoRAModel | None, options: DecodeOptions) -> HLoRAModel | None:
+    def _ready(self, model: CTCModel | None, options: DecodeOptions) -> CTCModel | None:
         """An eval-mode copy on the device, merged if asked (the caller's model stays as it was)."""
         if model is None:
             return None
@@ -130,11 +130,11 @@ class Recognizer:
             model.merge(routed=True)
         return model
 
-    def _forward(self, model: HLoRAModel, feats: Features, routing_mode: str, langs: torch.Tensor | None = None):
+    def _forward(self, model: CTCModel, feats: Features, routing_mode: str, langs: torch.Tensor | None = None):
         with autocast(self.device, self.dtype):
             return model(feats.to(self.device), routing_mode, langs)
 
-    def _identify(self, model: HLoRAModel, feats: Features) -> np.ndarray:
+    def _identify(self, model: CTCModel, feats: Features) -> np.ndarray:
         with autocast(self.device, self.dtype):
             return model.identify(feats.to(self.device)).float().exp().cpu().numpy()
 
@@ -222,7 +222,7 @@ class Recognizer:
         self,
         items: list[Item],
         wins: list[Window],
-        model: HLoRAModel,
+        model: CTCModel,
         failed: dict[int, str],
         on_progress: Callable[[float], None] | None = None,
     ) -> dict[int, list[tuple[float, np.ndarray]]]:
@@ -343,10 +343,10 @@ class _Decoded:
     routed: dict[int, int] = field(default_factory=dict)
     lid: dict[int, list[tuple[float, np.ndarray]]] = field(default_factory=dict)
 
-    def add(self, batch: list[Window], out: ModelOutput, model: HLoRAModel, record_lid: list[bool]) -> None:
-        ctc, lengths = out.log_probs.float().cpu().numpy(), out.out_lengths.cpu().tolist()
-        lid = out.lang_logprobs.float().exp().cpu().numpy() if out.lang_logprobs is not None else None
-        for b, (w, lang_idx) in enumerate(zip(batch, out.langs.cpu().tolist(), strict=True)):
+    def add(self, batch: list[Window], out: ModelOutput, model: CTCModel, record_lid: list[bool]) -> None:
+        ctc, lengths = out.ctc_logprobs.float().cpu().numpy(), out.out_lengths.cpu().tolist()
+        lid = out.lid_logprobs.float().exp().cpu().numpy() if out.lid_logprobs is not None else None
+        for b, (w, lang_idx) in enumerate(zip(batch, out.lang_ids.cpu().tolist(), strict=True)):
             self.routed[w.item] = lang_idx
             self.parts.setdefault(w.item, []).append((w, ctc[b, : lengths[b], : len(model.vocab(lang_idx))]))
             if lid is not None and record_lid[b]:

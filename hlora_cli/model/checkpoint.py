@@ -16,7 +16,7 @@ from hlora_cli.errors import HloraError
 from hlora_cli.files import atomic_write, json_text
 from hlora_cli.model.backbone import load_backbone
 from hlora_cli.model.config import BackboneRef, ModelConfig
-from hlora_cli.model.hlora import HLoRAModel
+from hlora_cli.model.hlora import CTCModel
 
 CONFIG = "config.json"
 ADAPTERS = "adapters.safetensors"
@@ -27,14 +27,14 @@ def weights_file(config: ModelConfig) -> str:
     return FINETUNED if config.model_type == "ctc" else ADAPTERS
 
 
-def build_model(config: ModelConfig) -> HLoRAModel:
+def build_model(config: ModelConfig) -> CTCModel:
     """A fresh model (new adapters) on the backbone the config references; fills in its fingerprint."""
     backbone = load_backbone(config.backbone)
     config.backbone.fingerprint = backbone.fingerprint
-    return HLoRAModel(config, backbone)
+    return CTCModel(config, backbone)
 
 
-def save_model(model: HLoRAModel, out_dir: str | Path) -> Path:
+def save_model(model: CTCModel, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     if model.is_merged:
         raise HloraError("save the model unmerged: merged weights would be saved twice")
@@ -62,7 +62,7 @@ def read_config(model_dir: str | Path) -> ModelConfig:
         raise HloraError(f"{path}: not a valid hlora model config ({e})") from e
 
 
-def load_model(model_dir: str | Path, backbone: str | None = None) -> HLoRAModel:
+def load_model(model_dir: str | Path, backbone: str | None = None) -> CTCModel:
     """Rebuild a saved model in eval mode. `backbone` overrides where the encoder is loaded from
     (a moved directory); its weights must still match the saved fingerprint."""
     model_dir = Path(model_dir)
@@ -78,7 +78,7 @@ def load_model(model_dir: str | Path, backbone: str | None = None) -> HLoRAModel
             f"{config.backbone.source or 'a random config'} with fingerprint {ref.fingerprint}: "
             "load the backbone it was trained on"
         )
-    model = HLoRAModel(config, bb)
+    model = CTCModel(config, bb)
     path = model_dir / weights_file(config)
     try:
         state = load_file(str(path))

@@ -32,20 +32,20 @@ ROUTINGS = ("predicted", "oracle", "soft", "top2")
 
 @dataclass
 class ModelOutput:
-    """lang_logprobs : shape = (batch, n_languages), LID log-posteriors (None without LID)
-    langs : shape = (batch,), index of the language whose routed LoRA (argmax) and head were used
-    log_probs : shape = (batch, frames, max vocab), per-frame CTC log-probabilities of that head
+    """lid_logprobs : shape = (batch, n_languages), LID log-posteriors (None without LID)
+    lang_ids : shape = (batch,), index of the language whose routed LoRA (argmax) and head were used
+    ctc_logprobs : shape = (batch, frames, max vocab), per-frame CTC log-probabilities of that head
     out_lengths : shape = (batch,), valid frames per utterance
     route_weights : shape = (batch, n_languages), soft/top2 routing weights (None when hard)
-    head_log_probs : every head's log-probabilities, shape = (batch, frames, vocab of head l),
+    head_ctc_logprobs : every head's log-probabilities, shape = (batch, frames, vocab of head l),
         in soft training only (the loss weights each head by route_weights)"""
 
-    lang_logprobs: torch.Tensor | None
-    langs: torch.Tensor
-    log_probs: torch.Tensor
+    lid_logprobs: torch.Tensor | None
+    lang_ids: torch.Tensor
+    ctc_logprobs: torch.Tensor
     out_lengths: torch.Tensor
     route_weights: torch.Tensor | None = None
-    head_log_probs: list[torch.Tensor] | None = None
+    head_ctc_logprobs: list[torch.Tensor] | None = None
 
 
 def layer_plan(model_type: str, num_layers: int, k: int | None, freeze_layers: int = 0) -> Layout:
@@ -82,39 +82,39 @@ def _resolve_layout(config: ModelConfig, num_layers: int) -> Layout:
     return layout
 
 
-class HLoRAModel(nn.Module):
+class CTCModel(nn.Module):
     def __init__(self, config: ModelConfig, backbone: Backbone) -> None:
         super().__init__()
         self.config = config
         self.backbone = backbone.freeze()
         self.layout = _resolve_layout(config, backbone.num_layers)
-        self.kinds = ["none"] * backbone.num_layers  # per layer (0-based): shared, routed or none
+        self.layer_lora = ["none"] * backbone.num_layers  # per layer (0-based): shared, routed or none
         for n in self.layout.shared:
-            self.kinds[n - 1] = "shared"
+            self.layer_lora[n - 1] = "shared"
         for n in self.layout.routed:
-            self.kinds[n - 1] = "routed"
-        self.lid_layer = self.layout.lid_after  # a count of layers: the LID head reads h before layer index lid_layer
+            self.layer_lora[n - 1] = "routed"
+        self.lid_after = self.layout.lid_after  # the LID head reads h after this many layers (0: no LID head)
         if len(config.languages) < 1 or len(set(config.languages)) != len(config.languages):
             raise HloraError(f"languages must be a non-empty list without repeats, got {config.languages}")
         n_lang = len(config.languages)
         self.lora: list[list[LoRALinear]] = []
-        for i, kind in enumerate(self.kinds):
-            if kind == "none":
+        for i, adapter in enumerate(self.layer_lora):
+            if adapter == "none":
                 self.lora.append([])
                 continue
             where = f"{backbone.kind} layer {i + 1}"
-            n = 1 if kind == "shared" else n_lang
+            n = 1 if adapter == "shared" else n_lang
             self.lora.append(inject_lora(backbone.layers()[i], backbone.target_paths, n, config.lora, where))
         if self.layout.finetuned:
             backbone.unfreeze([n - 1 for n in self.layout.finetuned])
-        self.lid_head = LIDHead(backbone.hidden_size, n_lang, config.lid) if self.lid_layer else None
+        self.lid_head = LIDHead(backbone.hidden_size, n_lang, config.lid) if self.lid_after else None
         self.ctc_heads = CTCHeads(backbone.hidden_size, self._vocab_sizes())
         self.prefix_ids = self._prefix_ids() if config.model_type == "ctc" else None
         self.gradient_checkpointing = False  # recompute layer activations in backward (set by the trainer)
 
     @property
     def plan(self) -> list[str]:
-        return self.kinds
+        return self.layer_lora
 
     def _vocab_sizes(self) -> list[int]:
         cfg = self.config
@@ -186,12 +186,12 @@ class HLoRAModel(nn.Module):
         return torch.log_softmax(torch.logsumexp(lp, dim=1), dim=-1)
 
     @staticmethod
-    def _route_weights(lang_logprobs: torch.Tensor, routing_mode: str) -> torch.Tensor | None:
+    def _route_weights(lid_logprobs: torch.Tensor, routing_mode: str) -> torch.Tensor | None:
         if routing_mode == "soft":
-            return lang_logprobs.exp()
+            return lid_logprobs.exp()
         if routing_mode == "top2":
-            top = lang_logprobs.topk(min(2, lang_logprobs.shape[-1]), dim=-1)
-            w = torch.zeros_like(lang_logprobs).scatter(-1, top.indices, top.values.exp())
+            top = lid_logprobs.topk(min(2, lid_logprobs.shape[-1]), dim=-1)
+            w = torch.zeros_like(lid_logprobs).scatter(-1, top.indices, top.values.exp())
             return w / w.sum(-1, keepdim=True)
         return None
 
@@ -204,7 +204,7 @@ class HLoRAModel(nn.Module):
         weights: torch.Tensor | None,
     ) -> torch.Tensor:
         def run(h: torch.Tensor) -> torch.Tensor:
-            if self.kinds[i] != "routed":
+            if self.layer_lora[i] != "routed":
                 return self.backbone.layer(i, h, mask)
             with routing(self.lora[i], route, weights):
                 return self.backbone.layer(i, h, mask)
@@ -235,33 +235,33 @@ class HLoRAModel(nn.Module):
             route = None
         h, lengths = self.backbone.embed(feats)
         mask = additive_mask(lengths, h.shape[1], h.dtype)
-        lang_logprobs, order, weights = None, None, None
-        for i, kind in enumerate(self.kinds):
-            if self.lid_layer == i and self.lid_head is not None:
-                lang_logprobs = self._lid(h, lengths)
+        lid_logprobs, order, weights = None, None, None
+        for i, adapter in enumerate(self.layer_lora):
+            if self.lid_after == i and self.lid_head is not None:
+                lid_logprobs = self._lid(h, lengths)
                 if route is None:
-                    route = lang_logprobs.argmax(-1)
-                    weights = self._route_weights(lang_logprobs, routing_mode)
-            if kind == "routed" and weights is None and order is None:
+                    route = lid_logprobs.argmax(-1)
+                    weights = self._route_weights(lid_logprobs, routing_mode)
+            if adapter == "routed" and weights is None and order is None:
                 # Hard routing: sort the batch by language once, so every routed layer sees contiguous runs.
                 order = torch.argsort(route, stable=True)
                 h, lengths, route = h[order], lengths[order], route[order]
                 mask = mask[order] if mask is not None else None
             h = self._layer(i, h, mask, route, weights)
         h = self.backbone.finish(h)
-        if self.lid_layer == len(self.kinds):
-            lang_logprobs = self._lid(h, lengths)
-            route = route if route is not None else lang_logprobs.argmax(-1)
+        if self.lid_after == len(self.layer_lora):
+            lid_logprobs = self._lid(h, lengths)
+            route = route if route is not None else lid_logprobs.argmax(-1)
         head_route = torch.zeros(h.shape[0], dtype=torch.long, device=h.device) if self.shared_head else route
         log_probs = self.ctc_heads(h, head_route)
         if self.prefix_ids is not None:
-            lang_logprobs = self._prefix_lid(log_probs, lengths)
-            route = route if route is not None else lang_logprobs.argmax(-1)
-        head_log_probs = self.ctc_heads.every_head(h) if weights is not None and self.training else None
+            lid_logprobs = self._prefix_lid(log_probs, lengths)
+            route = route if route is not None else lid_logprobs.argmax(-1)
+        head_ctc_logprobs = self.ctc_heads.every_head(h) if weights is not None and self.training else None
         if order is not None:  # back to the caller's order
             inverse = torch.argsort(order)
             log_probs, lengths, route = log_probs[inverse], lengths[inverse], route[inverse]
-        return ModelOutput(lang_logprobs, route, log_probs, lengths, weights, head_log_probs)
+        return ModelOutput(lid_logprobs, route, log_probs, lengths, weights, head_ctc_logprobs)
 
     @torch.no_grad()
     def identify(self, feats: Features) -> torch.Tensor:
@@ -271,12 +271,12 @@ class HLoRAModel(nn.Module):
         if not self.has_lid:
             raise HloraError("a lidlora model has no LID head: use a ctc, shared-lora or hlora model for language ID")
         if self.prefix_ids is not None:
-            return self(feats, "predicted").lang_logprobs
+            return self(feats, "predicted").lid_logprobs
         h, lengths = self.backbone.embed(feats)
         mask = additive_mask(lengths, h.shape[1], h.dtype)
-        for i in range(self.lid_layer):
+        for i in range(self.lid_after):
             h = self.backbone.layer(i, h, mask)
-        if self.lid_layer == len(self.kinds):
+        if self.lid_after == len(self.layer_lora):
             h = self.backbone.finish(h)
         return self._lid(h, lengths)
 
@@ -308,7 +308,7 @@ class HLoRAModel(nn.Module):
         frozen = sum(p.numel() for p in self.parameters() if not p.requires_grad)
         return trainable, frozen
 
-    def train(self, mode: bool = True) -> HLoRAModel:
+    def train(self, mode: bool = True) -> CTCModel:
         if mode and self.is_merged:
             raise HloraError("the model is merged for inference: call unmerge() before training")
         return super().train(mode)

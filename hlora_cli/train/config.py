@@ -136,6 +136,28 @@ class TrainConfig:
         atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
 
 
+def flag_overrides(flags: dict[str, Any]) -> dict[str, Any]:
+    """`hlora train`'s flags (named as the TrainConfig fields) as config values: comma-separated
+    lists split (languages checked as codes), flags not given (None) left out. A flag that names no
+    setting is a programming error, caught by the tests."""
+    from hlora_cli.data.langs import language_list
+
+    known = {f.name: f.type for f in fields(TrainConfig)}
+    unknown = sorted(set(flags) - set(known))
+    if unknown:
+        raise TypeError(f"hlora train flags without a TrainConfig field: {', '.join(unknown)}")
+    values = {}
+    for name, value in flags.items():
+        if value is None:
+            continue
+        if name == "languages":
+            value = language_list(value)
+        elif known[name].startswith("list[str]"):
+            value = [x.strip() for x in value.split(",") if x.strip()]
+        values[name] = value
+    return values
+
+
 def load_config(path: Path | None, overrides: dict[str, Any]) -> TrainConfig:
     """Defaults, then the YAML file, then the flags that were given (not None)."""
     values: dict[str, Any] = {}

@@ -33,7 +33,7 @@ def soft_ctc(out: ModelOutput, targets_by_lang: list[list[list[int]]]) -> torch.
     inventory), so the ASR loss also trains the LID head that sets the weights."""
     per_utt = sum(
         out.route_weights[:, lang] * _ctc(lp, out.out_lengths, [t[lang] for t in targets_by_lang])
-        for lang, lp in enumerate(out.head_log_probs)
+        for lang, lp in enumerate(out.head_ctc_logprobs)
     )
     return per_utt.mean()
 
@@ -48,18 +48,18 @@ def joint_loss(
 ) -> LossParts:
     """CTC per head group, on each head's own columns (never the -inf padding); utterances routed
     to another language's LoRA/head (predicted routing) contribute no CTC loss. Mean over
-    utterances of per-utterance loss / target length. With soft routing (`out.head_log_probs`),
+    utterances of per-utterance loss / target length. With soft routing (`out.head_ctc_logprobs`),
     the posterior-weighted CTC of every head (`targets_by_lang[b][l]`: utterance b in head l's
     inventory). The LID term is skipped at lid_weight 0 (ctc: the language comes from the CTC
     targets' prefix token)."""
-    device = out.log_probs.device
+    device = out.ctc_logprobs.device
     langs = langs.to(device)
-    lid_correct = int((out.lang_logprobs.argmax(-1) == langs).sum()) if out.lang_logprobs is not None else 0
-    if lid_weight > 0 and out.lang_logprobs is not None:
-        lid = F.nll_loss(out.lang_logprobs, langs)
+    lid_correct = int((out.lid_logprobs.argmax(-1) == langs).sum()) if out.lid_logprobs is not None else 0
+    if lid_weight > 0 and out.lid_logprobs is not None:
+        lid = F.nll_loss(out.lid_logprobs, langs)
     else:
         lid = torch.zeros((), device=device)
-    if out.head_log_probs is not None:
+    if out.head_ctc_logprobs is not None:
         if targets_by_lang is None:
             raise ValueError("soft routing needs every utterance's targets in every head's inventory")
         ctc = soft_ctc(out, targets_by_lang)
@@ -67,11 +67,11 @@ def joint_loss(
     ctc_sum = torch.zeros((), device=device)
     n_ctc = 0
     shared_head = len(vocab_sizes) == 1  # the baseline: routing does not choose its head
-    routed_right = torch.ones_like(langs, dtype=torch.bool) if shared_head else out.langs == langs
-    heads = torch.zeros_like(out.langs) if shared_head else out.langs
+    routed_right = torch.ones_like(langs, dtype=torch.bool) if shared_head else out.lang_ids == langs
+    heads = torch.zeros_like(out.lang_ids) if shared_head else out.lang_ids
     for head in torch.unique(heads[routed_right]).tolist():
         idx = ((heads == head) & routed_right).nonzero().squeeze(1)
-        lp = out.log_probs[idx][:, :, : vocab_sizes[head]]
+        lp = out.ctc_logprobs[idx][:, :, : vocab_sizes[head]]
         ctc_sum = ctc_sum + _ctc(lp, out.out_lengths[idx], [targets[i] for i in idx.tolist()]).sum()
         n_ctc += len(idx)
     ctc = ctc_sum / max(1, n_ctc)

@@ -23,7 +23,7 @@ from hlora_cli.device import resolve_device
 from hlora_cli.errors import HloraError
 from hlora_cli.files import atomic_write, json_text
 from hlora_cli.infer.ctc_decode import greedy_hypothesis
-from hlora_cli.model import BackboneRef, HLoRAModel, LIDConfig, LoRAConfig, ModelConfig, build_model
+from hlora_cli.model import BackboneRef, CTCModel, LIDConfig, LoRAConfig, ModelConfig, build_model
 from hlora_cli.model.backbone import detect_kind
 from hlora_cli.model.config import SHARED_HEAD_TYPES, canonical_model_type
 from hlora_cli.score.metrics import char_errors
@@ -73,7 +73,7 @@ def model_config(cfg: TrainConfig, vocab: Vocab, languages: list[str]) -> ModelC
     )
 
 
-def param_groups(model: HLoRAModel, trainable: list[torch.nn.Parameter], cfg: TrainConfig) -> list[dict]:
+def param_groups(model: CTCModel, trainable: list[torch.nn.Parameter], cfg: TrainConfig) -> list[dict]:
     """LoRA at `lr`; the heads at `head_lr`. The heads start from random weights and need large
     steps, while LoRA steps that large move the frozen encoder's features faster than a head on
     top of them can follow (on 7 languages, lr 5e-3 for everything kept the LID head at chance)."""
@@ -97,8 +97,16 @@ def lr_lambda(cfg: TrainConfig, total: int) -> Callable[[int], float]:
     return f
 
 
+# A training step's sums over its micro-batches (and ranks): utterance-weighted losses, LID hits,
+# utterances, audio seconds.
+STEP_SUMS = ("loss", "ctc", "lid", "lid_correct", "utts", "audio_s")
+# An evaluation's sums per language (the columns of its array): character errors, reference
+# characters, utterances, LID hits.
+EVAL_SUMS = ("char_errors", "ref_chars", "utts", "lid_correct")
+
+
 @dataclass
-class Summary:
+class TrainSummary:
     steps: int
     best: float | None
     metric: str
@@ -145,7 +153,7 @@ class Trainer:
         soft = cfg.train_routing == "soft"
         self.train_data = load_examples(cfg.train, self.vocab, languages, shared, cfg.max_duration, soft)
         self.dev_data = load_examples(cfg.dev, self.vocab, languages, shared, cfg.max_duration) if cfg.dev else None
-        self.model: HLoRAModel = build_model(model_config(cfg, self.vocab, languages)).to(self.device)
+        self.model: CTCModel = build_model(model_config(cfg, self.vocab, languages)).to(self.device)
         self.model.gradient_checkpointing = cfg.gradient_checkpointing
         self.lid_weight = cfg.lid_weight if self.model.lid_head is not None else 0.0
         self.params = [p for p in self.model.parameters() if p.requires_grad]
@@ -291,7 +299,7 @@ class Trainer:
         langs = torch.tensor([e.lang for e in batch], device=self.device)
         with self._autocast():
             out = self.model(feats, routing_mode, langs if routing_mode == "oracle" else None)
-        every = [e.targets_by_lang for e in batch] if out.head_log_probs is not None else None
+        every = [e.targets_by_lang for e in batch] if out.head_ctc_logprobs is not None else None
         parts = joint_loss(
             out, langs, [e.targets for e in batch], self.model.ctc_heads.vocab_sizes, self.lid_weight, every
         )
@@ -308,7 +316,7 @@ class Trainer:
         """One optimizer step over grad_accum batches; a non-finite loss on any rank skips it."""
         cfg = self.cfg
         self.model.train()
-        sums = np.zeros(6)  # loss*n, ctc*n, lid*n, lid correct, utterances, audio seconds
+        sums = dict.fromkeys(STEP_SUMS, 0.0)
         bad = 0.0
         for micro in range(cfg.grad_accum):
             idx = self.sampler.next()
@@ -320,16 +328,16 @@ class Trainer:
                 break
             (parts.total / cfg.grad_accum).backward()
             n = len(batch)
-            sums += [
-                parts.total.item() * n,
-                parts.ctc.item() * n,
-                parts.lid.item() * n,
-                parts.lid_correct,
-                n,
-                sum(e.utt.duration for e in batch),
-            ]
-        totals = self.dist.sum([*sums.tolist(), bad])
-        if totals[-1] > 0:
+            sums["loss"] += parts.total.item() * n
+            sums["ctc"] += parts.ctc.item() * n
+            sums["lid"] += parts.lid.item() * n
+            sums["lid_correct"] += parts.lid_correct
+            sums["utts"] += n
+            sums["audio_s"] += sum(e.utt.duration for e in batch)
+        # one all-reduce for the step's sums over ranks, and whether any rank met a non-finite loss
+        reduced = self.dist.sum([*sums.values(), bad])
+        totals, bad = dict(zip(STEP_SUMS, reduced[:-1], strict=True)), reduced[-1]
+        if bad > 0:
             self.optimizer.zero_grad(set_to_none=True)
             self.bad_in_a_row += 1
             self.bad_total += 1
@@ -339,7 +347,7 @@ class Trainer:
                     "lower --lr, check the data, or use --device cpu to rule out bf16"
                 )
             return {"step": self.step, "skipped": 1}
-        if totals[4] == 0:  # every utterance of the step was unreadable
+        if totals["utts"] == 0:  # every utterance of the step was unreadable
             self.optimizer.zero_grad(set_to_none=True)
             return {"step": self.step, "skipped": 1}
         self.bad_in_a_row = 0
@@ -348,15 +356,15 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        n = max(1.0, totals[4])
+        n = totals["utts"]
         return {
             "step": self.step,
-            "loss": totals[0] / n,
-            "ctc": totals[1] / n,
-            "lid": totals[2] / n,
-            "lid_acc": totals[3] / n,
-            "utts": totals[4],
-            "audio_s": totals[5],
+            "loss": totals["loss"] / n,
+            "ctc": totals["ctc"] / n,
+            "lid": totals["lid"] / n,
+            "lid_acc": totals["lid_correct"] / n,
+            "utts": n,
+            "audio_s": totals["audio_s"],
             "grad_norm": grad_norm,
             "lr": self.scheduler.get_last_lr()[0],
         }
@@ -369,7 +377,7 @@ class Trainer:
         self.model.eval()
         routing_mode = "oracle" if self.cfg.model_type == "lidlora" else "predicted"
         langs = self.model.languages
-        per = np.zeros((len(langs), 4))  # char errors, ref chars, utterances, lid correct
+        per = np.zeros((len(langs), len(EVAL_SUMS)))  # per language, columns EVAL_SUMS
         loss_sum = 0.0
         batches = duration_batches(data.durations, self.cfg.batch_seconds, self.cfg.seed, 0, shuffle=False)
         for idx in batches[self.dist.rank :: self.dist.world_size]:
@@ -377,21 +385,21 @@ class Trainer:
             if not batch:
                 continue
             loss_sum += float(parts.ctc) * len(batch)
-            log_probs = out.log_probs.float().cpu().numpy()
-            for b, (e, routed) in enumerate(zip(batch, out.langs.tolist(), strict=True)):
+            log_probs = out.ctc_logprobs.float().cpu().numpy()
+            for b, (e, routed) in enumerate(zip(batch, out.lang_ids.tolist(), strict=True)):
                 vocab, n = self.model.vocab(routed), int(out.out_lengths[b])
                 hyp = greedy_hypothesis(log_probs[b, :n, : len(vocab)], vocab, langs[routed], fps=1.0).text
                 ref = normalize(strip_language_prefix(norm_text(e.utt)), e.utt.lang)
                 errors, chars = char_errors([ref], [normalize(hyp, e.utt.lang)], e.utt.lang)
                 per[e.lang] += [errors, chars, 1, routed == e.lang]
         totals = np.array(self.dist.sum([*per.reshape(-1).tolist(), loss_sum])).astype(float)
-        per, loss_sum = totals[:-1].reshape(len(langs), 4), totals[-1]
-        present = per[:, 2] > 0
-        cers = {lang: per[i, 0] / max(1, per[i, 1]) for i, lang in enumerate(langs) if present[i]}
+        per, loss_sum = totals[:-1].reshape(len(langs), len(EVAL_SUMS)), totals[-1]
+        errors, chars, utts, lid_correct = per.T
+        cers = {lang: errors[i] / max(1, chars[i]) for i, lang in enumerate(langs) if utts[i] > 0}
         result = {
             "step": self.step,
-            "dev_loss": loss_sum / max(1, per[:, 2].sum()),
-            "dev_lid_acc": per[:, 3].sum() / max(1, per[:, 2].sum()),
+            "dev_loss": loss_sum / max(1, utts.sum()),
+            "dev_lid_acc": lid_correct.sum() / max(1, utts.sum()),
             "dev_cer": float(np.mean(list(cers.values()))) if cers else float("nan"),
             **{f"dev_cer_{lang}": v for lang, v in cers.items()},
         }
@@ -415,7 +423,7 @@ class Trainer:
                 run_state.save_model_dir(self.model, self.run_dir / "best")
 
     # --- the loop ------------------------------------------------------------------------
-    def fit(self, on_step: Callback | None = None, on_eval: Callback | None = None) -> Summary:
+    def fit(self, on_step: Callback | None = None, on_eval: Callback | None = None) -> TrainSummary:
         cfg = self.cfg
         start = time.time()
         stop = False
@@ -444,7 +452,7 @@ class Trainer:
             self.tensorboard.close()
         trainable, frozen = self.model.parameter_counts()
         skipped = dict(self.train_data.skipped)
-        return Summary(
+        return TrainSummary(
             self.step,
             self.best,
             cfg.metric,

@@ -11,7 +11,7 @@ import soundfile as sf
 
 from hlora_cli.data.audio import TruncatedAudioWarning, audio_info, load_audio
 from hlora_cli.data.batching import load_waveforms_skipping
-from hlora_cli.data.importers import finish
+from hlora_cli.data.importers import write_import
 from hlora_cli.data.importers.cv import import_cv
 from hlora_cli.data.importers.folder import import_folder
 from hlora_cli.data.importers.kaldi import export_kaldi, import_kaldi
@@ -85,7 +85,7 @@ def test_validate_rejects_bad_ids_and_language_codes_of_imported_rows(tmp_path):
 
 # --- 2. export-kaldi writes a whole, consistent directory -------------------------------------
 def test_export_kaldi_removes_its_stale_files_and_keeps_the_users(tmp_path):
-    finish(import_kaldi(kaldi_dir(tmp_path), lang_from_id=True), tmp_path / "seg.jsonl")
+    write_import(import_kaldi(kaldi_dir(tmp_path), lang_from_id=True), tmp_path / "seg.jsonl")
     out = tmp_path / "kaldi"
     export_kaldi(read_manifest(tmp_path / "seg.jsonl"), out)
     assert (out / "segments").exists() and (out / "utt2dur").exists()
@@ -137,7 +137,7 @@ def test_kaldi_failing_pipe_is_skipped_and_named(tmp_path):
     reasons = {r.utt["id"]: r.reason for r in result.rejected}
     assert reasons["de_u3"] == reasons["de_u4"] == f"pipe failed: {d}/wav.scp:2: recording 'rec2': no such tape"
     assert not (tmp_path / "cache" / "rec2.wav").exists()
-    summary = finish(result, tmp_path / "m.jsonl")
+    summary = write_import(result, tmp_path / "m.jsonl")
     assert summary.rejected["pipe failed"] == 2 and summary.total[0] == 2
 
 
@@ -196,7 +196,7 @@ def test_common_voice_empty_sentence_is_reported_as_empty_not_as_duplicate(tmp_p
         "\t\t\t\n",
         encoding="utf-8",
     )
-    summary = finish(import_cv(tmp_path / "cv"), tmp_path / "m.jsonl")
+    summary = write_import(import_cv(tmp_path / "cv"), tmp_path / "m.jsonl")
     assert [(u.id, u.lang, u.text) for u in read_manifest(tmp_path / "m.jsonl")] == [("a", "de", "Hallo")]
     rejected = [json.loads(x) for x in (tmp_path / "m.rejected.jsonl").read_text().splitlines()]
     assert [r["reason"] for r in rejected] == [

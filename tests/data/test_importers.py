@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from hlora_cli.data.importers import finish
+from hlora_cli.data.importers import write_import
 from hlora_cli.data.importers.cv import import_cv
 from hlora_cli.data.importers.folder import import_folder
 from hlora_cli.data.importers.kaldi import export_kaldi, import_kaldi
@@ -30,7 +30,7 @@ def kaldi_dir(root, pipe: bool = False):
 def test_kaldi_import_with_segments(tmp_path):
     d = kaldi_dir(tmp_path)
     result = import_kaldi(d, lang_from_id=True)
-    summary = finish(result, tmp_path / "m.jsonl", languages=["en", "de"])
+    summary = write_import(result, tmp_path / "m.jsonl", languages=["en", "de"])
     utts = read_manifest(tmp_path / "m.jsonl")
     assert [(u.id, u.lang, u.start, u.end, u.speaker, u.duration) for u in utts] == [
         ("en_u1", "en", 0.0, 1.5, "spkA", 1.5),
@@ -49,9 +49,9 @@ def test_kaldi_import_with_segments(tmp_path):
 def test_kaldi_round_trip_is_lossless(tmp_path):
     d = kaldi_dir(tmp_path)
     (d / "utt2lang").write_text("en_u1 en-IN\nen_u2 en\nde_u3 de\nde_u4 de\nen_u5 en\n")
-    finish(import_kaldi(d), tmp_path / "m.jsonl")
+    write_import(import_kaldi(d), tmp_path / "m.jsonl")
     export_kaldi(read_manifest(tmp_path / "m.jsonl"), tmp_path / "back")
-    finish(import_kaldi(tmp_path / "back"), tmp_path / "m2.jsonl")
+    write_import(import_kaldi(tmp_path / "back"), tmp_path / "m2.jsonl")
     by_id = lambda path: sorted(read_manifest(path), key=lambda u: u.id)  # noqa: E731  (Kaldi sorts by id)
     assert by_id(tmp_path / "m.jsonl") == by_id(tmp_path / "m2.jsonl")
     assert {u.lang for u in by_id(tmp_path / "m2.jsonl")} == {"en-IN", "en", "de"}
@@ -102,7 +102,7 @@ def mlc_tree(root):
 
 def test_mlc_slm_tree(tmp_path):
     mlc_tree(tmp_path / "mlc")
-    summary = finish(import_mlc_slm(tmp_path / "mlc"), tmp_path / "m.jsonl")
+    summary = write_import(import_mlc_slm(tmp_path / "mlc"), tmp_path / "m.jsonl")
     utts = read_manifest(tmp_path / "m.jsonl")
     assert [(u.id, u.lang, u.start, u.end, u.speaker, u.text) for u in utts] == [
         (
@@ -159,7 +159,7 @@ def test_common_voice_tsv(tmp_path):
         "c2\tcommon_voice_de_2.mp3\t\t2\t0\t\t\t\tde\t\n"
         "c3\tcommon_voice_de_3.mp3\tFehlt.\t2\t0\t\t\t\tde\t\n"
     )
-    summary = finish(import_cv(tmp_path / "cv"), tmp_path / "m.jsonl")
+    summary = write_import(import_cv(tmp_path / "cv"), tmp_path / "m.jsonl")
     utts = read_manifest(tmp_path / "m.jsonl")
     assert [(u.id, u.lang, u.text, u.speaker) for u in utts] == [
         ("common_voice_de_1", "de", '"Guten Morgen", sagte er.', "c1")

@@ -20,7 +20,7 @@ def test_save_load_gives_identical_outputs(tiny_model, tmp_path):
     feats = tiny_model.prepare(waves([0.9, 0.5], seed=8))
     with torch.no_grad():
         a, b = tiny_model(feats), loaded(feats)
-    assert torch.equal(a.log_probs, b.log_probs) and torch.equal(a.lang_logprobs, b.lang_logprobs)
+    assert torch.equal(a.ctc_logprobs, b.ctc_logprobs) and torch.equal(a.lid_logprobs, b.lid_logprobs)
 
 
 def test_only_trainable_parameters_are_saved(tiny_model, tmp_path):
@@ -85,6 +85,6 @@ def test_baseline_and_lidlora_round_trip(tmp_path):
         feats = model.prepare(waves([0.6], seed=9))
         with torch.no_grad():
             assert torch.equal(
-                model(feats, "oracle", torch.tensor([1])).log_probs,
-                loaded(feats, "oracle", torch.tensor([1])).log_probs,
+                model(feats, "oracle", torch.tensor([1])).ctc_logprobs,
+                loaded(feats, "oracle", torch.tensor([1])).ctc_logprobs,
             )

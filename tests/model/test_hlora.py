@@ -10,18 +10,18 @@ ATOL = 1e-5
 
 def valid(out, b):
     """Utterance b's valid frames and the columns of its head."""
-    return out.log_probs[b, : out.out_lengths[b]]
+    return out.ctc_logprobs[b, : out.out_lengths[b]]
 
 
 def test_forward_shapes(tiny_model):
     feats = tiny_model.prepare(waves([1.0, 0.5, 0.8]))
     out = tiny_model(feats)
-    assert out.lang_logprobs.shape == (3, 4)
-    torch.testing.assert_close(out.lang_logprobs.exp().sum(-1), torch.ones(3))
-    assert out.log_probs.shape == (3, 50, 8)  # padded to the largest inventory
-    assert out.langs.tolist() == out.lang_logprobs.argmax(-1).tolist()
+    assert out.lid_logprobs.shape == (3, 4)
+    torch.testing.assert_close(out.lid_logprobs.exp().sum(-1), torch.ones(3))
+    assert out.ctc_logprobs.shape == (3, 50, 8)  # padded to the largest inventory
+    assert out.lang_ids.tolist() == out.lid_logprobs.argmax(-1).tolist()
     assert out.out_lengths.tolist() == [50, 25, 40]
-    for b, lang in enumerate(out.langs.tolist()):
+    for b, lang in enumerate(out.lang_ids.tolist()):
         v = len(tiny_model.vocab(lang))
         torch.testing.assert_close(valid(out, b)[:, :v].exp().sum(-1), torch.ones(int(out.out_lengths[b])))
         assert torch.isneginf(valid(out, b)[:, v:]).all()
@@ -32,7 +32,7 @@ def test_only_adapters_and_heads_learn_and_backbone_is_bit_identical(tiny_model)
     tiny_model.train()
     feats = tiny_model.prepare(waves([0.9, 0.6]))
     out = tiny_model(feats, "oracle", torch.tensor([0, 3]))
-    loss = -valid(out, 0)[:, 0].mean() - out.lang_logprobs[:, 0].mean()
+    loss = -valid(out, 0)[:, 0].mean() - out.lid_logprobs[:, 0].mean()
     opt = torch.optim.AdamW([p for p in tiny_model.parameters() if p.requires_grad], lr=1e-2)
     loss.backward()
     with_grad = {n for n, p in tiny_model.named_parameters() if p.grad is not None}
@@ -55,7 +55,7 @@ def test_mixed_batch_equals_each_utterance_alone(kind, model_type):
             alone = model(model.prepare([w]), "oracle", langs[b : b + 1])
             torch.testing.assert_close(valid(batch, b), valid(alone, 0), atol=ATOL, rtol=0)
             if model.lid_head is not None:
-                torch.testing.assert_close(batch.lang_logprobs[b], alone.lang_logprobs[0], atol=ATOL, rtol=0)
+                torch.testing.assert_close(batch.lid_logprobs[b], alone.lid_logprobs[0], atol=ATOL, rtol=0)
 
 
 def test_routing_changes_the_result(tiny_model):
@@ -71,9 +71,9 @@ def test_single_pass_equals_oracle_when_lid_is_right(tiny_model):
     feats = tiny_model.prepare(waves([0.9, 0.5, 1.2, 0.7], seed=2))
     with torch.no_grad():
         single = tiny_model(feats, "predicted")
-        oracle = tiny_model(feats, "oracle", single.langs)
-        assert torch.equal(single.langs, oracle.langs)
-        torch.testing.assert_close(single.log_probs, oracle.log_probs, atol=ATOL, rtol=0)
+        oracle = tiny_model(feats, "oracle", single.lang_ids)
+        assert torch.equal(single.lang_ids, oracle.lang_ids)
+        torch.testing.assert_close(single.ctc_logprobs, oracle.ctc_logprobs, atol=ATOL, rtol=0)
 
 
 def test_merged_equals_unmerged(tiny_model):
@@ -87,8 +87,8 @@ def test_merged_equals_unmerged(tiny_model):
         after = tiny_model(feats, "oracle", langs)
     for b in range(4):
         torch.testing.assert_close(valid(merged, b), valid(before, b), atol=1e-4, rtol=0)
-    torch.testing.assert_close(merged.lang_logprobs, before.lang_logprobs, atol=1e-4, rtol=0)
-    torch.testing.assert_close(after.log_probs, before.log_probs, atol=1e-5, rtol=0)
+    torch.testing.assert_close(merged.lid_logprobs, before.lid_logprobs, atol=1e-4, rtol=0)
+    torch.testing.assert_close(after.ctc_logprobs, before.ctc_logprobs, atol=1e-5, rtol=0)
 
 
 def test_merged_model_refuses_training(tiny_model):
@@ -100,7 +100,7 @@ def test_merged_model_refuses_training(tiny_model):
 def test_identify_matches_the_full_forward(tiny_model):
     feats = tiny_model.prepare(waves([0.9, 0.5], seed=5))
     with torch.no_grad():
-        torch.testing.assert_close(tiny_model.identify(feats), tiny_model(feats).lang_logprobs)
+        torch.testing.assert_close(tiny_model.identify(feats), tiny_model(feats).lid_logprobs)
 
 
 @pytest.mark.parametrize("k", [0, 4, -1])

@@ -21,8 +21,8 @@ def test_k9_on_a_12_layer_hubert_is_9_shared_and_3_routed():
         "hlora", BackboneRef("hubert", config=HUBERT_12), list(LANGS), vocabs=tiny_config("hubert").vocabs, k=9
     )
     model = build_model(cfg)
-    assert model.kinds == ["shared"] * 9 + ["routed"] * 3
-    assert model.lid_layer == 9
+    assert model.layer_lora == ["shared"] * 9 + ["routed"] * 3
+    assert model.lid_after == 9
     assert [len(m) for m in model.lora] == [6] * 12  # six targets per layer
     assert all(m.n_adapters == 1 for layer in model.lora[:9] for m in layer)
     assert all(m.n_adapters == len(LANGS) for layer in model.lora[9:] for m in layer)
@@ -65,10 +65,10 @@ def test_old_format_directory_loads_with_the_layout_it_was_trained_with(tmp_path
     config["k"] = 1
     (tmp_path / "m" / CONFIG).write_text(json.dumps(config))
     old = load_model(tmp_path / "m")
-    assert old.config.k == 3 and old.kinds == ["shared"] * 3 + ["routed"] and old.lid_layer == 3
+    assert old.config.k == 3 and old.layer_lora == ["shared"] * 3 + ["routed"] and old.lid_after == 3
     feats = model.prepare(waves([0.7, 0.4], seed=3))
     with torch.no_grad():
-        assert torch.equal(old(feats).log_probs, model(feats).log_probs)
+        assert torch.equal(old(feats).ctc_logprobs, model(feats).ctc_logprobs)
     save_model(old, tmp_path / "again")  # re-saved in the current format
     again = json.loads((tmp_path / "again" / CONFIG).read_text())
     assert again["k"] == 3 and again["format_version"] == 2 and again["layout"]["routed"] == [4]
@@ -116,11 +116,11 @@ def test_soft_and_top2_routing_mix_the_languages_by_the_lid_posterior():
     with torch.no_grad():
         hard, soft, top2 = (model(feats, r) for r in ("predicted", "soft", "top2"))
     assert hard.route_weights is None
-    torch.testing.assert_close(soft.route_weights, soft.lang_logprobs.exp())
+    torch.testing.assert_close(soft.route_weights, soft.lid_logprobs.exp())
     assert ((top2.route_weights > 0).sum(-1) == 2).all()
     torch.testing.assert_close(top2.route_weights.sum(-1), torch.ones(2))
-    assert torch.equal(hard.langs, soft.langs)  # the head is the argmax language's
-    assert not torch.allclose(hard.log_probs, soft.log_probs)
+    assert torch.equal(hard.lang_ids, soft.lang_ids)  # the head is the argmax language's
+    assert not torch.allclose(hard.ctc_logprobs, soft.ctc_logprobs)
 
 
 def test_frame_lid_head_averages_frame_posteriors_over_valid_frames_only():
@@ -150,13 +150,13 @@ def test_ctc_model_fine_tunes_the_encoder_and_reads_its_language_from_prefix_tok
         de = model.config.shared_vocab.index("<de>")
         model.ctc_heads.heads[0].bias[de] += 50
         out2 = model(feats)
-    assert out.lang_logprobs.shape == (2, len(LANGS))
-    assert out2.langs.tolist() == [LANGS.index("de")] * 2
+    assert out.lid_logprobs.shape == (2, len(LANGS))
+    assert out2.lang_ids.tolist() == [LANGS.index("de")] * 2
     save_model(model, tmp_path / "m")
     assert (tmp_path / "m" / FINETUNED).exists()
     loaded = load_model(tmp_path / "m")
     with torch.no_grad():
-        assert torch.equal(loaded(feats).log_probs, out2.log_probs)
+        assert torch.equal(loaded(feats).ctc_logprobs, out2.ctc_logprobs)
 
 
 def test_ctc_model_needs_prefix_tokens():
@@ -179,7 +179,7 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(model_type):
         model.gradient_checkpointing = on
         torch.manual_seed(0)
         out = model(feats, "oracle", langs)
-        out.log_probs[..., 1].mean().backward()  # log-probability of one token: every weight has a say
+        out.ctc_logprobs[..., 1].mean().backward()  # log-probability of one token: every weight has a say
         grads[on] = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     assert grads[True].keys() == grads[False].keys() and len(grads[True]) > 0
     assert all(g.abs().sum() > 0 for n, g in grads[False].items() if "lid_head" not in n)

@@ -1,5 +1,5 @@
 """Corpus importers: each turns a corpus layout on disk into manifest rows plus rejected rows with
-reasons (nothing is dropped silently). `finish` validates, writes, and summarises."""
+reasons (nothing is dropped silently). `write_import` validates, writes, and summarises."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ class ImportResult:
 
 
 @dataclass
-class Summary:
+class ImportSummary:
     manifest: Path
     rejected_file: Path | None
     per_language: dict[str, tuple[int, float]]  # lang -> (utterances, hours)
@@ -62,7 +62,9 @@ def _reason_key(reason: str) -> str:
     return reason.split(":")[0]
 
 
-def finish(result: ImportResult, out: Path, languages: list[str] | None = None, max_duration: float = 30.0) -> Summary:
+def write_import(
+    result: ImportResult, out: Path, languages: list[str] | None = None, max_duration: float = 30.0
+) -> ImportSummary:
     """Validate the imported rows, write the manifest and (if any) OUT.rejected.jsonl."""
     ok, rejected = validate(result.utts, languages=languages, max_duration=max_duration)
     rejected = result.rejected + rejected
@@ -77,4 +79,4 @@ def finish(result: ImportResult, out: Path, languages: list[str] | None = None, 
     for u in ok:
         per_lang[u.lang].append(u.duration or 0.0)
     summary = {lang: (len(d), sum(d) / 3600) for lang, d in sorted(per_lang.items())}
-    return Summary(out, rejected_file, summary, dict(Counter(_reason_key(r.reason) for r in rejected)))
+    return ImportSummary(out, rejected_file, summary, dict(Counter(_reason_key(r.reason) for r in rejected)))
