@@ -19,17 +19,13 @@ console = Console()
 
 
 def parse_lms(values: list[str]) -> dict[str, str]:
-    lms = {}
-    for v in values:
-        lang, sep, path = v.partition("=")
-        if not sep or not lang or not path:
-            raise HloraError(f"--lm {v}: expected LANG=PATH, e.g. --lm en=en.bin")
+    from hlora_cli.data.langs import language_files
+
+    lms = language_files(values, "--lm", "en=en.bin")
+    for lang, path in lms.items():
         if not Path(path).is_file():
             what = "is a directory, not" if Path(path).is_dir() else "not found: no"
-            raise HloraError(f"{path}: {what} language model file (--lm {v})")
-        if lang in lms:
-            raise HloraError(f"--lm {v}: a second language model for {lang}")
-        lms[lang] = path
+            raise HloraError(f"{path}: {what} language model file (--lm {lang}={path})")
     return lms
 
 

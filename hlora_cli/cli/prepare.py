@@ -210,17 +210,11 @@ def synth(
     jtalk_voice: Path = typer.Option(None, help="Open JTalk .htsvoice, for Japanese."),
 ) -> None:
     """Synthesise a speech corpus with espeak-ng (and Open JTalk for ja), 16 kHz mono, with a manifest."""
+    from hlora_cli.data.importers import read_lines
+    from hlora_cli.data.langs import language_files
     from hlora_cli.data.synth import synth_corpus
 
-    texts = {}
-    for spec in text:
-        lang, sep, path = spec.partition("=")
-        if not sep:
-            raise HloraError(f"--text {spec}: expected LANG=FILE")
-        try:
-            texts[lang] = Path(path).read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError as e:
-            raise HloraError(f"{path}: sentence file not found") from e
+    texts = {lang: read_lines(Path(path)) for lang, path in language_files(text, "--text", "en=en.txt").items()}
     utts = synth_corpus(texts, split, per_language, out_dir, seed, jobs, jtalk_voice)
     _write_manifest(ImportResult(utts), out_dir / "manifest.jsonl", None, 30.0)
 

@@ -64,6 +64,11 @@ def _open(path: Path) -> sf.SoundFile:
         raise HloraError(f"{path}: cannot read audio ({e})") from e
 
 
+def segment_duration(audio: str, start: float | None, end: float | None) -> float:
+    """Seconds of a manifest row's audio: end - start, reading the file's header for a missing end."""
+    return (end if end is not None else audio_info(audio).duration) - (start or 0.0)
+
+
 def audio_info(path: str | Path) -> AudioInfo:
     """Sample rate, channels and length, from the header alone."""
     with _open(Path(path)) as f:

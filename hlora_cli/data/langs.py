@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from hlora_cli.errors import HloraError
 from text_normalization.registry import base_language, language_code
 
-__all__ = ["language_code", "language_list", "resolve_language"]
+__all__ = ["language_code", "language_files", "language_list", "resolve_language"]
 
 
 def language_list(value: str | None, option: str = "--languages") -> list[str] | None:
@@ -33,3 +33,19 @@ def resolve_language(code: str, languages: Iterable[str]) -> str | None:
         return code
     base = base_language(code)
     return base if base in languages else None
+
+
+def language_files(values: list[str], option: str, example: str) -> dict[str, str]:
+    """Repeated `OPTION LANG=PATH` values as {checked code: path}: one line naming the option for a
+    value without `=`, a code that is not a language, or a second path for one language. The
+    caller checks the files (what a missing one means differs)."""
+    out: dict[str, str] = {}
+    for v in values:
+        lang, sep, path = v.partition("=")
+        if not sep or not lang or not path:
+            raise HloraError(f"{option} {v}: expected LANG=PATH, e.g. {option} {example}")
+        code = language_code(lang, f"{option} {v}")
+        if code in out:
+            raise HloraError(f"{option} {v}: a second file for {code}")
+        out[code] = path
+    return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from hlora_cli.data.audio import audio_info
+from hlora_cli.data.audio import segment_duration
 from hlora_cli.data.importers.folder import audio_files
 from hlora_cli.data.manifest import read_manifest
 from hlora_cli.errors import HloraError
@@ -62,6 +62,5 @@ def _where(it: Item) -> str:
 def item_duration(item: Item) -> float:
     """Seconds of audio (reads the header when the manifest does not say)."""
     if item.duration is None:
-        end = item.end if item.end is not None else audio_info(item.audio).duration
-        item.duration = end - (item.start or 0.0)
+        item.duration = segment_duration(item.audio, item.start, item.end)
     return item.duration

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from hlora_cli.data.audio import audio_info
+from hlora_cli.data.audio import segment_duration
 from hlora_cli.data.batching import Example
 from hlora_cli.data.langs import resolve_language
 from hlora_cli.data.manifest import read_manifest
@@ -52,9 +52,7 @@ def load_examples(
     prefix = shared_head and vocab.has_prefix_tokens(languages)
     out = Examples([])
     for u, lang in zip(utts, resolved, strict=True):
-        duration = u.duration
-        if duration is None:
-            duration = (u.end - (u.start or 0.0)) if u.end is not None else audio_info(u.audio).duration
+        duration = u.duration if u.duration is not None else segment_duration(u.audio, u.start, u.end)
         if duration > max_duration:
             out.skipped["over max duration"] += 1
             continue

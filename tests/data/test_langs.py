@@ -54,3 +54,15 @@ def test_language_lists_and_resolution():
     assert resolve_language("EN-IN", ["en", "de"]) == "en" and resolve_language("fr", ["en"]) is None
     with pytest.raises(HloraError, match=r"'klingon' is not a language code"):
         resolve_language("klingon", ["en"])
+
+
+def test_language_files_checks_each_pair():
+    from hlora_cli.data.langs import language_files
+
+    assert language_files(["EN=a.bin", "de=b c.bin"], "--lm", "en=en.bin") == {"en": "a.bin", "de": "b c.bin"}
+    with pytest.raises(HloraError, match=r"^--lm en\.bin: expected LANG=PATH, e\.g\. --lm en=en\.bin$"):
+        language_files(["en.bin"], "--lm", "en=en.bin")
+    with pytest.raises(HloraError, match=r"^--text en=b\.txt: a second file for en$"):
+        language_files(["en=a.txt", "en=b.txt"], "--text", "en=en.txt")
+    with pytest.raises(HloraError, match="'english' is not a language code"):
+        language_files(["english=a.txt"], "--text", "en=en.txt")
