@@ -52,8 +52,8 @@ def _lid(model) -> str:
         return "the CTC posteriors of the <xx> prefix tokens"
     if model.lid_head is None:
         return "none (the language is given: oracle or two-stage)"
-    kind = f"{cfg.lid.pooling}-pooled MLP" if cfg.lid.head == "pooled" else "per-frame softmax, averaged"
-    return f"after layer {model.lid_after} ({kind})"
+    head = f"{cfg.lid.pooling}-pooled MLP" if cfg.lid.head == "pooled" else "per-frame softmax, averaged"
+    return f"after layer {model.lid_after} ({head})"
 
 
 def _lora(model) -> str:

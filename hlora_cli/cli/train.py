@@ -53,9 +53,11 @@ def train(
     epochs: float = typer.Option(None),
     batch_seconds: float = typer.Option(None, help="Padded audio seconds per batch."),
     batching: str = typer.Option(
-        None, help="sorted (default: by duration, least padding) or mixed (every batch mixes languages)."
+        None, help="sorted (default: by duration, least padding) or mixed (languages spread through every batch)."
     ),
-    grad_accum: int = typer.Option(None),
+    grad_accum: int = typer.Option(
+        None, help="Batches per optimizer step; the gradient is that of the mean over all their utterances."
+    ),
     max_duration: float = typer.Option(None, help="Skip longer utterances (counted)."),
     eval_every: int = typer.Option(None),
     save_every: int = typer.Option(None),

@@ -11,6 +11,7 @@ whole sampler state."""
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -33,14 +34,21 @@ BATCHINGS = ("mixed", "sorted")
 
 
 def duration_batches(
-    durations: list[float], batch_seconds: float, seed: int, epoch: int, shuffle: bool = True, mixed: bool = False
+    durations: list[float],
+    batch_seconds: float,
+    seed: int,
+    epoch: int,
+    shuffle: bool = True,
+    mixed: bool = False,
+    groups: list[int] | None = None,
 ) -> list[list[int]]:
     """Indices grouped so that (longest utterance x batch size) <= batch_seconds; consecutive in
-    (jittered) duration order, or in a random order when `mixed`."""
+    (jittered) duration order, or, when `mixed`, in a random order in which each group (language)
+    is spread evenly, so that neighbours, and so the utterances of a batch, are of different groups
+    wherever the groups' sizes allow."""
     rng = random.Random(seed * 100_003 + epoch)
     if mixed:
-        order = list(range(len(durations)))
-        rng.shuffle(order)
+        order = _spread(groups or [0] * len(durations), rng)
     else:
         jitter = [d * (1 + rng.uniform(-0.1, 0.1)) if shuffle else d for d in durations]
         order = sorted(range(len(durations)), key=lambda i: jitter[i])
@@ -61,6 +69,21 @@ def duration_batches(
     return batches
 
 
+def _spread(groups: list[int], rng: random.Random) -> list[int]:
+    """A random order of the indices in which the members of each group sit at evenly spaced
+    positions (member j of a group of n at about (j + u) / n of the way, u random per group)."""
+    members: dict[int, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    keyed = []
+    for g in sorted(members):
+        idx = members[g]
+        rng.shuffle(idx)
+        offset = rng.random()
+        keyed += [((j + offset) / len(idx), rng.random(), i) for j, i in enumerate(idx)]
+    return [i for _, _, i in sorted(keyed)]
+
+
 class DurationBatchSampler:
     """Endless stream of batches over epochs, resumable from (epoch, position)."""
 
@@ -73,6 +96,7 @@ class DurationBatchSampler:
         rank: int = 0,
         world_size: int = 1,
         batching: str = "sorted",
+        groups: list[int] | None = None,  # mixed batching: each utterance's language
     ) -> None:
         if batching not in BATCHINGS:
             raise HloraError(f"unknown batching '{batching}': choose mixed or sorted")
@@ -84,13 +108,13 @@ class DurationBatchSampler:
                 "raise it or lower --max-duration"
             )
         self.durations, self.batch_seconds, self.seed, self.shuffle = durations, batch_seconds, seed, shuffle
-        self.rank, self.world_size, self.batching = rank, world_size, batching
+        self.rank, self.world_size, self.batching, self.groups = rank, world_size, batching, groups
         self.epoch, self.position = 0, 0
         self._batches = self._epoch_batches(0)
 
     def _epoch_batches(self, epoch: int) -> list[list[int]]:
         batches = duration_batches(
-            self.durations, self.batch_seconds, self.seed, epoch, self.shuffle, self.batching == "mixed"
+            self.durations, self.batch_seconds, self.seed, epoch, self.shuffle, self.batching == "mixed", self.groups
         )
         usable = len(batches) // self.world_size * self.world_size
         if usable == 0:
@@ -100,6 +124,15 @@ class DurationBatchSampler:
     def __len__(self) -> int:
         """Batches per epoch on this rank."""
         return len(self._batches)
+
+    def batches_in(self, epochs: float) -> int:
+        """Batches this rank takes in `epochs` epochs from the start: each epoch packs its own
+        (jittered or shuffled) batches, so their number differs a little from epoch to epoch."""
+        full = math.floor(epochs)
+        n = sum(len(self._epoch_batches(e)) for e in range(full))
+        if epochs > full:
+            n += math.ceil((epochs - full) * len(self._epoch_batches(full)))
+        return n
 
     def next(self) -> list[int]:
         if self.position >= len(self._batches):

@@ -6,11 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import regex
 
 from hlora_cli.data.bpe import WORD_START
 from hlora_cli.data.vocab import UNK, WORD
 from hlora_cli.model.config import BLANK
 from text_normalization.registry import get_normalizer
+
+UNK_MARK = "⁇"  # the beam decoder's label for <unk>, removed from its output
 
 
 @dataclass
@@ -84,6 +87,8 @@ class BeamDecoder:
     ) -> None:
         from pyctcdecode import build_ctcdecoder
 
+        from hlora_cli.infer.lm import lm_unigrams
+
         self.lang, self.beam_width = lang, beam_width
         is_bpe = any(t.startswith(WORD_START) for t in vocab)
         split = get_normalizer(lang).split_characters or is_bpe  # pyctcdecode's `▁` word starts
@@ -92,7 +97,7 @@ class BeamDecoder:
             if t == BLANK:
                 labels.append("")
             elif t == UNK:
-                labels.append("▁⁇▁" if split else "⁇")
+                labels.append(UNK_MARK)  # dropped from the output, as greedy drops <unk>
             elif t == WORD:
                 labels.append("▁" if split else " ")
             elif t.startswith("<") and len(t) > 2:  # language-prefix tokens of the shared head
@@ -102,11 +107,29 @@ class BeamDecoder:
             else:
                 char_word = get_normalizer(lang).split_characters and not t.isascii()
                 labels.append(f"▁{t}" if char_word else t)
-        self.decoder = build_ctcdecoder(labels, kenlm_model_path=lm_path, alpha=alpha, beta=beta)
+        unigrams = lm_unigrams(lm_path) if lm_path else None
+        self.decoder = build_ctcdecoder(labels, kenlm_model_path=lm_path, unigrams=unigrams, alpha=alpha, beta=beta)
 
     def __call__(self, log_probs: np.ndarray, fps: float) -> Hypothesis:
         beam = self.decoder.decode_beams(log_probs, beam_width=self.beam_width)[0]
         text, frames = beam[0], beam[2]
-        words = [(w, a / fps, b / fps) for w, (a, b) in frames if not w.startswith("<p")]
-        text = " ".join(w for w in text.split() if not w.startswith("<p"))
+        words: list[tuple[str, float, float]] = []
+        for w, (a, b) in frames:
+            w = w.replace(UNK_MARK, "")
+            if w and not w.startswith("<p"):
+                words += self._as_greedy_words(w, a / fps, b / fps)
+        text = " ".join(w.replace(UNK_MARK, "") for w in text.split() if not w.startswith("<p"))
         return Hypothesis(output_text(text, self.lang), words)
+
+    def _as_greedy_words(self, word: str, start: float, end: float) -> list[tuple[str, float, float]]:
+        """Words as greedy decoding makes them: in CER languages each character of a space-less
+        script is a word and a Latin run after it another (pyctcdecode joins them: `語a`); their
+        times split the beam word's span by length."""
+        if not get_normalizer(self.lang).split_characters:
+            return [(word, start, end)]
+        pieces = regex.findall(r"[\x00-\x7f]+|\X", word)
+        out, t, step = [], start, (end - start) / max(1, len(word))
+        for piece in pieces:
+            out.append((piece, t, t + step * len(piece)))
+            t += step * len(piece)
+        return out

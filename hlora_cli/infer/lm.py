@@ -72,3 +72,22 @@ def build_lm(
         atomic_write(binary_path, write_binary)
         written.append(binary_path)
     return written
+
+
+def lm_unigrams(lm_path: str) -> set[str] | None:
+    """The LM's vocabulary, which beam search needs to tell a word being spelled from an unknown
+    one. pyctcdecode reads it from an ARPA file itself, but a KenLM binary does not hold it in a
+    form it can read: for `X.bin` it is taken from `X.arpa` beside it (`hlora lm build` writes
+    both). Without one, every partial word would score as out of vocabulary, so that is an error."""
+    from pyctcdecode.language_model import load_unigram_set_from_arpa
+
+    path = Path(lm_path)
+    if path.suffix == ".arpa":
+        return None  # pyctcdecode reads it
+    arpa = path.with_suffix(".arpa")
+    if not arpa.is_file():
+        raise HloraError(
+            f"{path}: a KenLM binary needs its word list for beam search: put the ARPA it was built from "
+            f"beside it as {arpa.name} (hlora lm build writes both), or give the .arpa"
+        )
+    return load_unigram_set_from_arpa(str(arpa))

@@ -243,7 +243,7 @@ class Recognizer:
         start = time.time()
         ok, skipped = self._usable(items)
         model = self.lid_model if self.opt.mode == "two-stage" else self.model
-        wins = [w for i in ok for w in windows(i, items[i].duration, self.window, self.opt.overlap)]
+        wins = [w for i in ok for w in windows(i, items[i].duration, self.window, self.opt.overlap, self.fps)]
         failed: dict[int, str] = {}
         decided = self._language(self._lid_pass(items, wins, model, failed, on_progress), model.languages)
         ok, skipped = self._drop_failed(items, ok, skipped, failed)
@@ -261,7 +261,7 @@ class Recognizer:
     def run(self, items: list[Item], on_progress: Callable[[float], None] | None = None) -> Report:
         start = time.time()
         ok, skipped = self._usable(items)
-        wins = [w for i in ok for w in windows(i, items[i].duration, self.window, self.opt.overlap)]
+        wins = [w for i in ok for w in windows(i, items[i].duration, self.window, self.opt.overlap, self.fps)]
         failed: dict[int, str] = {}
         known, decided = self._decide_languages(items, ok, wins, failed)
         decoded = self._decode_windows(items, wins, known, decided, failed, on_progress)

@@ -88,10 +88,10 @@ def read_ct2(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def _layer_count(v: dict[str, np.ndarray], side: str) -> int:
+def _layer_count(v: dict[str, np.ndarray], side: str, path: Path) -> int:
     idx = [int(m.group(1)) for k in v if (m := re.match(rf"{side}/layer_(\d+)/", k))]
     if not idx:
-        raise HloraError(f"no {side} layers in the CTranslate2 model: is it a Whisper model?")
+        raise HloraError(f"{path}: no {side} layers in this CTranslate2 model: is it a Whisper model?")
     return max(idx) + 1
 
 
@@ -169,8 +169,11 @@ def import_ct2(src: str | Path, dst: str | Path, overwrite: bool = False) -> Pat
                 f"{src / name}: missing; a CTranslate2 Whisper directory has model.bin, config.json, tokenizer.json"
             )
     v = read_ct2(src / "model.bin")
-    ct2_cfg = json.loads((src / "config.json").read_text())
-    enc, dec = _layer_count(v, "encoder"), _layer_count(v, "decoder")
+    try:
+        ct2_cfg = json.loads((src / "config.json").read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise HloraError(f"{src / 'config.json'}: not a JSON file ({e})") from None
+    enc, dec = _layer_count(v, "encoder", src / "model.bin"), _layer_count(v, "decoder", src / "model.bin")
     conv1 = v["encoder/conv1/weight"]
     cfg = WhisperConfig(
         vocab_size=v["decoder/embeddings/weight"].shape[0],

@@ -184,10 +184,10 @@ _NUMBERS = {f.name: f.type for f in fields(TrainConfig) if f.type in ("float", "
 
 def _coerce(path: Path, key: str, value: Any) -> Any:
     """YAML 1.1 reads `1e-3` (no dot) as a string; accept it as the number it is meant to be."""
-    kind = _NUMBERS.get(key)
-    if kind is None or value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
+    number_type = _NUMBERS.get(key)
+    if number_type is None or value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
         return value
     try:
-        return float(value) if kind.startswith("float") else int(value)
+        return float(value) if number_type.startswith("float") else int(value)
     except (TypeError, ValueError):
         raise HloraError(f"{path}: setting {key} must be a number, got {value!r}") from None

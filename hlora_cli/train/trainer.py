@@ -164,8 +164,9 @@ class Trainer:
             rank=self.dist.rank,
             world_size=self.dist.world_size,
             batching=cfg.batching,
+            groups=[e.lang for e in self.train_data.examples],
         )
-        self.total_steps = cfg.max_steps or math.ceil(cfg.epochs * len(self.sampler) / cfg.grad_accum)
+        self.total_steps = cfg.max_steps or math.ceil(self.sampler.batches_in(cfg.epochs) / cfg.grad_accum)
         self.optimizer = torch.optim.AdamW(param_groups(self.model, self.params, cfg), weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg, self.total_steps))
         self.step, self.best, self.evals_since_best, self.bad_in_a_row, self.bad_total = 0, None, 0, 0, 0
@@ -318,15 +319,20 @@ class Trainer:
         self.model.train()
         sums = dict.fromkeys(STEP_SUMS, 0.0)
         bad = 0.0
-        for micro in range(cfg.grad_accum):
-            idx = self.sampler.next()
+        # The step's gradient is that of the mean loss over all its utterances, on every rank and
+        # in every micro-batch, however the duration buckets split them: each micro-batch's mean
+        # loss is weighted by its share of the step's utterances (times the world size, which
+        # average_gradients divides by again).
+        micro_batches = [self.sampler.next() for _ in range(cfg.grad_accum)]
+        step_utts = self.dist.sum([float(sum(len(idx) for idx in micro_batches))])[0]
+        for micro, idx in enumerate(micro_batches):
             batch, out, parts = self._forward(self.train_data, idx, self._train_routing(micro))
             if not batch:
                 continue
             if not torch.isfinite(parts.total):
                 bad = 1.0
                 break
-            (parts.total / cfg.grad_accum).backward()
+            (parts.total * len(batch) * self.dist.world_size / step_utts).backward()
             n = len(batch)
             sums["loss"] += parts.total.item() * n
             sums["ctc"] += parts.ctc.item() * n
@@ -371,8 +377,9 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict:
-        """Dev loss, LID accuracy and CER per language, decoding as the system would: single pass
-        (hlora, shared-lora, ctc) or with the true language (lidlora)."""
+        """Dev loss (the training objective, CTC + lid_weight x LID, with the true language's
+        LoRA and head), LID accuracy and CER per language, decoding as the system would: single
+        pass (hlora, shared-lora, ctc) or with the true language (lidlora)."""
         data = self.dev_data
         self.model.eval()
         routing_mode = "oracle" if self.cfg.model_type == "lidlora" else "predicted"
@@ -384,7 +391,11 @@ class Trainer:
             batch, out, parts = self._forward(data, idx, routing_mode)
             if not batch:
                 continue
-            loss_sum += float(parts.ctc) * len(batch)
+            if routing_mode == "predicted" and self.cfg.model_type == "hlora":
+                # The loss of a misrouted utterance is not defined (its text is not in the chosen
+                # head's inventory): the dev loss is the training objective with the true routing.
+                _, _, parts = self._forward(data, idx, "oracle")
+            loss_sum += float(parts.total) * len(batch)
             log_probs = out.ctc_logprobs.float().cpu().numpy()
             for b, (e, routed) in enumerate(zip(batch, out.lang_ids.tolist(), strict=True)):
                 vocab, n = self.model.vocab(routed), int(out.out_lengths[b])
@@ -398,17 +409,17 @@ class Trainer:
         cers = {lang: errors[i] / max(1, chars[i]) for i, lang in enumerate(langs) if utts[i] > 0}
         result = {
             "step": self.step,
-            "dev_loss": loss_sum / max(1, utts.sum()),
-            "dev_lid_acc": lid_correct.sum() / max(1, utts.sum()),
+            "dev_loss": float(loss_sum / max(1, utts.sum())),
+            "dev_lid_acc": float(lid_correct.sum() / max(1, utts.sum())),
             "dev_cer": float(np.mean(list(cers.values()))) if cers else float("nan"),
-            **{f"dev_cer_{lang}": v for lang, v in cers.items()},
+            **{f"dev_cer_{lang}": float(v) for lang, v in cers.items()},
         }
         self.last_eval = result
         return result
 
     def _improved(self, result: dict) -> bool:
         key = {"cer": "dev_cer", "loss": "dev_loss", "lid_acc": "dev_lid_acc"}[self.cfg.metric]
-        value = result[key]
+        value = float(result[key])  # a Python float: checkpoints load with weights_only
         better = self.best is None or (value > self.best if self.cfg.metric == "lid_acc" else value < self.best)
         if better:
             self.best, self.evals_since_best = value, 0
