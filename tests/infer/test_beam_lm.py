@@ -71,3 +71,18 @@ def test_lm_build_cli_and_missing_tool_message(tmp_path, monkeypatch):
     monkeypatch.setattr("hlora_cli.infer.lm.TOOLS", tmp_path / "none")
     with pytest.raises(HloraError, match=r"KenLM's lmplz not found: no package ships it; run `make kenlm`"):
         kenlm_tool("lmplz")
+
+
+def test_a_kenlm_binary_without_its_arpa_is_refused(tmp_path):
+    """pyctcdecode cannot read a binary's word list: without X.arpa beside X.bin, every partial
+    word would score as unknown, so the beam decoder refuses it in one line."""
+    import shutil
+
+    lmplz_or_skip()
+    _, binary = build_lm(["the cat sat on the mat"] * 5, tmp_path / "en", order=2)
+    alone = tmp_path / "alone" / "en.bin"
+    alone.parent.mkdir()
+    shutil.copy(binary, alone)
+    with pytest.raises(HloraError, match=r"en\.bin: a KenLM binary needs its word list .* as en\.arpa"):
+        BeamDecoder(VOCAB, "en", str(alone))
+    assert BeamDecoder(VOCAB, "en", str(binary)).decoder is not None  # with en.arpa beside it
