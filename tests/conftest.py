@@ -172,3 +172,13 @@ def espeak_run(whisper_base, tmp_path_factory) -> tuple[Path, Path]:
     )
     assert r.returncode == 0, r.stderr[-3000:]
     return root / "run", root / "tts"
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test: tiny models run ~100x faster so than on two threads shared
+    with other jobs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -26,13 +26,7 @@ from tests.conftest import LANGS, TINY, VOCAB, randomize_adapters, tiny_config
 SR = 16000
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run ~100x faster on one thread than on two threads shared with other jobs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def clip(i: int, seconds: float) -> np.ndarray:

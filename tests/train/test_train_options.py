@@ -23,13 +23,7 @@ from text_normalization import normalize
 STILL = ["--lr", "1e-12", "--head-lr", "1e-12"]  # the weights do not move: every step sees the same model
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models train ~100x faster on one thread than on two threads shared with other jobs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
