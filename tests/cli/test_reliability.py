@@ -150,7 +150,12 @@ def test_decode_values_are_checked_before_any_work(setup, tmp_path, extra, words
 def test_every_lm_is_checked_before_decoding(setup, tmp_path):
     (tmp_path / "bad.arpa").write_text("this is not an ARPA file\n")
     out = tmp_path / "o.jsonl"
-    for lang, words in (("xx", "--lm for xx: the model has no head for it"), ("de", "not a readable KenLM model")):
+    cases = (
+        ("xx", "'xx' is not a language code"),
+        ("ko", "--lm for ko: the model has no head for it"),
+        ("de", "not a readable KenLM model"),
+    )
+    for lang, words in cases:
         lm = f"{lang}={tmp_path / 'bad.arpa'}"
         r = run_cli("decode", setup / "test.jsonl", "--model", setup / "m", "--lm", lm, "-o", out, check=False)
         assert r.returncode == 2 and words in r.stderr, r.stderr
