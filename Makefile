@@ -60,6 +60,7 @@ test: install system-deps whisper-base kenlm lint
 
 bench: install whisper-base
 	$(BIN)/python bench/core_speed.py
+	$(BIN)/python bench/data_speed.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -4,6 +4,7 @@ is the one check of a language code that every command goes through."""
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -51,6 +52,13 @@ def register_normalizer(normalizer: Normalizer) -> None:
     if not _BASE.fullmatch(normalizer.lang):
         raise HloraError(f"{normalizer.lang!r}: a normalizer's language is 2 to 8 lower-case letters (no region)")
     _REGISTRY[normalizer.lang] = normalizer
+    forget_cached_codes()  # the code is valid now
+
+
+def forget_cached_codes() -> None:
+    """Drop the cached code checks and normalizers (after the registry changed)."""
+    _checked.cache_clear()
+    get_normalizer.cache_clear()
 
 
 def base_language(code: str) -> str:
@@ -58,6 +66,7 @@ def base_language(code: str) -> str:
     return code.replace("_", "-").split("-")[0].lower()
 
 
+@functools.lru_cache(maxsize=4096)  # a manifest repeats a few codes a million times
 def _checked(code: str) -> str | None:
     base, *rest = code.replace("_", "-").split("-")
     base = base.lower()
@@ -82,6 +91,7 @@ def language_code(code: object, where: str | None = None) -> str:
     return canonical
 
 
+@functools.lru_cache(maxsize=1024)
 def get_normalizer(lang: str) -> Normalizer:
     base = base_language(language_code(lang))
     return _REGISTRY.get(base, Normalizer(base))

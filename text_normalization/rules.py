@@ -15,6 +15,9 @@ _APOSTROPHES = regex.compile(r"[’ʼ‘`´]")
 _INNER_APOSTROPHE = "\x00"  # placeholders protecting kept marks from punctuation removal
 _DIGIT_SEPARATOR = {".": "\x01", ",": "\x02"}
 _PREFIX = regex.compile(r"^(?:<[a-z]{2,3}(?:-[a-z0-9]+)?>\s*)+")
+_LETTER_APOSTROPHE = regex.compile(r"(?<=\p{L})'(?=\p{L})")
+_DIGIT_MARK = regex.compile(r"(?<=\d)[.,](?=\d)")
+_PUNCTUATION = regex.compile(r"\p{P}")
 
 
 def nfkc(text: str) -> str:
@@ -36,9 +39,9 @@ def remove_punctuation(text: str, keep_apostrophes: bool = False) -> str:
     apostrophes become `'` first."""
     if keep_apostrophes:
         text = _APOSTROPHES.sub("'", text)
-        text = regex.sub(r"(?<=\p{L})'(?=\p{L})", _INNER_APOSTROPHE, text)
-    text = regex.sub(r"(?<=\d)[.,](?=\d)", lambda m: _DIGIT_SEPARATOR[m.group(0)], text)
-    text = regex.sub(r"\p{P}", " ", text)
+        text = _LETTER_APOSTROPHE.sub(_INNER_APOSTROPHE, text)
+    text = _DIGIT_MARK.sub(lambda m: _DIGIT_SEPARATOR[m.group(0)], text)
+    text = _PUNCTUATION.sub(" ", text)
     text = text.replace(_INNER_APOSTROPHE, "'")
     for mark, placeholder in _DIGIT_SEPARATOR.items():
         text = text.replace(placeholder, mark)

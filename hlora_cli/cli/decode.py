@@ -95,6 +95,9 @@ def decode(
         None, help="Whisper: restrict language detection to these (comma-separated)."
     ),
     threads: int = typer.Option(None, help="CPU threads (torch)."),
+    num_workers: int = typer.Option(
+        None, help="Processes reading audio ahead of the model (default: min(4, cores - 1)); 0: none."
+    ),
     device: str = typer.Option("auto", help="auto (the GPU when there is one), cpu, cuda or cuda:N."),
     dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16 (CUDA only): autocast."),
 ) -> None:
@@ -129,6 +132,7 @@ def decode(
         lang=lang,
         device=device,
         dtype=dtype,
+        num_workers=num_workers,
     )
     items = collect_inputs(inputs)
     if whisper is not None:

@@ -22,6 +22,9 @@ def lid(
     plot: Path = typer.Option(None, help="PNG of the confusion matrix (needs references)."),
     device: str = typer.Option("auto", help="auto (the GPU when there is one), cpu, cuda or cuda:N."),
     dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16 (CUDA only): autocast."),
+    num_workers: int = typer.Option(
+        None, help="Processes reading audio ahead of the model (default: min(4, cores - 1)); 0: none."
+    ),
 ) -> None:
     """Identify the language of each utterance; with references, accuracy and a confusion matrix."""
     from hlora_cli.model import load_model
@@ -34,7 +37,9 @@ def lid(
     from hlora_cli.model.checkpoint import check_model_dir
 
     check_model_dir(model)
-    options = DecodeOptions(mode="single", batch_seconds=batch_seconds, device=device, dtype=dtype)
+    options = DecodeOptions(
+        mode="single", batch_seconds=batch_seconds, device=device, dtype=dtype, num_workers=num_workers
+    )
     items = collect_inputs(inputs)
     if plot is not None and not any(it.lang for it in items):
         raise HloraError(f"--plot {plot}: the inputs carry no reference language, so there is no confusion to plot")

@@ -31,6 +31,7 @@ class TrainProgress:
         self.first_step = start
         self.last_t: float | None = None
         self.audio = 0.0  # audio seconds since the last plain line
+        self.wait = 0.0  # seconds blocked on data since the last plain line
 
     def __enter__(self) -> TrainProgress:
         if self.live:
@@ -61,6 +62,7 @@ class TrainProgress:
                 rate = f" {r['audio_s'] / max(1e-6, now - self.last_t):.1f} audio-s/s"
             info = f"loss {r['loss']:.3f} lid {r['lid_acc']:.2f}{rate}"
             self.audio += r["audio_s"]
+            self.wait += r.get("data_wait_s", 0.0)
         self.last_t = now
         if self.bar is not None:
             self.bar.update(self.task, completed=r["step"], info=info)
@@ -68,14 +70,16 @@ class TrainProgress:
             done = r["step"] - self.first_step
             eta = (now - self.t0) / max(1, done) * (self.total - r["step"])
             speed = self.audio / max(1e-6, now - self.last_print)
+            wait = 100 * self.wait / max(1e-6, now - self.last_print)
             loss = "skipped" if r.get("skipped") else f"loss {r['loss']:.3f}, LID acc {r['lid_acc']:.2f}"
             self.console.print(
-                f"step {r['step']}/{self.total}: {loss}, {speed:.1f} audio-s/s, elapsed {_duration(now - self.t0)}, "
+                f"step {r['step']}/{self.total}: {loss}, {speed:.1f} audio-s/s, waiting for data {wait:.0f}%, "
+                f"elapsed {_duration(now - self.t0)}, "
                 f"ETA {_duration(eta)}",
                 soft_wrap=True,
                 highlight=False,
             )
-            self.last_print, self.audio = now, 0.0
+            self.last_print, self.audio, self.wait = now, 0.0, 0.0
 
     def on_eval(self, r: dict) -> None:
         per = " ".join(f"{k[8:]} {v:.3f}" for k, v in r.items() if k.startswith("dev_cer_") and v is not None)

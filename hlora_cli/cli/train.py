@@ -64,6 +64,9 @@ def train(
     metric: str = typer.Option(None, help="Keep best by cer, loss or lid_acc."),
     early_stop: int = typer.Option(None, help="Stop after this many evaluations without improvement."),
     seed: int = typer.Option(None),
+    num_workers: int = typer.Option(
+        None, help="Processes reading and featurising audio ahead of training (default: min(4, cores - 1)); 0: none."
+    ),
     device: str = typer.Option(None, help="auto, cpu, cuda or cuda:N."),
     deterministic: bool = typer.Option(None, "--deterministic/--no-deterministic"),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in RUN_DIR from its checkpoint."),
@@ -82,8 +85,8 @@ def train(
         f"[bold]{cfg.model_type}[/] on {cfg.backbone} ({trainer.model.backbone.num_layers} layers: "
         f"{trainer.model.layout.describe()}), languages {', '.join(trainer.model.languages)}; "
         f"{len(trainer.train_data.examples)} training utterances, {trainable:,} trainable / {frozen:,} frozen "
-        f"parameters; {trainer.dist.world_size} process(es) on {trainer.device}"
-        + (f"; resuming at step {trainer.step}" if resume else "")
+        f"parameters; {trainer.dist.world_size} process(es) on {trainer.device}, "
+        f"{trainer.workers} data worker(s) each" + (f"; resuming at step {trainer.step}" if resume else "")
     )
     import os
 

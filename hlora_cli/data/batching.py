@@ -1,4 +1,4 @@
-"""Batches by total (padded) audio seconds, and loading them.
+"""Batches by total (padded) audio seconds.
 
 The sampler is a pure function of (seed, epoch). "sorted" batching orders utterances by a jittered
 duration, so a batch holds utterances of similar length (little padding) while its composition
@@ -15,14 +15,11 @@ import math
 import random
 from dataclasses import dataclass
 
-import numpy as np
-
-from hlora_cli.data.audio import load_audio
 from hlora_cli.data.manifest import Utterance
 from hlora_cli.errors import HloraError
 
 
-@dataclass
+@dataclass(slots=True)
 class Example:
     utt: Utterance
     lang: int  # index into the model's languages
@@ -148,24 +145,3 @@ class DurationBatchSampler:
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self.position = state["epoch"], state["position"]
         self._batches = self._epoch_batches(self.epoch)
-
-
-def load_waveforms(utts: list[Utterance]) -> list[np.ndarray]:
-    return [load_audio(u.audio, u.start, u.end) for u in utts]
-
-
-def load_waveforms_skipping(utts: list[Utterance]) -> tuple[list[np.ndarray], list[int], dict[str, str]]:
-    """Waveforms of the utterances whose audio loads, their indices in `utts`, and the reason
-    (an HloraError naming the file: missing, corrupt, NaN or Inf samples) for each utterance id
-    that does not, so a training step can go on without them."""
-    waves: list[np.ndarray] = []
-    kept: list[int] = []
-    failed: dict[str, str] = {}
-    for i, u in enumerate(utts):
-        try:
-            waves.append(load_audio(u.audio, u.start, u.end))
-        except HloraError as e:
-            failed[u.id] = str(e)
-            continue
-        kept.append(i)
-    return waves, kept, failed

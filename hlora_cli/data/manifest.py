@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -20,10 +22,11 @@ from hlora_cli.files import atomic_write
 from text_normalization.registry import language_code
 
 REQUIRED = ("id", "audio", "lang", "text")
+_WHITESPACE = re.compile(r"\s")  # what str.isspace() calls whitespace, found without a Python loop
 OPTIONAL_TEXT = ("text_norm", "speaker")
 
 
-@dataclass
+@dataclass(slots=True)  # a million of them in memory: no per-instance dict
 class Utterance:
     id: str
     audio: str  # absolute path once read (resolved against the manifest's folder)
@@ -58,52 +61,71 @@ def id_problem(utt_id: str) -> str | None:
     Kaldi line), or None."""
     if not utt_id:
         return "id is empty"
-    if any(c.isspace() for c in utt_id):
+    if _WHITESPACE.search(utt_id):
         return f"id {utt_id!r} contains whitespace"
     return None
 
 
-def _number(d: dict, key: str, where: str) -> float | None:
-    value = d.get(key)
-    if value is None:
-        return None
+class _BadLine(Exception):
+    """What is wrong with one line; the reader adds the file and line number."""
+
+
+def _number(d: dict, key: str) -> float:
+    value = d[key]
     try:
         if isinstance(value, bool):
             raise ValueError
         number = float(value)
     except (TypeError, ValueError):
-        raise HloraError(f"{where}: {key} must be a number of seconds, got {json.dumps(value)}") from None
+        raise _BadLine(f"{key} must be a number of seconds, got {json.dumps(value)}") from None
     if not math.isfinite(number):
-        raise HloraError(f"{where}: {key} must be a finite number of seconds, got {json.dumps(value)}")
+        raise _BadLine(f"{key} must be a finite number of seconds, got {json.dumps(value)}")
     return number
 
 
-def parse_line(line: str, where: str, base: Path) -> Utterance:
+def parse_line(line: str, base: str) -> Utterance:
+    """One manifest line as an Utterance, its audio path resolved against `base`; _BadLine says
+    what is wrong with it."""
     try:
         d = json.loads(line)
     except json.JSONDecodeError as e:
-        raise HloraError(f"{where}: not valid JSON ({e.msg})") from e
+        raise _BadLine(f"not valid JSON ({e.msg})") from None
+    return _utterance(d, base)
+
+
+def _utterance(d: object, base: str) -> Utterance:
     if not isinstance(d, dict):
-        raise HloraError(f"{where}: expected a JSON object")
+        raise _BadLine("expected a JSON object")
     missing = [k for k in REQUIRED if k not in d]
     if missing:
-        raise HloraError(f"{where}: missing field(s) {', '.join(missing)}")
-    unknown = sorted(set(d) - _FIELDS)
-    if unknown:
-        raise HloraError(f"{where}: unknown field(s) {', '.join(unknown)}")
+        raise _BadLine(f"missing field(s) {', '.join(missing)}")
+    if not d.keys() <= _FIELDS:
+        raise _BadLine(f"unknown field(s) {', '.join(sorted(set(d) - _FIELDS))}")
     for key in REQUIRED + OPTIONAL_TEXT:
         if (key in REQUIRED or d.get(key) is not None) and not isinstance(d[key], str):
-            raise HloraError(f"{where}: {key} must be a string, got {json.dumps(d[key])}")
+            raise _BadLine(f"{key} must be a string, got {json.dumps(d[key])}")
     problem = id_problem(d["id"])
     if problem:
-        raise HloraError(f"{where}: {problem}")
+        raise _BadLine(problem)
     if not d["audio"].strip():
-        raise HloraError(f"{where}: audio is empty")
-    numbers = {key: _number(d, key, where) for key in ("start", "end", "duration")}
-    utt = Utterance(**{**d, **numbers, "lang": language_code(d["lang"], where)})
-    audio = Path(utt.audio)
-    utt.audio = str(audio if audio.is_absolute() else base / audio)
-    return utt
+        raise _BadLine("audio is empty")
+    for key in ("start", "end", "duration"):
+        if d.get(key) is not None:
+            d[key] = _number(d, key)
+    try:
+        d["lang"] = language_code(d["lang"])
+    except HloraError as e:
+        raise _BadLine(str(e)) from None
+    d["audio"] = _resolve(d["audio"], base)
+    return Utterance(**d)
+
+
+def _resolve(audio: str, base: str) -> str:
+    """`audio` against the manifest's folder, as `str(Path(base) / audio)` gives it (os.path is
+    several times faster, which a million-line manifest notices; Path only where it would tidy)."""
+    if "//" in audio or "./" in audio or audio.endswith(("/", "/.")) or audio == ".":
+        return str(Path(base) / audio)
+    return audio if os.path.isabs(audio) else os.path.join(base, audio)
 
 
 def read_manifest(path: str | Path) -> list[Utterance]:
@@ -115,11 +137,42 @@ def read_manifest(path: str | Path) -> list[Utterance]:
         raise HloraError(f"{path}: manifest not found") from e
     except UnicodeDecodeError as e:
         raise HloraError(f"{path}: not UTF-8 text ({e.reason})") from e
-    base = path.resolve().parent
+    base = str(path.resolve().parent)
     # "\n" only: json.dumps(ensure_ascii=False) leaves U+2028 and the like raw inside strings,
     # and str.splitlines() would break a line there
-    lines = text.split("\n")
-    return [parse_line(line, f"{path}:{n}", base) for n, line in enumerate(lines, 1) if line.strip()]
+    lines = [line for line in text.split("\n") if line and not line.isspace()]
+    objects = _parse_all(lines)
+    utts = []
+    for i, line in enumerate(lines):
+        try:
+            utts.append(parse_line(line, base) if objects is None else _utterance(objects[i], base))
+        except _BadLine as e:
+            raise HloraError(f"{path}:{_line_number(text, i)}: {e}") from None
+    return utts
+
+
+def _parse_all(lines: list[str]) -> list | None:
+    """Every line's JSON value in one call (a third faster than a call per line, which a million
+    lines notice), or None where that cannot stand for parsing them one by one: a line that is not
+    `{...}` or a value count that differs from the line count."""
+    if not all(line[0] == "{" and line.rstrip()[-1] == "}" for line in lines):
+        return None
+    try:
+        objects = json.loads("[" + ",".join(lines) + "]")
+    except json.JSONDecodeError:
+        return None
+    return objects if len(objects) == len(lines) else None
+
+
+def _line_number(text: str, i: int) -> int:
+    """The line number of the `i`-th (from 0) non-blank line of `text`."""
+    seen = -1
+    for n, line in enumerate(text.split("\n"), 1):
+        if line and not line.isspace():
+            seen += 1
+            if seen == i:
+                return n
+    raise AssertionError(i)
 
 
 def write_manifest(path: str | Path, utts: Iterable[Utterance]) -> Path:

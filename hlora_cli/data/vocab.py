@@ -82,13 +82,20 @@ class Vocab:
 
     def encode(self, text_norm: str, lang: str, shared: bool = False) -> tuple[list[int], int]:
         """Token ids of a normalized line and how many tokens were mapped to unknown."""
-        tokens = self.shared if shared else self.languages.get(lang)
-        if tokens is None:
-            raise HloraError(f"language {lang} has no token inventory (vocab has {', '.join(self.languages)})")
-        index = {t: i for i, t in enumerate(tokens)}
+        index = self._index("" if shared else lang)
         unk = index[UNK]
         ids = [index.get(t, unk) for t in self.tokens(text_norm, lang, shared)]
         return ids, sum(1 for i in ids if i == unk)
+
+    def _index(self, lang: str) -> dict[str, int]:
+        """Token -> id in `lang`'s inventory ("": the shared one), built once per inventory."""
+        cache = self.__dict__.setdefault("_indices", {})
+        if lang not in cache:
+            tokens = self.languages.get(lang) if lang else self.shared
+            if tokens is None:
+                raise HloraError(f"language {lang} has no token inventory (vocab has {', '.join(self.languages)})")
+            cache[lang] = {t: i for i, t in enumerate(tokens)}
+        return cache[lang]
 
     def bpe_models_for(self, languages: list[str], shared: bool) -> dict[str, str]:
         """The BPE models a model over `languages` with a shared or per-language heads encodes with."""

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from hlora_cli.data.audio import audio_info, load_audio
+from hlora_cli.data.audio import audio_info
 from hlora_cli.data.batching import duration_batches
+from hlora_cli.data.loader import Job, Segment, default_workers, load_in_background
 from hlora_cli.device import autocast, check_dtype, resolve_device
 from hlora_cli.errors import HloraError
 from hlora_cli.infer.ctc_decode import BeamDecoder, Hypothesis, greedy_hypothesis
@@ -51,6 +52,7 @@ class DecodeOptions:
     merge: bool = True  # fold LoRA into the weights of a copy of the model (bare-backbone speed)
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     dtype: str = "fp32"  # fp32, bf16 or fp16 (CUDA only): autocast
+    num_workers: int | None = None  # processes reading audio ahead; default min(4, cores - 1)
 
     def __post_init__(self) -> None:
         """Every value checked before any model is loaded or file read."""
@@ -66,6 +68,7 @@ class DecodeOptions:
         check_number("--batch-seconds", self.batch_seconds, 0, open_low=True)
         check_number("--overlap", self.overlap, 0)
         check_number("--window", self.window, 1)
+        check_number("--num-workers", self.num_workers, 0, optional=True)
         if self.window <= self.overlap:
             raise HloraError(f"--window {self.window} must be longer than --overlap {self.overlap}")
 
@@ -107,8 +110,10 @@ class Recognizer:
         self.dtype = check_dtype(options.dtype, self.device)
         self.model, self.lid_model = self._ready(model, options), self._ready(lid_model, options)
         self.opt = options
-        limit = model.backbone.max_seconds  # Whisper's encoder takes 30 s at most; 1 s spare for framing
-        self.window = options.window if limit is None else min(options.window, limit - 1)
+        # Whisper's encoder takes 30 s at most (either model's, two-stage); 1 s spare for framing
+        limits = [m.backbone.max_seconds for m in (model, lid_model) if m is not None and m.backbone.max_seconds]
+        self.window = min([options.window, *(limit - 1 for limit in limits)])
+        self.workers = default_workers() if options.num_workers is None else options.num_workers
         self.fps = model.backbone.frames_per_second
         self._beams: dict[int, BeamDecoder] = {}
         unknown = sorted(set(options.lms) - set(model.languages))
@@ -132,11 +137,11 @@ class Recognizer:
 
     def _forward(self, model: CTCModel, feats: Features, routing_mode: str, langs: torch.Tensor | None = None):
         with autocast(self.device, self.dtype):
-            return model(feats.to(self.device), routing_mode, langs)
+            return model(feats.to(self.device, non_blocking=True), routing_mode, langs)
 
     def _identify(self, model: CTCModel, feats: Features) -> np.ndarray:
         with autocast(self.device, self.dtype):
-            return model.identify(feats.to(self.device)).float().exp().cpu().numpy()
+            return model.identify(feats.to(self.device, non_blocking=True)).float().exp().cpu().numpy()
 
     # --- language ------------------------------------------------------------------------
     @staticmethod
@@ -179,25 +184,29 @@ class Recognizer:
         lengths = [w.end - w.start for w in wins]
         return [[wins[i] for i in b] for b in duration_batches(lengths, self.opt.batch_seconds, 0, 0, shuffle=False)]
 
-    def _load(
-        self, items: list[Item], batch: list[Window], failed: dict[int, str]
-    ) -> tuple[Features | None, list[Window]]:
-        """Features of the windows that decode, and those windows. A window whose data does not
-        decode (a header that reads, data that does not) marks its recording in `failed`, and the
-        recording's other windows are dropped from then on."""
-        waves, kept = [], []
-        for w in batch:
-            if w.item in failed:
-                continue
-            it = items[w.item]
-            offset = it.start or 0.0
-            try:
-                waves.append(load_audio(it.audio, offset + w.start, offset + w.end))
-            except HloraError as e:
-                failed[w.item] = str(e)
-                continue
-            kept.append(w)
-        return (self.model.prepare(waves) if kept else None), kept
+    def _loaded(
+        self, items: list[Item], batches: list[list[Window]], model: CTCModel, failed: dict[int, str]
+    ) -> Iterator[tuple[list[Window], Features | None, list[Window]]]:
+        """For each batch of windows: the batch, the features (`model`'s frontend) of its windows
+        whose audio decoded, and those windows; read ahead by --num-workers processes. A window
+        whose data does not decode (a header that reads, data that does not) marks its recording
+        in `failed`; the recording's windows not yet read are left out from then on."""
+
+        def job(full: list[Window]) -> Job:
+            wanted = [w for w in full if w.item not in failed]
+            segments = []
+            for w in wanted:
+                it = items[w.item]
+                offset = it.start or 0.0
+                segments.append(Segment(it.audio, offset + w.start, offset + w.end))
+            return Job((full, wanted), segments)
+
+        frontend = model.backbone.frontend
+        for loaded in load_in_background(map(job, batches), frontend, self.workers, self.device.type == "cuda"):
+            full, wanted = loaded.key
+            for pos, reason in loaded.failed.items():
+                failed.setdefault(wanted[pos].item, reason)
+            yield full, loaded.feats, [wanted[p] for p in loaded.kept]
 
     def _usable(self, items: list[Item]) -> tuple[list[int], list[tuple[str, str]]]:
         """Indices of items whose audio can be read (header), and (id, reason) for the others."""
@@ -227,8 +236,7 @@ class Recognizer:
         on_progress: Callable[[float], None] | None = None,
     ) -> dict[int, list[tuple[float, np.ndarray]]]:
         probs: dict[int, list[tuple[float, np.ndarray]]] = {}
-        for batch in self._batches(wins):
-            feats, kept = self._load(items, batch, failed)
+        for batch, feats, kept in self._loaded(items, self._batches(wins), model, failed):
             if kept:
                 for w, p in zip(kept, self._identify(model, feats), strict=True):
                     probs.setdefault(w.item, []).append((w.end - w.start, p))
@@ -311,8 +319,8 @@ class Recognizer:
             return known.get(w.item) or (decided[w.item][0] if w.item in decided else None)
 
         groups = [[w for w in wins if fixed(w) is not None], [w for w in wins if fixed(w) is None]]
-        for full in [b for group in groups for b in self._batches(group)]:
-            feats, batch = self._load(items, full, failed)
+        batches = [b for group in groups for b in self._batches(group)]
+        for full, feats, batch in self._loaded(items, batches, model, failed):
             if batch:
                 if fixed(batch[0]) is not None:
                     out = self._forward(model, feats, "oracle", model.lang_index([fixed(w) for w in batch]))

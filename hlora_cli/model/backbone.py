@@ -3,14 +3,12 @@ between layers.
 
     waveforms --prepare--> Features --embed--> h (B, T, D) --layer(i) x L--> --finish--> h
 
-`prepare` is the feature frontend (log-mel for Whisper, normalised waveform for HuBERT/wav2vec2),
-computed per utterance so that padding never changes an utterance's features.
+`prepare` is the feature frontend (model/frontend.py), which the data loader's workers also run.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,29 +17,9 @@ from torch import nn
 
 from hlora_cli.errors import HloraError
 from hlora_cli.model.config import BackboneRef
+from hlora_cli.model.frontend import SAMPLE_RATE, Features, Frontend, LogMelFrontend, WaveformFrontend
 
-SAMPLE_RATE = 16000
-
-
-@dataclass
-class Features:
-    """Padded frontend input.
-
-    values : shape = (batch, n_mels, n_frames) for Whisper, (batch, n_samples) for HuBERT/wav2vec2
-    lengths : shape = (batch,), valid frames or samples of each utterance
-    """
-
-    values: torch.Tensor
-    lengths: torch.Tensor
-
-    def to(self, device: torch.device | str) -> Features:
-        return Features(self.values.to(device), self.lengths.to(device))
-
-
-def _as_numpy(w: np.ndarray | torch.Tensor) -> np.ndarray:
-    if isinstance(w, torch.Tensor):
-        w = w.detach().cpu().numpy()
-    return np.asarray(w, dtype=np.float32).reshape(-1)
+__all__ = ["SAMPLE_RATE", "Backbone", "Features", "HubertBackbone", "WhisperBackbone"]
 
 
 def additive_mask(lengths: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor | None:
@@ -82,8 +60,10 @@ class Backbone(nn.Module):
     def layers(self) -> nn.ModuleList:
         raise NotImplementedError
 
+    frontend: Frontend
+
     def prepare(self, waveforms: list[np.ndarray | torch.Tensor]) -> Features:
-        raise NotImplementedError
+        return self.frontend(waveforms)
 
     def embed(self, feats: Features) -> tuple[torch.Tensor, torch.Tensor]:
         """Frontend to the input of layer 1: h (B, T, D) and output lengths (B,)."""
@@ -95,14 +75,6 @@ class Backbone(nn.Module):
     def finish(self, h: torch.Tensor) -> torch.Tensor:
         """What follows the last layer (a final layer norm where the encoder has one)."""
         return h
-
-    def check_lengths(self, n_samples: list[int]) -> None:
-        for i, n in enumerate(n_samples):
-            if n < self.min_samples:
-                raise HloraError(
-                    f"utterance {i} of the batch has {n} samples ({n / SAMPLE_RATE:.3f} s), shorter than one "
-                    f"output frame of the {self.kind} encoder ({self.min_samples} samples): drop or pad it"
-                )
 
     def freeze(self) -> Backbone:
         self.requires_grad_(False)
@@ -152,29 +124,10 @@ class WhisperBackbone(Backbone):
         self.num_layers = encoder.config.encoder_layers
         self.max_frames = encoder.config.max_source_positions * 2  # mel frames: 100 a second
         self.max_seconds = self.max_frames / 100
+        self.frontend = LogMelFrontend(self.min_samples, self.kind, feature_extractor, self.max_frames)
 
     def layers(self) -> nn.ModuleList:
         return self.encoder.layers
-
-    def prepare(self, waveforms: list[np.ndarray | torch.Tensor]) -> Features:
-        wavs = [_as_numpy(w) for w in waveforms]
-        self.check_lengths([len(w) for w in wavs])
-        mels = []
-        for w in wavs:
-            mel = self.feature_extractor(
-                w, sampling_rate=SAMPLE_RATE, padding="longest", return_tensors="pt"
-            ).input_features[0]
-            mels.append(mel[:, : mel.shape[1] // 2 * 2])  # even length: exactly frames/2 outputs
-        lengths = torch.tensor([m.shape[1] for m in mels])
-        if int(lengths.max()) > self.max_frames:
-            raise HloraError(
-                f"an utterance of {int(lengths.max()) / 100:.1f} s exceeds the Whisper encoder's "
-                f"{self.max_frames / 100:.0f} s window: split long audio before encoding"
-            )
-        values = torch.zeros(len(mels), mels[0].shape[0], int(lengths.max()))
-        for i, m in enumerate(mels):
-            values[i, :, : m.shape[1]] = m
-        return Features(values, lengths)
 
     def embed(self, feats: Features) -> tuple[torch.Tensor, torch.Tensor]:
         enc = self.encoder
@@ -226,6 +179,7 @@ class HubertBackbone(Backbone):
         # statistics: such models get their frontend run per utterance.
         self.per_utterance_frontend = cfg.feat_extract_norm == "group"
         self.min_samples = self._min_samples()
+        self.frontend = WaveformFrontend(self.min_samples, self.kind, do_normalize)
         self.frames_per_second = SAMPLE_RATE / float(np.prod(cfg.conv_stride))
 
     def _min_samples(self) -> int:
@@ -236,17 +190,6 @@ class HubertBackbone(Backbone):
 
     def layers(self) -> nn.ModuleList:
         return self.model.encoder.layers
-
-    def prepare(self, waveforms: list[np.ndarray | torch.Tensor]) -> Features:
-        wavs = [_as_numpy(w) for w in waveforms]
-        self.check_lengths([len(w) for w in wavs])
-        lengths = torch.tensor([len(w) for w in wavs])
-        values = torch.zeros(len(wavs), int(lengths.max()))
-        for i, w in enumerate(wavs):
-            if self.do_normalize:
-                w = (w - w.mean()) / np.sqrt(w.var() + 1e-7)
-            values[i, : len(w)] = torch.from_numpy(w)
-        return Features(values, lengths)
 
     def _conv_frontend(self, feats: Features) -> torch.Tensor:
         fe = self.model.feature_extractor

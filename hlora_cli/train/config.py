@@ -64,6 +64,8 @@ class TrainConfig:
     metric: str = "cer"  # "cer", "loss" (lower is better) or "lid_acc" (higher)
     early_stop: int | None = None  # evaluations without improvement before stopping
     max_bad_batches: int = 20  # consecutive non-finite losses before aborting
+    # data loading
+    num_workers: int | None = None  # processes reading and featurising audio; default min(4, cores - 1)
     # device
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     bf16: bool = True  # autocast on CUDA
@@ -125,6 +127,7 @@ class TrainConfig:
             ("--max-bad-batches", self.max_bad_batches, 1, inf, False, False, False),
             ("--freeze-layers", self.freeze_layers, 0, inf, False, False, False),
             ("--lid-hidden", self.lid_hidden, 1, inf, False, False, False),
+            ("--num-workers", self.num_workers, 0, inf, False, False, True),
         ]
         for flag, value, low, high, open_low, open_high, optional in checks:
             check_number(flag, value, low, high, open_low=open_low, open_high=open_high, optional=optional)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hlora_cli.data.audio import segment_duration
@@ -41,7 +41,8 @@ def load_examples(
     utts = read_manifest(path)
     if not utts:
         raise HloraError(f"{path}: manifest is empty")
-    resolved = [resolve_language(u.lang, languages) for u in utts]
+    codes = {code: resolve_language(code, languages) for code in {u.lang for u in utts}}
+    resolved = [codes[u.lang] for u in utts]
     missing = Counter(u.lang for u, r in zip(utts, resolved, strict=True) if r is None)
     if missing:
         langs = ", ".join(f"{lang} ({n})" for lang, n in missing.most_common())
@@ -50,6 +51,7 @@ def load_examples(
             "add them to the vocab and --languages, or remove them"
         )
     prefix = shared_head and vocab.has_prefix_tokens(languages)
+    index = {lang: i for i, lang in enumerate(languages)}
     out = Examples([])
     for u, lang in zip(utts, resolved, strict=True):
         duration = u.duration if u.duration is not None else segment_duration(u.audio, u.start, u.end)
@@ -63,7 +65,8 @@ def load_examples(
         ids, unknown = vocab.encode(f"<{lang}> {text}" if prefix else text, lang, shared=shared_head)
         out.unknown_chars += unknown
         every = [vocab.encode(text, other)[0] for other in languages] if every_head else None
-        out.examples.append(Example(replace(u, lang=lang, duration=duration), languages.index(lang), ids, every))
+        u.lang, u.duration = lang, duration  # the manifest's rows are ours: no copy of a million
+        out.examples.append(Example(u, index[lang], ids, every))
     if not out.examples:
         raise HloraError(f"{path}: no usable utterance ({dict(out.skipped)})")
     return out

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hlora_cli.data.batching import DurationBatchSampler, duration_batches, load_waveforms_skipping
+from hlora_cli.data.batching import DurationBatchSampler, Example, duration_batches
+from hlora_cli.data.loader import Job, Loaded, Segment, default_workers, load_in_background, load_job
 from hlora_cli.data.vocab import Vocab, norm_text
 from hlora_cli.device import resolve_device
 from hlora_cli.errors import HloraError
@@ -26,8 +27,10 @@ from hlora_cli.infer.ctc_decode import greedy_hypothesis
 from hlora_cli.model import BackboneRef, CTCModel, LIDConfig, LoRAConfig, ModelConfig, build_model
 from hlora_cli.model.backbone import detect_kind
 from hlora_cli.model.config import SHARED_HEAD_TYPES, canonical_model_type
+from hlora_cli.model.frontend import Features
 from hlora_cli.score.metrics import char_errors
 from hlora_cli.train import state as run_state
+from hlora_cli.train.batches import TrainBatches
 from hlora_cli.train.config import TrainConfig, load_config
 from hlora_cli.train.data import Examples, load_examples
 from hlora_cli.train.distributed import Dist
@@ -167,6 +170,11 @@ class Trainer:
             groups=[e.lang for e in self.train_data.examples],
         )
         self.total_steps = cfg.max_steps or math.ceil(self.sampler.batches_in(cfg.epochs) / cfg.grad_accum)
+        self.workers = default_workers() if cfg.num_workers is None else cfg.num_workers
+        self.pin_memory = self.device.type == "cuda"
+        self.batches = TrainBatches(
+            self.sampler, self._loadable(self.train_data), self.model.backbone.frontend, self.workers, self.pin_memory
+        )
         self.optimizer = torch.optim.AdamW(param_groups(self.model, self.params, cfg), weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg, self.total_steps))
         self.step, self.best, self.evals_since_best, self.bad_in_a_row, self.bad_total = 0, None, 0, 0, 0
@@ -223,7 +231,7 @@ class Trainer:
                 named[name].copy_(t)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
-        self.sampler.load_state_dict(ckpt["sampler"][self.dist.rank])
+        self.batches.load_state_dict(ckpt["sampler"][self.dist.rank])
         run_state.set_rng_state(ckpt["rng"][self.dist.rank])
         self.step, self.best, self.evals_since_best = ckpt["step"], ckpt["best"], ckpt["evals_since_best"]
         self.bad_in_a_row, self.bad_total = ckpt["bad_in_a_row"], ckpt["bad_total"]
@@ -233,7 +241,7 @@ class Trainer:
             atomic_write(self.run_dir / METRICS, lambda p: p.write_text("".join(x + "\n" for x in kept)))
 
     def _checkpoint(self) -> None:
-        gathered_sampler = self._gather(self.sampler.state_dict())
+        gathered_sampler = self._gather(self.batches.state_dict())
         gathered_rng = self._gather(run_state.rng_state())
         if self.dist.is_main:
             run_state.save_checkpoint(
@@ -285,18 +293,34 @@ class Trainer:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _forward(self, data: Examples, idx: list[int], routing_mode: str):
-        """Loss of one batch. Audio that does not load (missing, corrupt, NaN or Inf samples) is
-        left out and remembered by id, with the reason naming the file."""
-        batch = [data.examples[i] for i in idx if data.examples[i].utt.id not in self.unreadable]
-        waves, kept, failed = load_waveforms_skipping([e.utt for e in batch])
-        for utt_id, reason in failed.items():
-            self.unreadable[utt_id] = reason
-            data.skipped["unreadable audio"] += 1
-        batch = [batch[i] for i in kept]
-        if not batch:
-            return batch, None, None
-        feats = self.model.prepare(waves).to(self.device)
+    def _loadable(self, data: Examples) -> Callable[[list[int]], tuple[list[int], list[Segment]]]:
+        """The indices of a batch whose audio is not known to be unreadable, and their segments."""
+
+        def segments(idx: list[int]) -> tuple[list[int], list[Segment]]:
+            keep = [i for i in idx if data.examples[i].utt.id not in self.unreadable]
+            utts = [data.examples[i].utt for i in keep]
+            return keep, [Segment(u.audio, u.start, u.end) for u in utts]
+
+        return segments
+
+    def _received(self, data: Examples, loaded: Loaded) -> tuple[list[Example], Features | None]:
+        """A loaded batch's examples and features. Audio that did not load (missing, corrupt, NaN
+        or Inf samples) is left out and remembered by id, with the reason naming the file."""
+        idx: list[int] = loaded.key
+        for pos, reason in loaded.failed.items():
+            utt_id = data.examples[idx[pos]].utt.id
+            if utt_id not in self.unreadable:  # a batch prefetched before it was known comes back again
+                self.unreadable[utt_id] = reason
+                data.skipped["unreadable audio"] += 1
+        return [data.examples[idx[p]] for p in loaded.kept], loaded.feats
+
+    def load_batch(self, data: Examples, idx: list[int]) -> tuple[list[Example], Features | None]:
+        """The examples `idx` of `data` and their features, read in this process."""
+        return self._received(data, load_job(Job(*self._loadable(data)(idx)), self.model.backbone.frontend))
+
+    def _forward(self, batch: list[Example], feats: Features, routing_mode: str):
+        """Loss of one batch."""
+        feats = feats.to(self.device, non_blocking=self.pin_memory)
         langs = torch.tensor([e.lang for e in batch], device=self.device)
         with self._autocast():
             out = self.model(feats, routing_mode, langs if routing_mode == "oracle" else None)
@@ -304,7 +328,7 @@ class Trainer:
         parts = joint_loss(
             out, langs, [e.targets for e in batch], self.model.ctc_heads.vocab_sizes, self.lid_weight, every
         )
-        return batch, out, parts
+        return out, parts
 
     def _train_routing(self, micro: int) -> str:
         cfg = self.cfg
@@ -323,12 +347,14 @@ class Trainer:
         # in every micro-batch, however the duration buckets split them: each micro-batch's mean
         # loss is weighted by its share of the step's utterances (times the world size, which
         # average_gradients divides by again).
-        micro_batches = [self.sampler.next() for _ in range(cfg.grad_accum)]
-        step_utts = self.dist.sum([float(sum(len(idx) for idx in micro_batches))])[0]
-        for micro, idx in enumerate(micro_batches):
-            batch, out, parts = self._forward(self.train_data, idx, self._train_routing(micro))
+        wait = self.batches.wait_seconds
+        micro_batches = [self._received(self.train_data, self.batches.next()) for _ in range(cfg.grad_accum)]
+        wait = self.batches.wait_seconds - wait
+        step_utts = self.dist.sum([float(sum(len(batch) for batch, _ in micro_batches))])[0]
+        for micro, (batch, feats) in enumerate(micro_batches):
             if not batch:
                 continue
+            out, parts = self._forward(batch, feats, self._train_routing(micro))
             if not torch.isfinite(parts.total):
                 bad = 1.0
                 break
@@ -373,6 +399,7 @@ class Trainer:
             "audio_s": totals["audio_s"],
             "grad_norm": grad_norm,
             "lr": self.scheduler.get_last_lr()[0],
+            "data_wait_s": wait,
         }
 
     @torch.no_grad()
@@ -387,14 +414,17 @@ class Trainer:
         per = np.zeros((len(langs), len(EVAL_SUMS)))  # per language, columns EVAL_SUMS
         loss_sum = 0.0
         batches = duration_batches(data.durations, self.cfg.batch_seconds, self.cfg.seed, 0, shuffle=False)
-        for idx in batches[self.dist.rank :: self.dist.world_size]:
-            batch, out, parts = self._forward(data, idx, routing_mode)
+        loadable = self._loadable(data)
+        jobs = (Job(*loadable(idx)) for idx in batches[self.dist.rank :: self.dist.world_size])
+        for loaded in load_in_background(jobs, self.model.backbone.frontend, self.workers, self.pin_memory):
+            batch, feats = self._received(data, loaded)
             if not batch:
                 continue
+            out, parts = self._forward(batch, feats, routing_mode)
             if routing_mode == "predicted" and self.cfg.model_type == "hlora":
                 # The loss of a misrouted utterance is not defined (its text is not in the chosen
                 # head's inventory): the dev loss is the training objective with the true routing.
-                _, _, parts = self._forward(data, idx, "oracle")
+                _, parts = self._forward(batch, feats, "oracle")
             loss_sum += float(parts.total) * len(batch)
             log_probs = out.ctc_logprobs.float().cpu().numpy()
             for b, (e, routed) in enumerate(zip(batch, out.lang_ids.tolist(), strict=True)):
@@ -456,6 +486,7 @@ class Trainer:
                 stop = cfg.early_stop is not None and self.evals_since_best >= cfg.early_stop
             if self.step % cfg.save_every == 0 or at_end or stop:
                 self._checkpoint()
+        self.batches.close()
         if self.dev_data is None:
             self._save_models(best=True)  # without a dev set, best is the last
         self._checkpoint()

@@ -112,6 +112,7 @@ def test_outputs_and_models_are_checked_before_any_work(setup, tmp_path):
         ("--lr", "-1", "--lr -1.0: must be a finite number in (0, inf]"),
         ("--lora-dropout", "1.5", "--lora-dropout 1.5: must be a finite number in [0, 1)"),
         ("--max-steps", "0", "--max-steps 0: must be a finite number in [1, inf]"),
+        ("--num-workers", "-2", "--num-workers -2: must be a finite number in [0, inf]"),
     ],
 )
 def test_training_numbers_are_checked_before_any_work(tmp_path, flag, value, words):
@@ -137,6 +138,7 @@ def test_training_numbers_are_checked_before_any_work(tmp_path, flag, value, wor
     "extra, words",
     [
         (["--beam-width", "0"], "--beam-width 0: must be a finite number in [1, inf]"),
+        (["--num-workers", "-1"], "--num-workers -1: must be a finite number in [0, inf]"),
         (["--window", "2", "--overlap", "2"], "--window 2.0 must be longer than --overlap 2.0"),
         (["--lm", "fr=nowhere.bin"], "nowhere.bin: not found: no language model file (--lm fr=nowhere.bin)"),
     ],

@@ -10,15 +10,16 @@ import pytest
 import soundfile as sf
 
 from hlora_cli.data.audio import TruncatedAudioWarning, audio_info, load_audio
-from hlora_cli.data.batching import load_waveforms_skipping
 from hlora_cli.data.importers import write_import
 from hlora_cli.data.importers.cv import import_cv
 from hlora_cli.data.importers.folder import import_folder
 from hlora_cli.data.importers.kaldi import export_kaldi, import_kaldi
 from hlora_cli.data.importers.mlc_slm import import_mlc_slm
+from hlora_cli.data.loader import Job, Segment, load_job
 from hlora_cli.data.manifest import Utterance, read_manifest, validate, write_manifest
 from hlora_cli.errors import HloraError
 from hlora_cli.infer.inputs import collect_inputs
+from hlora_cli.model.frontend import WaveformFrontend
 from tests.cli.test_info import hlora
 from tests.data.helpers import write_audio
 from tests.data.test_importers import kaldi_dir, mlc_tree
@@ -292,9 +293,10 @@ def test_non_finite_samples_are_an_error_naming_the_file(tmp_path, bad):
         load_audio(tmp_path / "n.wav")
     assert len(load_audio(tmp_path / "n.wav", 0.5, 1.0)) == 8000  # a segment without them reads
     good = write_audio(tmp_path / "g.wav", 1.0)
-    utts = [Utterance("g", str(good), "en", "x"), Utterance("n", str(tmp_path / "n.wav"), "en", "x")]
-    waves, kept, failed = load_waveforms_skipping(utts)
-    assert kept == [0] and len(waves) == 1 and "n.wav: has non-finite samples" in failed["n"]
+    frontend = WaveformFrontend(400, "hubert", do_normalize=False)
+    loaded = load_job(Job("key", [Segment(str(good)), Segment(str(tmp_path / "n.wav"))]), frontend)
+    assert loaded.key == "key" and loaded.kept == [0] and "n.wav: has non-finite samples" in loaded.failed[1]
+    assert loaded.feats.values.shape == (1, 16000) and loaded.error is None
 
 
 # --- 9. a WAV cut short ---------------------------------------------------------------------------

@@ -43,6 +43,10 @@ def test_a_registered_normalizer_makes_its_code_valid(monkeypatch):
     assert language_code("QAZ-x1") == "qaz-x1" and get_normalizer("qaz").split_characters
     with pytest.raises(HloraError, match=r"2 to 8 lower-case letters"):
         register_normalizer(Normalizer("qa-z"))
+    monkeypatch.undo()  # the registry as it was: the cached answers about qaz must go with it
+    registry.forget_cached_codes()
+    with pytest.raises(HloraError):
+        language_code("qaz")
 
 
 def test_language_lists_and_resolution():

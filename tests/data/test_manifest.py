@@ -64,3 +64,24 @@ def test_malformed_lines_are_errors_naming_file_and_line(tmp_path):
         read_manifest(path)
     with pytest.raises(HloraError, match=r"nothere.jsonl: manifest not found"):
         read_manifest(tmp_path / "nothere.jsonl")
+
+
+def test_line_numbers_count_blank_lines_and_lines_that_join_into_valid_json_are_still_refused(tmp_path):
+    row = '{"id": "%s", "audio": "a.wav", "lang": "%s", "text": "x"}'
+    path = tmp_path / "m.jsonl"
+    path.write_text("\n".join([row % ("a", "en"), "", "  ", row % ("b", "xx"), row % ("c", "en")]) + "\n")
+    with pytest.raises(HloraError, match=r"m.jsonl:4: 'xx' is not a language code"):  # parsed all at once
+        read_manifest(path)
+    two = row % ("b", "en") + ", " + row % ("c", "en")  # two objects on one line: valid inside one array
+    path.write_text("\n".join([row % ("a", "en"), "", two]) + "\n")
+    with pytest.raises(HloraError, match=r"m.jsonl:3: not valid JSON"):
+        read_manifest(path)
+    split = ['{"id": "a", "audio": "a.wav",', '"lang": "en", "text": "x"}']  # one object over two lines
+    path.write_text("\n".join(split) + "\n")
+    with pytest.raises(HloraError, match=r"m.jsonl:1: not valid JSON"):
+        read_manifest(path)
+    path.write_text("\n".join([row % ("a", "en"), "", row % ("b", "de")]) + "\n")
+    assert [(u.id, u.lang, u.audio) for u in read_manifest(path)] == [
+        ("a", "en", str(tmp_path / "a.wav")),
+        ("b", "de", str(tmp_path / "a.wav")),
+    ]

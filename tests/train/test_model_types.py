@@ -100,7 +100,7 @@ def test_soft_routing_trains_the_lid_head_through_the_ctc_loss(tiny_backbone, co
     trainer = Trainer(cfg, tmp_path / "soft")
     assert all(e.targets_by_lang is not None and len(e.targets_by_lang) == 2 for e in trainer.train_data.examples)
     trainer.model.train()
-    batch, out, parts = trainer._forward(trainer.train_data, list(range(4)), "soft")
+    out, parts = trainer._forward(*trainer.load_batch(trainer.train_data, list(range(4))), "soft")
     assert out.route_weights is not None and len(out.head_ctc_logprobs) == 2
     parts.total.backward()
     lid_grad = [p.grad for p in trainer.model.lid_head.parameters()]

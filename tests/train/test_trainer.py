@@ -81,10 +81,12 @@ def test_trains_saves_and_loss_goes_down(tiny_backbone, tmp_path):
 def test_sigkill_then_resume_gives_the_same_losses(tiny_backbone, tmp_path):
     manifest, vocab = make_corpus(tmp_path / "data")
     steps = ["--max-steps", "40", "--save-every", "1", "--lora-dropout", "0.1"]
-    run_cli(*train_args(tiny_backbone, manifest, vocab, tmp_path / "whole", *steps))
+    run_cli(*train_args(tiny_backbone, manifest, vocab, tmp_path / "whole", *steps, "--num-workers", "0"))
     killed = tmp_path / "killed"
+    # with workers reading ahead (the resume keeps them): the state saved is the step's, not theirs
+    with_workers = train_args(tiny_backbone, manifest, vocab, killed, *steps, "--num-workers", "2")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hlora_cli", *train_args(tiny_backbone, manifest, vocab, killed, *steps)],
+        [sys.executable, "-m", "hlora_cli", *with_workers],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
