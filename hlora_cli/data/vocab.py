@@ -44,8 +44,11 @@ def to_tokens(text_norm: str, lang: str) -> list[str]:
     if units and _PREFIX.match(units[0]):
         tokens.append(units.pop(0))
     split = get_normalizer(lang).split_characters
+    if not split:  # characters, with WORD between words (in one C call: a million lines notice)
+        tokens.extend(WORD.join(units))
+        return tokens
     for i, unit in enumerate(units):
-        if i > 0 and not (split and (_single_split_char(unit) or _single_split_char(units[i - 1]))):
+        if i > 0 and not (_single_split_char(unit) or _single_split_char(units[i - 1])):
             tokens.append(WORD)
         tokens.extend(unit)
     return tokens
