@@ -107,8 +107,6 @@ def load_in_background(
 ) -> Iterator[Loaded]:
     """`Loaded` for each job, in order, read `prefetch` jobs per worker ahead of the caller.
     `pin_memory` (for CUDA) pages the features in, so their copy to the GPU can overlap compute."""
-    if workers < 0:
-        raise HloraError(f"--num-workers must be 0 or more, got {workers}")
     loader = DataLoader(
         _Loading(frontend),
         sampler=_Jobs(jobs),

@@ -73,6 +73,7 @@ class Vocab:
     # BPE models (base64), by language and "shared"; `bpe_languages`: those the shared model covers
     bpe: dict[str, str] = field(default_factory=dict)
     bpe_languages: list[str] = field(default_factory=list)
+    _indices: dict[str, dict[str, int]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def tokens(self, text_norm: str, lang: str, shared: bool = False) -> list[str]:
         """Tokens of a normalized line: characters, or BPE pieces where the inventory is BPE."""
@@ -92,13 +93,12 @@ class Vocab:
 
     def _index(self, lang: str) -> dict[str, int]:
         """Token -> id in `lang`'s inventory ("": the shared one), built once per inventory."""
-        cache = self.__dict__.setdefault("_indices", {})
-        if lang not in cache:
+        if lang not in self._indices:
             tokens = self.languages.get(lang) if lang else self.shared
             if tokens is None:
                 raise HloraError(f"language {lang} has no token inventory (vocab has {', '.join(self.languages)})")
-            cache[lang] = {t: i for i, t in enumerate(tokens)}
-        return cache[lang]
+            self._indices[lang] = {t: i for i, t in enumerate(tokens)}
+        return self._indices[lang]
 
     def bpe_models_for(self, languages: list[str], shared: bool) -> dict[str, str]:
         """The BPE models a model over `languages` with a shared or per-language heads encodes with."""

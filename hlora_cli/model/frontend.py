@@ -12,9 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from hlora_cli.data.audio import SAMPLE_RATE
 from hlora_cli.errors import HloraError
-
-SAMPLE_RATE = 16000
 
 
 @dataclass
