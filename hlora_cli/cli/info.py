@@ -32,6 +32,7 @@ def info(
         ("layers", f"{model.backbone.num_layers} x {model.backbone.hidden_size}"),
         ("layout", model.layout.describe()),
         ("k (shared lower layers)", str(cfg.k) if cfg.model_type == "hlora" else "-"),
+        *_experts(model),
         ("LID", _lid(model)),
         ("languages", ", ".join(cfg.languages)),
         ("LoRA", _lora(model)),
@@ -50,10 +51,24 @@ def _lid(model) -> str:
     cfg = model.config
     if model.prefix_ids is not None:
         return "the CTC posteriors of the <xx> prefix tokens"
+    if model.one_language:
+        return f"none needed: one language ({cfg.languages[0]})"
     if model.lid_head is None:
         return "none (the language is given: oracle or two-stage)"
     head = f"{cfg.lid.pooling}-pooled MLP" if cfg.lid.head == "pooled" else "per-frame softmax, averaged"
     return f"after layer {model.lid_after} ({head})"
+
+
+def _experts(model) -> list[tuple[str, str]]:
+    """mole and student: the experts they came from; mole: its fused layers and their weights."""
+    cfg = model.config
+    rows = [("experts", ", ".join(cfg.experts))] if cfg.experts else []
+    if model.fusion is not None:
+        rows.append(("l1 (fused lower layers)", str(cfg.l1)))
+        for i in range(len(model.layout.fused)):
+            w = model.fusion_weights(i).tolist()
+            rows.append((f"fusion weights, layer {i + 1}", ", ".join(f"{x:.3f}" for x in w)))
+    return rows
 
 
 def _lora(model) -> str:

@@ -1,7 +1,11 @@
-"""`hlora train`: joint CTC + LID training of ctc, shared-LoRA, LIDLoRA and HLoRA models."""
+"""`hlora train`: joint CTC + LID training of ctc, shared-LoRA, LIDLoRA, HLoRA and expert models;
+`hlora fuse` and `hlora distill`: the same trainer and flags on models built from experts."""
 
 from __future__ import annotations
 
+import inspect
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -18,7 +22,9 @@ def train(
     ),
     config: Path = typer.Option(None, "--config", help="YAML with any of the settings below (flags override it)."),
     model_type: str = typer.Option(
-        None, help="ctc (LoRA-free full fine-tune), shared-lora (alias baseline), lidlora or hlora."
+        None,
+        help="ctc (LoRA-free full fine-tune), shared-lora (alias baseline), lidlora, hlora or expert "
+        "(one language's LoRA, rank 64 unless given; give --languages with one code).",
     ),
     k: int = typer.Option(
         None, "--k", help="hlora: shared lower layers, 1..N-1 (1..k shared LoRA, LID after k, k+1..N per language)."
@@ -74,8 +80,83 @@ def train(
 ) -> None:
     """Train a model; RUN_DIR/best and RUN_DIR/last are model directories every other command reads.
     Multi-GPU / multi-node: `torchrun --nproc_per_node N -m hlora_cli train ...`."""
-    options = dict(locals())  # the flags as given: each one (but the four below) names a TrainConfig field
-    overrides = flag_overrides({k: v for k, v in options.items() if k not in ("out", "config", "resume", "overwrite")})
+    run_training(dict(locals()))
+
+
+# `hlora fuse` / `hlora distill` take train's flags but these (the experts bring them).
+_FROM_EXPERTS_DROP = {"model_type", "k", "freeze_layers", "backbone", "vocab", "languages"}
+_TRAIN_PARAMS = inspect.signature(train, eval_str=True).parameters
+
+
+def _experts_argument() -> inspect.Parameter:
+    arg = typer.Argument(
+        ...,
+        metavar="EXPERT_DIR...",
+        help="Expert model directories (`hlora train --model-type expert`), one per language.",
+    )
+    return inspect.Parameter("experts", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=arg, annotation=list[Path])
+
+
+def _option(name: str, annotation: type, option: typer.models.OptionInfo) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
+
+
+def _from_experts(model_type: str, doc: str, extra: list[inspect.Parameter], drop: set[str]) -> Callable[..., None]:
+    """A command on `train`'s flags (less `drop`, plus `extra`) that trains a `model_type` model
+    built from the experts named as arguments."""
+
+    def command(**flags) -> None:
+        flags["experts"] = [str(e) for e in flags["experts"]]
+        run_training({**flags, "model_type": model_type})
+
+    params = [_experts_argument(), *extra]
+    params += [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for n, p in _TRAIN_PARAMS.items() if n not in drop]
+    command.__signature__ = inspect.Signature(params)
+    command.__doc__ = doc
+    return command
+
+
+fuse = _from_experts(
+    "mole",
+    """Fuse LoRA language experts into a MoLE model: layers 1..L1 mix every expert with learned
+    weights, a router (LID head) on layer L1 picks each utterance's expert for the deeper layers.
+    The experts stay frozen: only fusion weights and router train. Decode it single (router),
+    oracle or two-stage like HLoRA.""",
+    [
+        _option("l1", int, typer.Option(None, "--l1", help="Fused lower layers, 1..N-1; the router reads layer L1.")),
+        _option(
+            "init_from",
+            str,
+            typer.Option(
+                None,
+                help="A mole model to warm-start fusion weights and router from (adding a language: "
+                "its experts plus the new one).",
+            ),
+        ),
+    ],
+    _FROM_EXPERTS_DROP
+    | {"train_routing", "predicted_route_prob", "lora_rank", "lora_alpha", "lora_dropout"}
+    | {"lora_targets", "gradient_checkpointing"},
+)
+distill = _from_experts(
+    "student",
+    """Distil LoRA language experts into one multilingual student LoRA (rank 256 unless given,
+    started from the experts' average) with one shared inventory and head: CTC + cosine distance
+    of every layer's output to the utterance's expert + Jensen-Shannon of their CTC posteriors.
+    It decodes with no language given and no router.""",
+    [
+        _option("kd", str, typer.Option(None, "--kd", help="layerwise (cosine per layer + JS), logits (JS) or none.")),
+        _option("kd_cos_weight", float, typer.Option(None, help="Weight of the layer-wise cosine distance.")),
+        _option("kd_js_weight", float, typer.Option(None, help="Weight of the Jensen-Shannon term.")),
+    ],
+    _FROM_EXPERTS_DROP | {"train_routing", "predicted_route_prob", "lora_targets"},
+)
+
+
+def run_training(options: dict) -> None:
+    """Train with the flags as given (each, but out/config/resume/overwrite, a TrainConfig field)."""
+    out, config, resume, overwrite = (options.pop(k) for k in ("out", "config", "resume", "overwrite"))
+    overrides = flag_overrides(options)
     base = out / "train.yaml" if resume and config is None else config
     cfg = load_config(base, overrides)
     trainer = Trainer(cfg, out, resume=resume, overwrite=overwrite)
@@ -88,8 +169,6 @@ def train(
         f"parameters; {trainer.dist.world_size} process(es) on {trainer.device}, "
         f"{trainer.workers} data worker(s) each" + (f"; resuming at step {trainer.step}" if resume else "")
     )
-    import os
-
     every = float(os.environ.get("HLORA_PROGRESS_SECONDS", "30"))  # plain progress lines in log files
     with TrainProgress(console, trainer.total_steps, trainer.step, trainer.dist.is_main, every) as progress:
         summary = trainer.fit(progress.on_step, progress.on_eval)

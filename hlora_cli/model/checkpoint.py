@@ -38,7 +38,7 @@ def save_model(model: CTCModel, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     if model.is_merged:
         raise HloraError("save the model unmerged: merged weights would be saved twice")
-    tensors = {n: t.contiguous().cpu() for n, t in model.trainable_state_dict().items()}
+    tensors = {n: t.contiguous().cpu() for n, t in model.saved_state_dict().items()}
     atomic_write(out / weights_file(model.config), lambda p: save_file(tensors, str(p)))
     text = json_text(model.config.to_dict(), indent=2) + "\n"
     atomic_write(out / CONFIG, lambda p: p.write_text(text, encoding="utf-8"))
@@ -86,7 +86,7 @@ def load_model(model_dir: str | Path, backbone: str | None = None) -> CTCModel:
         raise HloraError(f"{path}: no such file; the model directory is incomplete") from e
     except Exception as e:  # safetensors' own error type: a file cut short, or not safetensors at all
         raise HloraError(f"{path}: not a readable safetensors file (cut short or corrupt: {e})") from e
-    expected = set(model.trainable_state_dict())
+    expected = set(model.saved_state_dict())
     if set(state) != expected:
         missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
         raise HloraError(f"{path}: weights do not match the config (missing {missing[:3]}, unexpected {extra[:3]})")

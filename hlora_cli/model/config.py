@@ -13,9 +13,16 @@ from hlora_cli.errors import HloraError
 # shared-lora : shared LoRA in every layer, a LID head and one shared CTC head (parameter-matched)
 # lidlora     : per-language LoRA in every layer and per-language CTC heads (S3/S4)
 # hlora       : shared LoRA in layers 1..k, LID head after layer k, per-language LoRA in k+1..N (S5/S6)
-MODEL_TYPES = ("ctc", "shared-lora", "lidlora", "hlora")
+# The LoRA-language-experts paper's systems:
+# expert      : one language's LoRA in every layer and its CTC head, trained on its own
+# mole        : experts fused (learned weights) in layers 1..l1, a router (LID head) after layer l1,
+#               each language's own expert in l1+1..N (`hlora fuse`)
+# student     : one shared LoRA distilled from experts, a LID head and one shared head (`hlora distill`)
+MODEL_TYPES = ("ctc", "shared-lora", "lidlora", "hlora", "expert", "mole", "student")
 MODEL_TYPE_ALIASES = {"baseline": "shared-lora"}  # the name before the LoRA-free ctc type existed
-SHARED_HEAD_TYPES = ("ctc", "shared-lora")
+SHARED_HEAD_TYPES = ("ctc", "shared-lora", "student")
+# The model types built from trained experts (their LoRA and heads loaded from expert directories).
+FROM_EXPERTS = ("mole", "student")
 # LoRA targets by the names used in the papers; each backbone maps them to its own module paths.
 LORA_TARGETS = ("q", "k", "v", "out", "ff_in", "ff_out")
 LID_HEADS = ("pooled", "frame")
@@ -50,16 +57,22 @@ class LIDConfig:
 @dataclass
 class Layout:
     """Which encoder layers (1-based) carry shared LoRA, which per-language (routed) LoRA, which
-    are fully fine-tuned, and after which layer the LID head reads (None: no LID head)."""
+    the experts' LoRA fused with learned weights (mole), which are fully fine-tuned, and after
+    which layer the LID head reads (None: no LID head)."""
 
     shared: list[int] = field(default_factory=list)
     routed: list[int] = field(default_factory=list)
     finetuned: list[int] = field(default_factory=list)
     lid_after: int | None = None
+    fused: list[int] = field(default_factory=list)
 
     def describe(self) -> str:
         parts = []
-        for layers, what in ((self.finetuned, "fully fine-tuned"), (self.shared, "shared LoRA")):
+        for layers, what in (
+            (self.finetuned, "fully fine-tuned"),
+            (self.shared, "shared LoRA"),
+            (self.fused, "experts fused"),
+        ):
             if layers:
                 parts.append(f"{_span(layers)} {what}")
         if self.lid_after is not None:
@@ -104,6 +117,10 @@ class ModelConfig:
     # Sentencepiece models (serialized, base64) of BPE inventories, by language or "shared":
     # what training needs to encode text; decoding reads the pieces from the inventories alone.
     bpe_models: dict[str, str] = field(default_factory=dict)
+    l1: int | None = None  # mole only: layers 1..l1 fuse the experts, the router reads layer l1's output
+    # mole and student: the expert model directories they were built from (a record: the weights
+    # are copied into this model's own file)
+    experts: list[str] = field(default_factory=list)
     layout: Layout | None = None  # filled in by the model core from model_type, k and the encoder depth
     format_version: int = FORMAT_VERSION
 

@@ -6,6 +6,13 @@ shared-lora : shared LoRA in all N layers, LID head on the output, one shared CT
 lidlora     : routed LoRA in all N layers, per-language CTC heads, language given from outside
 hlora       : shared LoRA in layers 1..k, LID head after layer k, routed LoRA in layers k+1..N,
               per-language CTC heads; the LID picks LoRA and head in a single pass
+expert      : one language's LoRA in every layer and its CTC head (a one-language lidlora that
+              needs no language given: it has only one)
+mole        : the experts' LoRA in every layer: in layers 1..l1 every expert's update, mixed by
+              learned fusion weights (softmax over experts, one set per layer); a router (the LID
+              head) after layer l1; in l1+1..N and the heads, the routed language's own expert.
+              Only fusion weights and router train.
+student     : the shared-lora layout, its LoRA distilled from experts (train/losses.py)
 
 Routing of the routed layers: "oracle" (the given language), "predicted" (the LID's argmax, hard),
 "soft" (every language's LoRA weighted by the LID posterior) or "top2" (the two most likely,
@@ -46,20 +53,31 @@ class ModelOutput:
     out_lengths: torch.Tensor
     route_weights: torch.Tensor | None = None
     head_ctc_logprobs: list[torch.Tensor] | None = None
+    hidden: list[torch.Tensor] | None = None
 
 
-def layer_plan(model_type: str, num_layers: int, k: int | None, freeze_layers: int = 0) -> Layout:
+def layer_plan(
+    model_type: str, num_layers: int, k: int | None, freeze_layers: int = 0, l1: int | None = None
+) -> Layout:
     """The layout of a model type on an encoder of `num_layers` layers (k as the HLoRA paper
-    defines it: the number of shared lower layers)."""
+    defines it: the number of shared lower layers; l1 as the experts paper: the fused lower layers)."""
     every = list(range(1, num_layers + 1))
     if model_type == "ctc":
         if not 0 <= freeze_layers < num_layers:
             raise HloraError(f"--freeze-layers {freeze_layers} must be in 0..{num_layers - 1} for {num_layers} layers")
         return Layout(finetuned=every[freeze_layers:])
-    if model_type == "shared-lora":
+    if model_type in ("shared-lora", "student"):
         return Layout(shared=every, lid_after=num_layers)
-    if model_type == "lidlora":
+    if model_type in ("lidlora", "expert"):
         return Layout(routed=every)
+    if model_type == "mole":
+        if l1 is None or not 1 <= l1 <= num_layers - 1:
+            raise HloraError(
+                f"l1={l1} is outside 1..{num_layers - 1} for a {num_layers}-layer encoder: layers 1..l1 fuse the "
+                f"experts, the router reads layer l1, l1+1..{num_layers} are each language's expert; "
+                "set --l1 in that range"
+            )
+        return Layout(fused=every[:l1], routed=every[l1:], lid_after=l1)
     if k is None or not 1 <= k <= num_layers - 1:
         raise HloraError(
             f"k={k} is outside 1..{num_layers - 1} for a {num_layers}-layer encoder: k counts the shared lower "
@@ -72,7 +90,7 @@ def _resolve_layout(config: ModelConfig, num_layers: int) -> Layout:
     """The layout of `config`, upgrading a format-1 config (its k counted the routed top layers)."""
     if config.format_version < 2 and config.model_type == "hlora" and config.k is not None:
         config.k = num_layers - config.k
-    layout = layer_plan(config.model_type, num_layers, config.k, config.freeze_layers)
+    layout = layer_plan(config.model_type, num_layers, config.k, config.freeze_layers, config.l1)
     if config.layout is not None and config.layout != layout:
         raise HloraError(
             f"config layout ({config.layout.describe()}) does not match {config.model_type} with k={config.k} "
@@ -93,10 +111,14 @@ class CTCModel(nn.Module):
             self.layer_lora[n - 1] = "shared"
         for n in self.layout.routed:
             self.layer_lora[n - 1] = "routed"
+        for n in self.layout.fused:
+            self.layer_lora[n - 1] = "fused"
         self.lid_after = self.layout.lid_after  # the LID head reads h after this many layers (0: no LID head)
         if len(config.languages) < 1 or len(set(config.languages)) != len(config.languages):
             raise HloraError(f"languages must be a non-empty list without repeats, got {config.languages}")
         n_lang = len(config.languages)
+        if config.model_type == "expert" and n_lang != 1:
+            raise HloraError(f"an expert is one language's model, got {n_lang}: {', '.join(config.languages)}")
         self.lora: list[list[LoRALinear]] = []
         for i, adapter in enumerate(self.layer_lora):
             if adapter == "none":
@@ -110,6 +132,15 @@ class CTCModel(nn.Module):
         self.lid_head = LIDHead(backbone.hidden_size, n_lang, config.lid) if self.lid_after else None
         self.ctc_heads = CTCHeads(backbone.hidden_size, self._vocab_sizes())
         self.prefix_ids = self._prefix_ids() if config.model_type == "ctc" else None
+        # mole: per fused layer, one logit per expert; softmax -> convex weights. Zeros: the
+        # experts' mean, and one-hot (a -inf everywhere else) gives exactly one expert.
+        n_fused = len(self.layout.fused)
+        self.fusion = nn.Parameter(torch.zeros(n_fused, n_lang)) if n_fused else None
+        if config.model_type == "mole":  # the experts stay as trained: fusion weights and router learn
+            for m in self.lora_modules():
+                m.lora_A.requires_grad_(False)
+                m.lora_B.requires_grad_(False)
+            self.ctc_heads.requires_grad_(False)
         self.gradient_checkpointing = False  # recompute layer activations in backward (set by the trainer)
 
     @property
@@ -149,9 +180,15 @@ class CTCModel(nn.Module):
         return self.config.languages
 
     @property
+    def one_language(self) -> bool:
+        """An expert: its one language needs no identification."""
+        return len(self.config.languages) == 1 and self.lid_head is None and self.prefix_ids is None
+
+    @property
     def has_lid(self) -> bool:
-        """Whether the model tells the language itself (a LID head, or ctc's prefix tokens)."""
-        return self.lid_head is not None or self.prefix_ids is not None
+        """Whether the model tells the language itself (a LID head, ctc's prefix tokens, or an
+        expert's only language)."""
+        return self.lid_head is not None or self.prefix_ids is not None or self.one_language
 
     @property
     def shared_head(self) -> bool:
@@ -195,6 +232,10 @@ class CTCModel(nn.Module):
             return w / w.sum(-1, keepdim=True)
         return None
 
+    def fusion_weights(self, i: int) -> torch.Tensor:
+        """The fusion weights of layer i (0-based, a fused layer): shape = (n_experts,), sum 1."""
+        return torch.softmax(self.fusion[self.layout.fused.index(i + 1)].float(), dim=-1)
+
     def _layer(
         self,
         i: int,
@@ -204,6 +245,10 @@ class CTCModel(nn.Module):
         weights: torch.Tensor | None,
     ) -> torch.Tensor:
         def run(h: torch.Tensor) -> torch.Tensor:
+            if self.layer_lora[i] == "fused":
+                fused = self.fusion_weights(i).to(h.dtype).expand(h.shape[0], -1)
+                with routing(self.lora[i], None, fused):
+                    return self.backbone.layer(i, h, mask)
             if self.layer_lora[i] != "routed":
                 return self.backbone.layer(i, h, mask)
             with routing(self.lora[i], route, weights):
@@ -214,14 +259,19 @@ class CTCModel(nn.Module):
         return run(h)
 
     def forward(
-        self, feats: Features, routing_mode: str = "predicted", langs: torch.Tensor | None = None
+        self,
+        feats: Features,
+        routing_mode: str = "predicted",
+        langs: torch.Tensor | None = None,
+        hidden: bool = False,
     ) -> ModelOutput:
         """Encode, identify, route and score a padded batch.
 
         routing_mode "predicted": the LID head chooses each utterance's LoRA and head (hlora);
         "soft" / "top2": the routed LoRA are mixed by the LID posterior (all, or the two most likely)
         and the head is the argmax's; "oracle": `langs` (shape = (batch,)) chooses. Models
-        without routed layers ignore the routing for their LoRA.
+        without routed layers ignore the routing for their LoRA. `hidden`: also return every
+        layer's output (in the caller's order).
         """
         if routing_mode not in ROUTINGS:
             raise HloraError(f"unknown routing '{routing_mode}': choose {', '.join(ROUTINGS)}")
@@ -229,13 +279,16 @@ class CTCModel(nn.Module):
             if langs is None:
                 raise HloraError("oracle routing needs the language of every utterance")
             route = langs.to(feats.values.device)
+        elif self.one_language:
+            route = torch.zeros(feats.values.shape[0], dtype=torch.long, device=feats.values.device)
         else:
             if not self.has_lid:
                 raise HloraError("a lidlora model has no LID head: decode it with oracle languages or two-stage")
             route = None
         h, lengths = self.backbone.embed(feats)
         mask = additive_mask(lengths, h.shape[1], h.dtype)
-        lid_logprobs, order, weights = None, None, None
+        lid_logprobs, order, weights, sorted_from = None, None, None, 0
+        states: list[torch.Tensor] | None = [] if hidden else None
         for i, adapter in enumerate(self.layer_lora):
             if self.lid_after == i and self.lid_head is not None:
                 lid_logprobs = self._lid(h, lengths)
@@ -244,10 +297,12 @@ class CTCModel(nn.Module):
                     weights = self._route_weights(lid_logprobs, routing_mode)
             if adapter == "routed" and weights is None and order is None:
                 # Hard routing: sort the batch by language once, so every routed layer sees contiguous runs.
-                order = torch.argsort(route, stable=True)
+                order, sorted_from = torch.argsort(route, stable=True), i
                 h, lengths, route = h[order], lengths[order], route[order]
                 mask = mask[order] if mask is not None else None
             h = self._layer(i, h, mask, route, weights)
+            if states is not None:
+                states.append(h)
         h = self.backbone.finish(h)
         if self.lid_after == len(self.layer_lora):
             lid_logprobs = self._lid(h, lengths)
@@ -261,7 +316,9 @@ class CTCModel(nn.Module):
         if order is not None:  # back to the caller's order
             inverse = torch.argsort(order)
             log_probs, lengths, route = log_probs[inverse], lengths[inverse], route[inverse]
-        return ModelOutput(lid_logprobs, route, log_probs, lengths, weights, head_ctc_logprobs)
+            if states is not None:
+                states = [s[inverse] if n >= sorted_from else s for n, s in enumerate(states)]
+        return ModelOutput(lid_logprobs, route, log_probs, lengths, weights, head_ctc_logprobs, states)
 
     @torch.no_grad()
     def identify(self, feats: Features) -> torch.Tensor:
@@ -270,12 +327,14 @@ class CTCModel(nn.Module):
         reads its prefix tokens."""
         if not self.has_lid:
             raise HloraError("a lidlora model has no LID head: use a ctc, shared-lora or hlora model for language ID")
+        if self.one_language:
+            return torch.zeros(feats.values.shape[0], 1, device=feats.values.device)
         if self.prefix_ids is not None:
             return self(feats, "predicted").lid_logprobs
         h, lengths = self.backbone.embed(feats)
         mask = additive_mask(lengths, h.shape[1], h.dtype)
         for i in range(self.lid_after):
-            h = self.backbone.layer(i, h, mask)
+            h = self._layer(i, h, mask, None, None)
         if self.lid_after == len(self.layer_lora):
             h = self.backbone.finish(h)
         return self._lid(h, lengths)
@@ -285,9 +344,14 @@ class CTCModel(nn.Module):
 
     def merge(self, routed: bool = False) -> None:
         """Fold shared LoRA into the frozen weights for inference; with `routed`, also keep one
-        merged weight per language for routed layers (more memory, bare-backbone speed)."""
-        for m in self.lora_modules():
-            m.merge(routed=routed)
+        merged weight per language for routed layers (more memory, bare-backbone speed). Fused
+        layers fold their weighted sum of experts into one weight."""
+        for i, modules in enumerate(self.lora):
+            for m in modules:
+                if self.layer_lora[i] == "fused":
+                    m.merge_fused(self.fusion_weights(i))
+                else:
+                    m.merge(routed=routed)
 
     def unmerge(self) -> None:
         for m in self.lora_modules():
@@ -299,8 +363,17 @@ class CTCModel(nn.Module):
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """The parameters that training changes: LoRA, LID head and CTC heads (and, for ctc, the
-        fine-tuned encoder layers)."""
+        fine-tuned encoder layers; for mole, fusion weights and router only)."""
         return {n: p.detach() for n, p in self.named_parameters() if p.requires_grad}
+
+    def saved_state_dict(self) -> dict[str, torch.Tensor]:
+        """What a model directory holds: every trained parameter, and the frozen experts' LoRA and
+        heads of a mole model (so it needs no expert directory to load)."""
+        return {
+            n: p.detach()
+            for n, p in self.named_parameters()
+            if p.requires_grad or not n.startswith("backbone.") or ".lora_" in n
+        }
 
     def parameter_counts(self) -> tuple[int, int]:
         """(trainable, frozen) parameter counts."""

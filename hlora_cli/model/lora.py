@@ -41,7 +41,8 @@ class LoRALinear(nn.Module):
         self.route: torch.Tensor | None = None  # (batch,) adapter index per sample, routed only
         self.weights: torch.Tensor | None = None  # (batch, n_adapters) soft routing weights, routed only
         self.groups: list[tuple[int, int, int]] | None = None  # (adapter, start, end) runs of `route`
-        self.merged = False  # shared adapter folded into base.weight
+        self.merged = False  # shared adapter (or, fused, the weighted sum of all) folded into base.weight
+        self.fused_weights: torch.Tensor | None = None  # (n_adapters,) the fusion weights merged, fused only
         self.merged_weights: torch.Tensor | None = None  # (n_adapters, out, in), routed only
 
     @property
@@ -54,9 +55,9 @@ class LoRALinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x : shape = (batch, time, in_features)."""
+        if self.merged:
+            return self.base(x)
         if not self.routed:
-            if self.merged:
-                return self.base(x)
             return self.base(x) + self.scaling * (self.dropout(x) @ self.lora_A[0].T) @ self.lora_B[0].T
         if self.weights is not None:
             return self.base(x) + self._soft_delta(x, self.weights)
@@ -108,8 +109,22 @@ class LoRALinear(nn.Module):
             self.merged_weights = self.base.weight[None] + self.delta_weight().to(self.base.weight.dtype)
 
     @torch.no_grad()
+    def merge_fused(self, weights: torch.Tensor) -> None:
+        """Fold sum_a weights[a] * scaling * B[a] A[a] into the frozen weight: a fused layer whose
+        fusion weights (shape = (n_adapters,)) are fixed after training costs what the bare layer does."""
+        if not self.merged:
+            self.base.weight += self._fused_delta(weights).to(self.base.weight.dtype)
+            self.fused_weights, self.merged = weights.detach().clone(), True
+
+    def _fused_delta(self, weights: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("a,aoi->oi", weights.to(self.lora_A.dtype), self.delta_weight())
+
+    @torch.no_grad()
     def unmerge(self) -> None:
-        if self.merged:
+        if self.merged and self.fused_weights is not None:
+            self.base.weight -= self._fused_delta(self.fused_weights).to(self.base.weight.dtype)
+            self.fused_weights, self.merged = None, False
+        elif self.merged:
             self.base.weight -= self.delta_weight()[0].to(self.base.weight.dtype)
             self.merged = False
         self.merged_weights = None

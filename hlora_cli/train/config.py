@@ -11,10 +11,13 @@ import yaml
 
 from hlora_cli.data.batching import BATCHINGS
 from hlora_cli.errors import HloraError
-from hlora_cli.model.config import LID_HEADS, LORA_TARGETS, canonical_model_type
+from hlora_cli.model.config import FROM_EXPERTS, LID_HEADS, LORA_TARGETS, canonical_model_type
 from hlora_cli.values import check_number
 
 TRAIN_ROUTINGS = ("oracle", "predicted", "soft")
+KD_MODES = ("layerwise", "logits", "none")
+# LoRA rank when none is given: the experts paper's 64 for an expert, 256 for its student.
+DEFAULT_RANKS = {"expert": 64, "student": 256}
 
 
 @dataclass
@@ -26,18 +29,22 @@ class TrainConfig:
     languages: list[str] | None = None  # default: every language of the vocab
     max_duration: float = 30.0  # longer utterances are skipped (and counted)
     # model
-    model_type: str = "hlora"  # ctc, shared-lora (alias: baseline), lidlora or hlora
+    model_type: str = "hlora"  # ctc, shared-lora (alias: baseline), lidlora, hlora, expert, mole or student
     backbone: str = ""  # local directory or hub id
     k: int | None = None  # hlora: shared lower layers (1..k shared LoRA, LID after k, k+1..N per language)
     freeze_layers: int = 0  # ctc: the lowest N transformer layers stay frozen as well as the conv frontend
     gradient_checkpointing: bool = False  # recompute layer activations in backward: less memory, ~1.3x time
-    lora_rank: int = 8
+    lora_rank: int | None = None  # default 8; expert 64, student 256
     lora_alpha: float = 16.0
     lora_dropout: float = 0.05
     lora_targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
     lid_head: str = "pooled"  # pooled (norm, pooling, MLP) or frame (per-frame softmax, averaged)
     lid_pooling: str = "mean"
     lid_hidden: int = 256
+    # models built from LoRA language experts (`hlora fuse`: mole, `hlora distill`: student)
+    experts: list[str] | None = None  # expert model directories, one language each
+    l1: int | None = None  # mole: layers 1..l1 fuse the experts, the router reads layer l1
+    init_from: str | None = None  # mole: warm start fusion weights and router from this mole model
     # objective
     lid_weight: float = 0.3
     # hlora: how the routed layers are chosen in training. oracle: the true language (with
@@ -45,6 +52,11 @@ class TrainConfig:
     # soft: every language's LoRA weighted by the LID posterior, and CTC on every head likewise.
     train_routing: str = "oracle"
     predicted_route_prob: float = 0.0
+    # student: knowledge distillation from each utterance's expert. layerwise: cosine distance of
+    # every layer's output + Jensen-Shannon of the CTC posteriors; logits: JS only; none: CTC only.
+    kd: str = "layerwise"
+    kd_cos_weight: float = 1.0
+    kd_js_weight: float = 1.0
     # optimisation
     lr: float = 1e-3  # LoRA adapters
     head_lr: float | None = None  # CTC and LID heads (new, randomly initialised); default: lr
@@ -74,11 +86,22 @@ class TrainConfig:
     def check(self) -> None:
         if not self.train:
             raise HloraError("no training manifest: give --train (or train: in --config)")
-        if not self.vocab:
-            raise HloraError("no vocabulary: give --vocab (made by `hlora prepare vocab`)")
-        if not self.backbone:
-            raise HloraError("no backbone: give --backbone (a local HF directory or hub id)")
         self.model_type = canonical_model_type(self.model_type)
+        from_experts = self.model_type in FROM_EXPERTS
+        if from_experts:
+            self._check_from_experts()
+        elif self.experts:
+            raise HloraError(
+                f"experts are given, but a {self.model_type} model is not built from experts: use mole or student"
+            )
+        if not self.vocab and not from_experts:
+            raise HloraError("no vocabulary: give --vocab (made by `hlora prepare vocab`)")
+        if not self.backbone and not from_experts:
+            raise HloraError("no backbone: give --backbone (a local HF directory or hub id)")
+        if self.lora_rank is None:
+            self.lora_rank = DEFAULT_RANKS.get(self.model_type, 8)
+        if self.model_type == "expert" and (self.languages is None or len(self.languages) != 1):
+            raise HloraError("an expert is one language's model: give it with --languages (e.g. --languages de)")
         if self.model_type == "hlora" and self.k is None:
             raise HloraError("an hlora model needs --k: the number of shared lower layers (the paper: 9 of 12)")
         if self.train_routing not in TRAIN_ROUTINGS:
@@ -102,6 +125,20 @@ class TrainConfig:
         if self.grad_accum < 1:
             raise HloraError("--grad-accum must be >= 1")
         self.check_numbers()
+
+    def _check_from_experts(self) -> None:
+        what = "hlora fuse" if self.model_type == "mole" else "hlora distill"
+        if not self.experts or len(self.experts) < 2:
+            raise HloraError(f"`{what}` needs two or more expert directories, got {len(self.experts or [])}")
+        if self.model_type == "mole" and self.l1 is None:
+            raise HloraError("a mole model needs --l1: the lower layers that fuse the experts (1..N-1)")
+        if self.model_type != "mole" and (self.l1 is not None or self.init_from):
+            raise HloraError("--l1 and --init-from apply to `hlora fuse` (a mole model) only")
+        if self.kd not in KD_MODES:
+            raise HloraError(f"unknown --kd {self.kd}: choose {', '.join(KD_MODES)}")
+        for flag, value in (("--vocab", self.vocab), ("--backbone", self.backbone), ("--languages", self.languages)):
+            if value:
+                raise HloraError(f"{flag} is not taken by `{what}`: the experts bring their own")
 
     def check_numbers(self) -> None:
         """Every numeric setting in its range before any work (`--lr nan` once trained NaN models)."""
@@ -128,6 +165,9 @@ class TrainConfig:
             ("--freeze-layers", self.freeze_layers, 0, inf, False, False, False),
             ("--lid-hidden", self.lid_hidden, 1, inf, False, False, False),
             ("--num-workers", self.num_workers, 0, inf, False, False, True),
+            ("--l1", self.l1, 1, inf, False, False, True),
+            ("--kd-cos-weight", self.kd_cos_weight, 0, inf, False, False, False),
+            ("--kd-js-weight", self.kd_js_weight, 0, inf, False, False, False),
         ]
         for flag, value, low, high, open_low, open_high, optional in checks:
             check_number(flag, value, low, high, open_low=open_low, open_high=open_high, optional=optional)
@@ -155,6 +195,8 @@ def flag_overrides(flags: dict[str, Any]) -> dict[str, Any]:
             continue
         if name == "languages":
             value = language_list(value)
+        elif isinstance(value, (list, tuple)):
+            value = [str(x) for x in value]
         elif known[name].startswith("list[str]"):
             value = [x.strip() for x in value.split(",") if x.strip()]
         values[name] = value

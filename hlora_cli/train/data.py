@@ -33,16 +33,26 @@ def load_examples(
     shared_head: bool,
     max_duration: float,
     every_head: bool = False,
+    only_languages: bool = False,
 ) -> Examples:
     """Examples with targets in the inventory of the head that trains on them. A shared inventory
     with `<xx>` prefix tokens gets every transcript started by its language's token (whether or not
     the manifest's text has it); otherwise a prefix in the text is dropped. With `every_head` (soft
-    routing), each example also carries its transcript in every language's inventory."""
+    routing), each example also carries its transcript in every language's inventory. With
+    `only_languages` (an expert), rows of other languages are skipped (and counted), so every
+    expert trains on its rows of one multilingual manifest."""
     utts = read_manifest(path)
     if not utts:
         raise HloraError(f"{path}: manifest is empty")
     codes = {code: resolve_language(code, languages) for code in {u.lang for u in utts}}
     resolved = [codes[u.lang] for u in utts]
+    other = Counter()
+    if only_languages:
+        other = Counter(r is None for r in resolved)
+        utts = [u for u, r in zip(utts, resolved, strict=True) if r is not None]
+        resolved = [r for r in resolved if r is not None]
+        if not utts:
+            raise HloraError(f"{path}: no utterance in {', '.join(languages)}")
     missing = Counter(u.lang for u, r in zip(utts, resolved, strict=True) if r is None)
     if missing:
         langs = ", ".join(f"{lang} ({n})" for lang, n in missing.most_common())
@@ -53,6 +63,8 @@ def load_examples(
     prefix = shared_head and vocab.has_prefix_tokens(languages)
     index = {lang: i for i, lang in enumerate(languages)}
     out = Examples([])
+    if other[True]:
+        out.skipped["other language"] = other[True]
     for u, lang in zip(utts, resolved, strict=True):
         duration = u.duration if u.duration is not None else segment_duration(u.audio, u.start, u.end)
         if duration > max_duration:
@@ -70,3 +82,14 @@ def load_examples(
     if not out.examples:
         raise HloraError(f"{path}: no usable utterance ({dict(out.skipped)})")
     return out
+
+
+def experts_vocab(experts: list) -> Vocab:
+    """The inventories of models built from experts: each expert's own, and their union (the
+    student's one head)."""
+    from hlora_cli.model.experts import union_vocab
+
+    languages = {e.lang: list(e.vocab) for e in experts}
+    shared = union_vocab(experts) if not any(e.config.bpe_models for e in experts) else []
+    bpe = {e.lang: e.config.bpe_models[e.lang] for e in experts if e.lang in e.config.bpe_models}
+    return Vocab(languages, shared, bpe)

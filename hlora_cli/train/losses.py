@@ -3,6 +3,7 @@ LID posterior) + lid_weight x cross-entropy on the LID head."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -17,6 +18,8 @@ class LossParts:
     ctc: torch.Tensor
     lid: torch.Tensor
     lid_correct: int
+    kd_cos: torch.Tensor | None = None  # distillation only: mean cosine distance over layers
+    kd_js: torch.Tensor | None = None  # distillation only: Jensen-Shannon of the CTC posteriors
 
 
 def _ctc(log_probs: torch.Tensor, lengths: torch.Tensor, targets: list[list[int]]) -> torch.Tensor:
@@ -76,3 +79,70 @@ def joint_loss(
         n_ctc += len(idx)
     ctc = ctc_sum / max(1, n_ctc)
     return LossParts(ctc + lid_weight * lid, ctc, lid, lid_correct)
+
+
+def _frame_mean(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Mean over each utterance's valid frames, then over utterances; x : shape = (batch, time)."""
+    valid = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
+    return ((x * valid).sum(1) / lengths.clamp_min(1)).mean()
+
+
+def layer_cosine(student: list[torch.Tensor], teacher: list[torch.Tensor], lengths: torch.Tensor) -> torch.Tensor:
+    """1 - cosine similarity of student and teacher hidden states, per frame, averaged over valid
+    frames and layers."""
+    per_layer = [
+        _frame_mean(1 - F.cosine_similarity(s.float(), t.float(), dim=-1), lengths)
+        for s, t in zip(student, teacher, strict=True)
+    ]
+    return torch.stack(per_layer).mean()
+
+
+def posterior_js(
+    student_lp: torch.Tensor,
+    teacher_lp: torch.Tensor,
+    langs: torch.Tensor,
+    lengths: torch.Tensor,
+    token_maps: list[torch.Tensor],
+) -> torch.Tensor:
+    """Jensen-Shannon divergence per frame between each utterance's expert posterior (its own
+    inventory) and the student's posterior over the same tokens (the student's columns of those
+    tokens, renormalised), averaged over valid frames and utterances."""
+    per_utt = torch.zeros(len(langs), device=student_lp.device)
+    for lang in torch.unique(langs).tolist():
+        idx = (langs == lang).nonzero().squeeze(1)
+        cols = token_maps[lang]
+        p_log = teacher_lp[idx][:, :, : len(cols)].float()
+        q_log = student_lp[idx][:, :, cols].float()
+        q_log = q_log - torch.logsumexp(q_log, dim=-1, keepdim=True)
+        m_log = torch.logaddexp(p_log, q_log) - math.log(2)
+        # A token the expert gives exactly 0 adds 0: clamping its -inf keeps 0 x inf out (and NaN grads)
+        kl_p = (p_log.exp() * (p_log.clamp_min(-1e4) - m_log.clamp_min(-1e4))).sum(-1)
+        kl_q = (q_log.exp() * (q_log.clamp_min(-1e4) - m_log.clamp_min(-1e4))).sum(-1)
+        js = 0.5 * (kl_p + kl_q)
+        valid = torch.arange(js.shape[1], device=js.device)[None, :] < lengths[idx][:, None]
+        per_utt[idx] = (js * valid).sum(1) / lengths[idx].clamp_min(1)
+    return per_utt.mean()
+
+
+def distill_loss(
+    parts: LossParts,
+    student: ModelOutput,
+    teacher: ModelOutput,
+    langs: torch.Tensor,
+    token_maps: list[torch.Tensor],
+    cos_weight: float,
+    js_weight: float,
+) -> LossParts:
+    """The student's objective: its CTC (+ LID) + cos_weight x layer-wise cosine distance to the
+    expert of each utterance's language + js_weight x JS between their CTC posteriors."""
+    langs = langs.to(student.ctc_logprobs.device)
+    total = parts.total
+    cos = torch.zeros((), device=langs.device)
+    if student.hidden is not None and teacher.hidden is not None:
+        cos = layer_cosine(student.hidden, teacher.hidden, student.out_lengths)
+        if cos_weight > 0:  # a weight of 0 adds nothing at all: plain CTC training of the student
+            total = total + cos_weight * cos
+    js = posterior_js(student.ctc_logprobs, teacher.ctc_logprobs, langs, student.out_lengths, token_maps)
+    if js_weight > 0:
+        total = total + js_weight * js
+    return LossParts(total, parts.ctc, parts.lid, parts.lid_correct, cos.detach(), js.detach())

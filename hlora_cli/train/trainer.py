@@ -27,14 +27,25 @@ from hlora_cli.infer.ctc_decode import greedy_hypothesis
 from hlora_cli.model import BackboneRef, CTCModel, LIDConfig, LoRAConfig, ModelConfig, build_model
 from hlora_cli.model.backbone import detect_kind
 from hlora_cli.model.config import SHARED_HEAD_TYPES, canonical_model_type
+from hlora_cli.model.experts import (
+    init_student,
+    load_expert_weights,
+    load_experts,
+    load_teacher,
+    mole_config,
+    student_config,
+    token_maps,
+    warm_start_mole,
+)
 from hlora_cli.model.frontend import Features
+from hlora_cli.model.hlora import layer_plan
 from hlora_cli.score.metrics import char_errors
 from hlora_cli.train import state as run_state
 from hlora_cli.train.batches import TrainBatches
 from hlora_cli.train.config import TrainConfig, load_config
-from hlora_cli.train.data import Examples, load_examples
+from hlora_cli.train.data import Examples, experts_vocab, load_examples
 from hlora_cli.train.distributed import Dist
-from hlora_cli.train.losses import joint_loss
+from hlora_cli.train.losses import distill_loss, joint_loss
 from text_normalization import normalize
 from text_normalization.rules import strip_language_prefix
 
@@ -54,6 +65,8 @@ MODEL_SETTINGS = (
     "vocab",
     "languages",
     "train_routing",
+    "experts",
+    "l1",
 )
 Callback = Callable[[dict], None]
 
@@ -102,7 +115,7 @@ def lr_lambda(cfg: TrainConfig, total: int) -> Callable[[int], float]:
 
 # A training step's sums over its micro-batches (and ranks): utterance-weighted losses, LID hits,
 # utterances, audio seconds.
-STEP_SUMS = ("loss", "ctc", "lid", "lid_correct", "utts", "audio_s")
+STEP_SUMS = ("loss", "ctc", "lid", "lid_correct", "utts", "audio_s", "kd_cos", "kd_js")
 # An evaluation's sums per language (the columns of its array): character errors, reference
 # characters, utterances, LID hits.
 EVAL_SUMS = ("char_errors", "ref_chars", "utts", "lid_correct")
@@ -142,8 +155,11 @@ class Trainer:
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
 
-        self.vocab = Vocab.load(cfg.vocab)
-        languages = cfg.languages or list(self.vocab.languages)
+        self.experts = load_experts(cfg.experts) if cfg.experts else None
+        if cfg.model_type == "mole":  # --l1 against the encoder's depth before any data is read
+            layer_plan("mole", len(self.experts[0].config.layout.routed), None, l1=cfg.l1)
+        self.vocab = experts_vocab(self.experts) if self.experts else Vocab.load(cfg.vocab)
+        languages = [e.lang for e in self.experts] if self.experts else cfg.languages or list(self.vocab.languages)
         unknown = [lang for lang in languages if lang not in self.vocab.languages]
         if unknown:
             raise HloraError(f"{cfg.vocab}: no token inventory for language(s) {', '.join(unknown)}")
@@ -154,9 +170,18 @@ class Trainer:
                 "inventory lacks: make the vocab with `hlora prepare vocab --prefix-tokens`"
             )
         soft = cfg.train_routing == "soft"
-        self.train_data = load_examples(cfg.train, self.vocab, languages, shared, cfg.max_duration, soft)
-        self.dev_data = load_examples(cfg.dev, self.vocab, languages, shared, cfg.max_duration) if cfg.dev else None
-        self.model: CTCModel = build_model(model_config(cfg, self.vocab, languages)).to(self.device)
+        own = cfg.model_type == "expert"  # an expert reads its own language's rows of a manifest
+        self.train_data = load_examples(cfg.train, self.vocab, languages, shared, cfg.max_duration, soft, own)
+        self.dev_data = (
+            load_examples(cfg.dev, self.vocab, languages, shared, cfg.max_duration, only_languages=own)
+            if cfg.dev
+            else None
+        )
+        self.model: CTCModel = self._build_model(languages).to(self.device)
+        self.teacher = None
+        if cfg.model_type == "student" and cfg.kd != "none":
+            self.teacher = load_teacher(self.experts, self.device)
+            self.token_maps = [m.to(self.device) for m in token_maps(self.model.config.shared_vocab, self.experts)]
         self.model.gradient_checkpointing = cfg.gradient_checkpointing
         self.lid_weight = cfg.lid_weight if self.model.lid_head is not None else 0.0
         self.params = [p for p in self.model.parameters() if p.requires_grad]
@@ -187,6 +212,23 @@ class Trainer:
         if self.dist.is_main:  # on resume too: the settings it goes on with (e.g. more steps)
             cfg.save(self.run_dir / "train.yaml")
         self.tensorboard = self._tensorboard()
+
+    def _build_model(self, languages: list[str]) -> CTCModel:
+        """A fresh model; built from the experts for mole (their weights, warm-started fusion and
+        router with --init-from) and student (starting from their average)."""
+        cfg = self.cfg
+        lid = LIDConfig(cfg.lid_head, cfg.lid_pooling, cfg.lid_hidden)
+        if cfg.model_type == "mole":
+            model = build_model(mole_config(self.experts, cfg.l1, lid))
+            load_expert_weights(model, self.experts)
+            if cfg.init_from and not self.resume:
+                warm_start_mole(model, cfg.init_from)
+            return model
+        if cfg.model_type == "student":
+            model = build_model(student_config(self.experts, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, lid))
+            init_student(model, self.experts)
+            return model
+        return build_model(model_config(cfg, self.vocab, languages))
 
     # --- run directory -------------------------------------------------------------------
     def _check_run_dir(self, overwrite: bool) -> None:
@@ -322,12 +364,18 @@ class Trainer:
         """Loss of one batch."""
         feats = feats.to(self.device, non_blocking=self.pin_memory)
         langs = torch.tensor([e.lang for e in batch], device=self.device)
+        layerwise = self.teacher is not None and self.cfg.kd == "layerwise"
         with self._autocast():
-            out = self.model(feats, routing_mode, langs if routing_mode == "oracle" else None)
+            out = self.model(feats, routing_mode, langs if routing_mode == "oracle" else None, hidden=layerwise)
         every = [e.targets_by_lang for e in batch] if out.head_ctc_logprobs is not None else None
         parts = joint_loss(
             out, langs, [e.targets for e in batch], self.model.ctc_heads.vocab_sizes, self.lid_weight, every
         )
+        if self.teacher is not None:
+            with torch.no_grad(), self._autocast():
+                teacher = self.teacher(feats, "oracle", langs, hidden=layerwise)
+            cos_w = self.cfg.kd_cos_weight if layerwise else 0.0
+            parts = distill_loss(parts, out, teacher, langs, self.token_maps, cos_w, self.cfg.kd_js_weight)
         return out, parts
 
     def _train_routing(self, micro: int) -> str:
@@ -366,6 +414,9 @@ class Trainer:
             sums["lid_correct"] += parts.lid_correct
             sums["utts"] += n
             sums["audio_s"] += sum(e.utt.duration for e in batch)
+            if parts.kd_js is not None:
+                sums["kd_cos"] += parts.kd_cos.item() * n
+                sums["kd_js"] += parts.kd_js.item() * n
         # one all-reduce for the step's sums over ranks, and whether any rank met a non-finite loss
         reduced = self.dist.sum([*sums.values(), bad])
         totals, bad = dict(zip(STEP_SUMS, reduced[:-1], strict=True)), reduced[-1]
@@ -389,6 +440,7 @@ class Trainer:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         n = totals["utts"]
+        distilling = {"kd_cos": totals["kd_cos"] / n, "kd_js": totals["kd_js"] / n} if self.teacher else {}
         return {
             "step": self.step,
             "loss": totals["loss"] / n,
@@ -400,6 +452,7 @@ class Trainer:
             "grad_norm": grad_norm,
             "lr": self.scheduler.get_last_lr()[0],
             "data_wait_s": wait,
+            **distilling,
         }
 
     @torch.no_grad()
@@ -421,7 +474,7 @@ class Trainer:
             if not batch:
                 continue
             out, parts = self._forward(batch, feats, routing_mode)
-            if routing_mode == "predicted" and self.cfg.model_type == "hlora":
+            if routing_mode == "predicted" and self.cfg.model_type in ("hlora", "mole"):
                 # The loss of a misrouted utterance is not defined (its text is not in the chosen
                 # head's inventory): the dev loss is the training objective with the true routing.
                 _, parts = self._forward(batch, feats, "oracle")

@@ -44,7 +44,8 @@ def _listed(help_text: str) -> list[str]:
 def test_help_lists_every_command():
     r = hlora("--help")
     assert r.returncode == 0
-    commands = ["info", "normalize", "train", "lid", "decode", "score", "ablate", "prepare", "lm", "backbone"]
+    commands = ["info", "normalize", "train", "fuse", "distill", "lid", "decode", "score", "ablate", "prepare", "lm"]
+    commands.append("backbone")
     assert _listed(r.stdout) == commands
     r = hlora("prepare", "--help")
     assert _listed(r.stdout) == ["kaldi", "export-kaldi", "mlc-slm", "folder", "cv", "vocab", "synth", "subset"]

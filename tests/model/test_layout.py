@@ -32,6 +32,7 @@ def test_k9_on_a_12_layer_hubert_is_9_shared_and_3_routed():
         "routed": [10, 11, 12],
         "finetuned": [],
         "lid_after": 9,
+        "fused": [],
     }
 
 
