@@ -8,7 +8,10 @@ Side by side in one process, medians of interleaved runs, 2 CPU threads (or on a
   (d) two-stage                           (shared-LoRA LID pass over all layers, then a LIDLoRA pass, both merged)
   (e) peft LoRA with adapter_names        (peft's mixed-batch path; per-language adapters in the same layers
                                             k+1..N as HLoRA's routed LoRA, lower layers bare: generous to peft)
-(b)-(d) run with oracle routing set to the batch's 4 languages, which costs the same as predicted routing
+  (f) MoLE single pass, merged            (4 experts fused in layers 1..L1 = k, folded into one weight per layer;
+                                            router after L1; each language's expert in L1+1..N, merged per language)
+  (g) distilled student, merged           (one shared LoRA in every layer folded in, LID head on the output)
+(b)-(d) and (f) run with oracle routing set to the batch's 4 languages, which costs the same as predicted routing
 (the LID head runs either way) but guarantees a mixed batch even with untrained LID heads.
 
 Usage: python bench/core_speed.py [--quick] [--whisper DIR] [--device cuda] [--dtype bf16] [--batch 16,64]
@@ -46,16 +49,18 @@ def config(model_type: str, ref: BackboneRef, k: int | None, rank: int) -> Model
         LANGS,
         vocabs={lang: VOCAB for lang in LANGS},
         shared_vocab=VOCAB + [f"<{lang}>" for lang in LANGS],
-        k=k,
+        k=k if model_type == "hlora" else None,
+        l1=k if model_type == "mole" else None,
         lora=LoRAConfig(rank=rank, alpha=2.0 * rank),
     )
 
 
 def randomize(model: nn.Module) -> None:
+    """Random trained weights, the frozen experts of a MoLE model included."""
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
+        for n, p in model.named_parameters():
+            if p.requires_grad or ".lora_" in n or not n.startswith("backbone."):
                 p.copy_(torch.randn(p.shape, generator=g) * 0.02)
 
 
@@ -102,12 +107,13 @@ def measure(
     hlora_u = build_model(config("hlora", ref, k, rank)).eval()
     baseline = build_model(config("shared-lora", ref, None, rank)).eval()
     lidlora = build_model(config("lidlora", ref, None, rank)).eval()
-    for m in (hlora_m, hlora_u, baseline, lidlora):
+    mole = build_model(config("mole", ref, k, rank)).eval()
+    student = build_model(config("student", ref, None, rank)).eval()
+    for m in (hlora_m, hlora_u, baseline, lidlora, mole, student):
         randomize(m)
         m.to(device)
-    hlora_m.merge(routed=True)
-    baseline.merge()
-    lidlora.merge(routed=True)
+    for m in (hlora_m, baseline, lidlora, mole, student):
+        m.merge(routed=True)
     bare = BareEncoder(load_backbone(ref)).eval().to(device)
     peft = peft_model(ref, k, rank).to(device)
     feats = hlora_m.prepare(wavs).to(device)
@@ -123,6 +129,8 @@ def measure(
         "c_hlora_unmerged": lambda: hlora_u(feats, "oracle", langs),
         "d_two_stage": two_stage,
         "e_peft": lambda: peft(feats.values, feats.lengths, adapter_names=adapter_names),
+        "f_mole_merged": lambda: mole(feats, "oracle", langs),
+        "g_student_merged": lambda: student(feats),
     }
     with torch.inference_mode(), autocast(device, dtype):
         t = time_interleaved(fns, repeats=repeats, sync=torch.cuda.synchronize if device.type == "cuda" else None)
@@ -160,6 +168,8 @@ def main() -> None:
             "unmerged_over_merged": t["c_hlora_unmerged"] / t["b_hlora_merged"],
             "two_stage_over_hlora": t["d_two_stage"] / t["b_hlora_merged"],
             "peft_over_hlora": t["e_peft"] / t["b_hlora_merged"],
+            "mole_over_bare": t["f_mole_merged"] / t["a_bare"],
+            "student_over_bare": t["g_student_merged"] / t["a_bare"],
         }
         result[key] = {**{n: round(s * 1000, 1) for n, s in t.items()}, **{n: round(v, 3) for n, v in r.items()}}
         rows.append(
@@ -175,15 +185,18 @@ def main() -> None:
     result["hlora_over_bare"] = max(h["hlora_over_bare"] for h in heads)
     result["two_stage_over_hlora"] = min(h["two_stage_over_hlora"] for h in heads)
     result["peft_over_hlora"] = min(h["peft_over_hlora"] for h in heads)
+    result["mole_over_bare"] = max(h["mole_over_bare"] for h in heads)
+    result["student_over_bare"] = max(h["student_over_bare"] for h in heads)
     result["quick"] = args.quick
     on = "" if device.type == "cpu" else f" on {torch.cuda.get_device_name(device)}, {args.dtype}"
     body = (
         f"## Model core: inference on a mixed-language batch (`bench/core_speed.py`){on}\n\n"
         f"{'/'.join(map(str, batches))} utterances x 5 s, 4 languages mixed, {machine()}; "
         f"medians of {repeats} interleaved runs, ms.\n"
-        "Goals: b/a <= 1.05, d/b >= 1.9, e/b >= 1.1.\n\n"
+        "Goals: b/a <= 1.05, d/b >= 1.9, e/b >= 1.1, f/a <= 1.05 (MoLE at HLoRA's speed).\n\n"
         "| backbone | (a) bare | (b) HLoRA merged | (c) HLoRA unmerged | (d) two-stage | (e) peft adapter_names "
-        "| b/a | c/b | d/b | e/b |\n|---|---|---|---|---|---|---|---|---|---|\n"
+        "| (f) MoLE merged | (g) student merged | b/a | c/b | d/b | e/b | f/a | g/a |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
         + "\n".join(rows)
         + "\n\nThe headline ratios in the JSON are those of rank 8 (the default), worse backbone of the two. "
         "(b) cannot be faster than (a), so e/b is bounded by e/a: how much peft's unmerged mixed batch "

@@ -1,5 +1,7 @@
 """Training cost: HLoRA (k=3, k=9: shared lower layers) against the LoRA-free, fully fine-tuned
-`ctc` model type (the paper's mHuBERT-CTC), on the same batch.
+`ctc` model type (the paper's mHuBERT-CTC), on the same batch; and the LoRA-experts systems: one
+expert (one language, rank 64, no routing), the distilled student (rank 256) trained plainly, and
+the same student with layer-wise distillation (4 rank-64 experts as the teacher forward).
 
 Each variant runs in its own child process, so its peak resident memory (CPU) or peak allocated
 memory (CUDA) is its own; children run one after another in this one run. Reported: median
@@ -33,7 +35,7 @@ def child(args: argparse.Namespace) -> None:
 
     from hlora_cli.model import BackboneRef, LoRAConfig, ModelConfig, build_model
     from hlora_cli.model.config import BLANK
-    from hlora_cli.train.losses import joint_loss
+    from hlora_cli.train.losses import distill_loss, joint_loss
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -44,23 +46,31 @@ def child(args: argparse.Namespace) -> None:
     )
     vocab = [BLANK, "|", "<unk>"] + [chr(c) for c in range(ord("a"), ord("a") + 29)]
     full = args.variant == "full"
+    model_type = {"full": "ctc", "hlora": "hlora", "expert": "expert"}.get(args.variant, "student")
+    langs_of = ["en"] if model_type == "expert" else LANGS
+    rank = {"expert": 64, "student": 256}.get(model_type, 8)
     cfg = ModelConfig(
-        "ctc" if full else "hlora",  # ctc: every encoder layer trains, no LoRA, prefix-token LID
+        model_type,  # ctc: every encoder layer trains, no LoRA, prefix-token LID
         ref,
-        LANGS,
-        vocabs={} if full else {lang: vocab for lang in LANGS},
-        shared_vocab=vocab + [f"<{lang}>" for lang in LANGS],
-        k=None if full else args.k,
-        lora=LoRAConfig(rank=8, alpha=16),
+        langs_of,
+        vocabs={} if model_type in ("ctc", "student") else {lang: vocab for lang in langs_of},
+        shared_vocab=vocab + [f"<{lang}>" for lang in LANGS] if model_type != "expert" else [],
+        k=args.k if model_type == "hlora" else None,
+        lora=LoRAConfig(rank=rank, alpha=2.0 * rank),
     )
     device = torch.device(args.device)
     model = build_model(cfg).to(device).train()
+    teacher = None
+    if args.variant == "distill":  # the 4 experts as one teacher, each utterance through its own
+        tcfg = ModelConfig("lidlora", ref, LANGS, vocabs={lang: vocab for lang in LANGS}, lora=LoRAConfig(64, 128.0))
+        teacher = build_model(tcfg).to(device).eval().requires_grad_(False)
+        maps = [torch.arange(len(vocab), device=device) for _ in LANGS]
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-5)
     rng = np.random.default_rng(0)
     wavs = [(0.1 * rng.standard_normal(int(args.seconds * 16000))).astype(np.float32) for _ in range(args.batch)]
     feats = model.prepare(wavs).to(device)
-    langs = torch.tensor([i % len(LANGS) for i in range(args.batch)], device=device)
+    langs = torch.tensor([i % len(langs_of) for i in range(args.batch)], device=device)
     targets = [[int(x) for x in rng.integers(3, len(vocab), size=int(args.seconds * 12))] for _ in range(args.batch)]
     sizes = model.ctc_heads.vocab_sizes
     autocast = (
@@ -74,8 +84,13 @@ def child(args: argparse.Namespace) -> None:
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         with autocast:
-            out = model(feats, "oracle", langs)
-        loss = joint_loss(out, langs, targets, sizes, 0.0 if full else 0.3).total
+            out = model(feats, "oracle", langs, hidden=teacher is not None)
+        parts = joint_loss(out, langs, targets, sizes, 0.0 if full else 0.3)
+        if teacher is not None:
+            with torch.no_grad(), autocast:
+                t_out = teacher(feats, "oracle", langs, hidden=True)
+            parts = distill_loss(parts, out, t_out, langs, maps, 1.0, 1.0)
+        loss = parts.total
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -194,6 +209,8 @@ def main() -> None:
         for k in (3, 9):
             if k < layers:
                 per[f"hlora_k{k}"] = run_variant(args, backbone, "hlora", k)
+        for variant in ("expert", "student", "distill"):
+            per[variant] = run_variant(args, backbone, variant, 0)
         for name, r in per.items():
             rows.append(
                 f"| {label} | {name} | {r['trainable']:,} | {r['step_s']:.2f} | {r['mem_mb']:.0f} | "
@@ -215,8 +232,11 @@ def main() -> None:
             for n, r in per.items()
         }
     hl = [v for b in result.values() for n, v in b.items() if n.startswith("hlora")]
+    distill = max(b["distill"]["step_s"] / b["student"]["step_s"] for b in result.values())
     result["mem_ratio"] = max(v["mem_ratio"] for v in hl)  # headline: the least favourable HLoRA row
     result["step_ratio"] = max(v["step_ratio"] for v in hl)
+    # what layer-wise distillation costs per step over training the same student plainly
+    result["distill_over_student"] = round(distill, 3)
     result["device"] = args.device + (" bf16" if args.bf16 else "")
     body = (
         "## Training: HLoRA against full fine-tuning (`bench/train_speed.py`)\n\n"
@@ -226,7 +246,9 @@ def main() -> None:
         "buffers + gradients + AdamW state + activations autograd saves for backward, storages counted "
         "once), because the process's peak RSS (also shown) is dominated by libraries and by loading "
         "the checkpoint; on CUDA the peak allocated memory. "
-        "Goals: memory <= 0.5x, step time <= 0.8x of full fine-tuning.\n\n"
+        "Goals: memory <= 0.5x, step time <= 0.8x of full fine-tuning. expert: one language's rank-64 LoRA "
+        "(every utterance in its language); student: rank-256 shared LoRA, CTC only; distill: the same "
+        "student plus the teacher forward (4 rank-64 experts) and the layer-wise cosine + JS terms.\n\n"
         "| backbone | variant | trainable | s/step | memory MB | peak RSS MB | step ratio | memory ratio |\n"
         "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows)
     )
