@@ -5,18 +5,22 @@
 # as first stage), HLoRA for each k (k = shared lower layers; S5 oracle, S6 single pass) with hard, soft
 # and top-2 routing, BPE against characters, the pooled against the per-frame LID head; LID, KenLM,
 # scoring, the k ablation; the same models on the real clips next to Whisper-base zero-shot; long
-# recordings (test clips joined) decoded in windows; RESULTS.md at the end. Calls the hlora CLI, and
-# local/long_audio.py to join clips.
+# recordings (test clips joined) decoded in windows; the LoRA-language-experts systems (an expert per
+# language, MoLE for each L1, the distilled student with layer-wise / logits-only / no KD, adding a
+# language to a MoLE model against training HLoRA again); RESULTS.md at the end. Calls the hlora CLI,
+# and local/long_audio.py to join clips.
 #   ./run.sh [--stage N] [--stop-stage M] [--backbone DIR] [--langs "en de ..."] [--train N] [--dev N]
 #            [--test N] [--ks "1 2 3 4 5"] [--main-k K] [--steps N] [--batch-seconds S] [--lr LR]
-#            [--head-lr LR] [--ctc-lr LR] [--bpe-size N] [--smoke]
+#            [--head-lr LR] [--ctc-lr LR] [--bpe-size N] [--l1s "1 2 3 4 5"] [--main-l1 L1]
+#            [--expert-rank R] [--fuse-steps N] [--student-steps N] [--batching sorted|mixed] [--smoke]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 shared=${SHARED:-$root/../shared}
-stage=1; stop_stage=7
+stage=1; stop_stage=8
 langs="en de fr es pt ko ja"; n_train=200; n_dev=15; n_test=40; ks="1 2 3 4 5"; main_k=3; steps=800; batch=16
 lr=5e-4; head_lr=5e-3; ctc_lr=1e-4; bpe_size=200
+l1s="1 2 3 4 5"; main_l1=3; expert_rank=64; fuse_steps=""; student_steps=""; batching=sorted
 backbone=${BACKBONE:-${HLORA_CACHE:-$HOME/.cache/hlora}/whisper-base}
 exp=${EXP:-$root/exp/tts_ml}
 while [[ $# -gt 0 ]]; do
@@ -28,13 +32,18 @@ while [[ $# -gt 0 ]]; do
     --exp) exp=$2; shift 2 ;;  --batch-seconds) batch=$2; shift 2 ;;
     --lr) lr=$2; shift 2 ;;  --head-lr) head_lr=$2; shift 2 ;;  --ctc-lr) ctc_lr=$2; shift 2 ;;
     --bpe-size) bpe_size=$2; shift 2 ;;
-    --smoke) langs="en ja"; n_train=6; n_dev=2; n_test=3; ks="1 3"; main_k=3; steps=4; batch=30; bpe_size=30
-             exp=$root/exp/tts_ml_smoke
+    --l1s) l1s=$2; shift 2 ;;  --main-l1) main_l1=$2; shift 2 ;;
+    --expert-rank) expert_rank=$2; shift 2 ;;  --fuse-steps) fuse_steps=$2; shift 2 ;;
+    --batching) batching=$2; shift 2 ;;  --student-steps) student_steps=$2; shift 2 ;;
+    --smoke) langs="en de ja"; n_train=6; n_dev=2; n_test=3; ks="1 3"; main_k=3; steps=4; batch=30; bpe_size=30
+             l1s="1 3"; main_l1=3; expert_rank=4; exp=$root/exp/tts_ml_smoke
              shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
 hlora=$root/.venv/bin/hlora
+fuse_steps=${fuse_steps:-$(( steps / 3 + 1 ))}  # only fusion weights and router train
+student_steps=${student_steps:-$steps}  # the student starts from the experts' average
 mkdir -p "$exp"
 log() { printf '\n\033[1m== stage %s: %s\033[0m\n' "$1" "$2"; }
 want() { (( $1 >= stage && $1 <= stop_stage )); }
@@ -82,6 +91,7 @@ head_lr: $head_lr
 warmup_steps: $(( steps / 10 + 1 ))
 max_steps: $steps
 batch_seconds: $batch
+batching: $batching
 max_duration: $batch
 eval_every: $(( steps / 4 + 1 ))
 save_every: $(( steps / 4 + 1 ))
@@ -181,8 +191,91 @@ if want 6; then
   cat "$long/table.md"
 fi
 
+# The experts' stage trains from experts.yaml: run.yaml's schedule without the model's own settings
+# (backbone, vocabulary and LoRA come from the experts for fuse and distill).
+grep -v -E '^(backbone|vocab|lora_rank|lora_alpha):' "$exp/run.yaml" > "$exp/experts.yaml"
+timed() {  # timed NAME COMMAND...: run it, and append NAME and its wall seconds to times.tsv (not when skipped)
+  local name=$1 t0; shift; t0=$(date +%s)
+  if [[ -f $exp/$name/best/config.json ]]; then return; fi
+  "$@"; printf '%s\t%s\n' "$name" "$(( $(date +%s) - t0 ))" >> "$exp/times.tsv"
+}
+expert() {  # expert LANG: one language's LoRA in every layer, on its rows of the multilingual manifest
+  if [[ -f $exp/expert_$1/best/config.json ]]; then return; fi
+  "$hlora" train --config "$exp/run.yaml" --model-type expert --languages "$1" --lora-rank "$expert_rank" \
+    --lora-alpha $(( 2 * expert_rank )) --out "$exp/expert_$1" --overwrite
+}
+fuse() {  # fuse NAME L1 LANGS [FLAGS]: a MoLE model of those languages' experts
+  local name=$1 l1=$2 ls=$3 dirs=(); shift 3
+  if [[ -f $exp/$name/best/config.json ]]; then return; fi
+  for l in $ls; do dirs+=("$exp/expert_$l/best"); done
+  "$hlora" fuse "${dirs[@]}" --config "$exp/experts.yaml" --l1 "$l1" --max-steps "$fuse_steps" \
+    --warmup-steps $(( fuse_steps / 10 + 1 )) --lr 1e-2 --out "$exp/$name" --overwrite "$@"
+}
+distill() {  # distill NAME KD: the student of every expert
+  local name=$1 dirs=()
+  if [[ -f $exp/$name/best/config.json ]]; then return; fi
+  for l in $langs; do dirs+=("$exp/expert_$l/best"); done
+  "$hlora" distill "${dirs[@]}" --config "$exp/experts.yaml" --kd "$2" --lora-alpha 512 --max-steps "$student_steps" \
+    --warmup-steps $(( student_steps / 10 + 1 )) --out "$exp/$name" --overwrite
+}
+
 if want 7; then
-  log 7 "RESULTS.md"
+  log 7 "LoRA language experts: experts, MoLE for L1 in $l1s, students (layerwise, logits, none), adding a language"
+  read -r -a all <<< "$langs"; new=${all[-1]}; old="${all[*]:0:${#all[@]}-1}"
+  # The timed runs first (experts, HLoRA from scratch, adding a language), one after another.
+  for l in $langs; do timed "expert_$l" expert "$l"; done
+  timed hlora_scratch train_once hlora_scratch --model-type hlora --k "$main_k"
+  # Adding a language: the MoLE of the others, then the new expert fused in with --init-from,
+  # against HLoRA trained again from scratch on every language.
+  fuse mole_without_new "$main_l1" "$old"
+  timed mole_add_new fuse mole_add_new "$main_l1" "$langs" --init-from "$exp/mole_without_new/best"
+  train_once shared_lora --model-type shared-lora  # (stage 3's, when it ran)
+  for l1 in $l1s; do fuse "mole_l1_$l1" "$l1" "$langs"; done
+  for kd in layerwise logits none; do distill "student_$kd" "$kd"; done
+  out=$exp/decode_test/experts; mkdir -p "$out"
+  : > "$out/experts_oracle.jsonl"
+  for l in $langs; do  # each expert on its own language's test utterances
+    "$hlora" prepare subset "$exp/test.jsonl" --languages "$l" -o "$out/test_$l.jsonl"
+    "$hlora" decode "$out/test_$l.jsonl" --model "$exp/expert_$l/best" -o "$out/expert_$l.jsonl"
+    cat "$out/expert_$l.jsonl" >> "$out/experts_oracle.jsonl"
+  done
+  "$hlora" decode "$exp/test.jsonl" --model "$exp/shared_lora/best" -o "$out/shared_lora.jsonl"
+  "$hlora" decode "$exp/test.jsonl" --model "$exp/hlora_scratch/best" -o "$out/hlora.jsonl"
+  names="shared-LoRA,HLoRA k=$main_k single pass,experts (language given)"
+  files=("$out/shared_lora.jsonl" "$out/hlora.jsonl" "$out/experts_oracle.jsonl")
+  for l1 in $l1s; do
+    "$hlora" decode "$exp/test.jsonl" --model "$exp/mole_l1_$l1/best" -o "$out/mole_l1_$l1.jsonl"
+    "$hlora" decode "$exp/test.jsonl" --model "$exp/mole_l1_$l1/best" --mode oracle -o "$out/mole_l1_${l1}_aware.jsonl"
+    names+=",MoLE L1=$l1 agnostic (router),MoLE L1=$l1 aware (language given)"
+    files+=("$out/mole_l1_$l1.jsonl" "$out/mole_l1_${l1}_aware.jsonl")
+  done
+  for kd in layerwise logits none; do
+    "$hlora" decode "$exp/test.jsonl" --model "$exp/student_$kd/best" -o "$out/student_$kd.jsonl"
+    names+=",student KD $kd"; files+=("$out/student_$kd.jsonl")
+  done
+  "$hlora" decode "$exp/test.jsonl" --model "$exp/mole_add_new/best" -o "$out/mole_add_new.jsonl"
+  names+=",MoLE L1=$main_l1 + $new added (--init-from; router)"
+  files+=("$out/mole_add_new.jsonl")
+  for metric in mer cer; do  # CER too: on a short budget word errors saturate and hide differences
+    "$hlora" score "$exp/test.jsonl" "${files[@]}" --systems "$names" --markdown --metric "$metric" \
+      --json "$out/scores_$metric.json" > "$out/table_$metric.md"
+  done
+  cp "$out/table_mer.md" "$out/table.md"
+  {
+    echo "| adding $new | wall seconds |"; echo "|---|---|"
+    t_expert=$(awk -v n="expert_$new" '$1 == n {print $2}' "$exp/times.tsv" | tail -1)
+    t_fuse=$(awk '$1 == "mole_add_new" {print $2}' "$exp/times.tsv" | tail -1)
+    t_hlora=$(awk '$1 == "hlora_scratch" {print $2}' "$exp/times.tsv" | tail -1)
+    echo "| train the $new expert | ${t_expert:-?} |"
+    echo "| fuse it in (--init-from, fusion weights and router only) | ${t_fuse:-?} |"
+    echo "| MoLE total | $(( ${t_expert:-0} + ${t_fuse:-0} )) |"
+    echo "| HLoRA k=$main_k from scratch on every language (its MER and CER: the HLoRA row above) | ${t_hlora:-?} |"
+  } > "$out/add_language.md"
+  cat "$out/table.md" "$out/add_language.md"
+fi
+
+if want 8; then
+  log 8 "RESULTS.md"
   results=$here/RESULTS.md
   [[ $exp == *smoke* ]] && results=$exp/RESULTS.md
   {
@@ -212,6 +305,22 @@ if want 7; then
     echo "## Long audio: test clips joined per language (0.5 s gaps) into recordings of 60 s or more"
     echo
     cat "$exp/long/table.md"
+    if [[ -f $exp/decode_test/experts/table.md ]]; then
+      echo
+      echo "## LoRA language experts (TTS test set): experts (rank $expert_rank), MoLE, students (rank 256)"
+      echo
+      echo "Experts: $steps steps each on their language's rows; MoLE: $fuse_steps steps (fusion weights and"
+      echo "router only, lr 1e-2); students: $student_steps steps. Adding a language: the MoLE of $(( $(wc -w <<< "$langs") - 1 ))"
+      echo "languages' experts, then the last language's expert fused in with \\`--init-from\\`."
+      echo
+      cat "$exp/decode_test/experts/table_mer.md"
+      echo
+      echo "The same systems by CER:"
+      echo
+      cat "$exp/decode_test/experts/table_cer.md"
+      echo
+      cat "$exp/decode_test/experts/add_language.md"
+    fi
   } > "$results.tmp" && mv "$results.tmp" "$results"
   echo "wrote $results"
 fi
