@@ -60,7 +60,8 @@ class TrainProgress:
             rate = ""
             if self.last_t is not None:
                 rate = f" {r['audio_s'] / max(1e-6, now - self.last_t):.1f} audio-s/s"
-            info = f"loss {r['loss']:.3f} lid {r['lid_acc']:.2f}{rate}"
+            lid = f" lid {r['lid_acc']:.2f}" if "lid_acc" in r else ""
+            info = f"loss {r['loss']:.3f}{lid}{rate}"
             self.audio += r["audio_s"]
             self.wait += r.get("data_wait_s", 0.0)
         self.last_t = now
@@ -71,7 +72,8 @@ class TrainProgress:
             eta = (now - self.t0) / max(1, done) * (self.total - r["step"])
             speed = self.audio / max(1e-6, now - self.last_print)
             wait = 100 * self.wait / max(1e-6, now - self.last_print)
-            loss = "skipped" if r.get("skipped") else f"loss {r['loss']:.3f}, LID acc {r['lid_acc']:.2f}"
+            lid = f", LID acc {r['lid_acc']:.2f}" if "lid_acc" in r else ""
+            loss = "skipped" if r.get("skipped") else f"loss {r['loss']:.3f}{lid}"
             self.console.print(
                 f"step {r['step']}/{self.total}: {loss}, {speed:.1f} audio-s/s, waiting for data {wait:.0f}%, "
                 f"elapsed {_duration(now - self.t0)}, "

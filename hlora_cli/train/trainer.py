@@ -441,12 +441,15 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         n = totals["utts"]
         distilling = {"kd_cos": totals["kd_cos"] / n, "kd_js": totals["kd_js"] / n} if self.teacher else {}
+        # LID accuracy where the model identifies the language in training (not lidlora, not an expert)
+        identifies = self.model.lid_head is not None or self.model.prefix_ids is not None
+        lid = {"lid_acc": totals["lid_correct"] / n} if identifies else {}
         return {
             "step": self.step,
             "loss": totals["loss"] / n,
             "ctc": totals["ctc"] / n,
             "lid": totals["lid"] / n,
-            "lid_acc": totals["lid_correct"] / n,
+            **lid,
             "utts": n,
             "audio_s": totals["audio_s"],
             "grad_norm": grad_norm,

@@ -91,6 +91,7 @@ def test_an_expert_is_one_language_adapter_only_and_decodes_alone(experts, tmp_p
     # the expert read only its language's rows of the manifest: the others are counted as skipped
     run = dirs["de"].parent
     assert {r["utts"] for r in records(run) if "utts" in r} <= {1, 2, 3, 4}
+    assert all("lid_acc" not in r for r in records(run))  # no LID to be right or wrong
     de_rows = _subset(manifest, {"de"})
     cli("decode", de_rows, "--model", dirs["de"], "-o", tmp_path / "hyp.jsonl")  # single mode: no language given
     hyps = _rows(tmp_path / "hyp.jsonl")
