@@ -162,8 +162,9 @@ def run_training(options: dict) -> None:
     trainer = Trainer(cfg, out, resume=resume, overwrite=overwrite)
     console = Console(quiet=not trainer.dist.is_main)
     trainable, frozen = trainer.model.parameter_counts()
+    model = trainer.model
     console.print(
-        f"[bold]{cfg.model_type}[/] on {cfg.backbone} ({trainer.model.backbone.num_layers} layers: "
+        f"[bold]{cfg.model_type}[/] on {model.config.backbone.source} ({model.backbone.num_layers} layers: "
         f"{trainer.model.layout.describe()}), languages {', '.join(trainer.model.languages)}; "
         f"{len(trainer.train_data.examples)} training utterances, {trainable:,} trainable / {frozen:,} frozen "
         f"parameters; {trainer.dist.world_size} process(es) on {trainer.device}, "

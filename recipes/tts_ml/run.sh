@@ -227,7 +227,10 @@ if want 7; then
   timed hlora_scratch train_once hlora_scratch --model-type hlora --k "$main_k"
   # Adding a language: the MoLE of the others, then the new expert fused in with --init-from,
   # against HLoRA trained again from scratch on every language.
-  fuse mole_without_new "$main_l1" "$old"
+  for s in train dev; do  # the corpus without the new language
+    "$hlora" prepare subset "$exp/$s.jsonl" --languages "${old// /,}" -o "$exp/${s}_without_new.jsonl"
+  done
+  fuse mole_without_new "$main_l1" "$old" --train "$exp/train_without_new.jsonl" --dev "$exp/dev_without_new.jsonl"
   timed mole_add_new fuse mole_add_new "$main_l1" "$langs" --init-from "$exp/mole_without_new/best"
   train_once shared_lora --model-type shared-lora  # (stage 3's, when it ran)
   for l1 in $l1s; do fuse "mole_l1_$l1" "$l1" "$langs"; done
