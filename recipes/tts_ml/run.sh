@@ -314,7 +314,7 @@ if want 8; then
       echo
       echo "Experts: $steps steps each on their language's rows; MoLE: $fuse_steps steps (fusion weights and"
       echo "router only, lr 1e-2); students: $student_steps steps. Adding a language: the MoLE of $(( $(wc -w <<< "$langs") - 1 ))"
-      echo "languages' experts, then the last language's expert fused in with \\`--init-from\\`."
+      echo "languages' experts, then the last language's expert fused in with --init-from."
       echo
       cat "$exp/decode_test/experts/table_mer.md"
       echo
