@@ -62,6 +62,16 @@ def read_config(model_dir: str | Path) -> ModelConfig:
         raise HloraError(f"{path}: not a valid hlora model config ({e})") from e
 
 
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A model directory's weights file, as tensors by parameter name."""
+    try:
+        return load_file(str(path))
+    except FileNotFoundError as e:
+        raise HloraError(f"{path}: no such file; the model directory is incomplete") from e
+    except Exception as e:  # safetensors' own error type: a file cut short, or not safetensors at all
+        raise HloraError(f"{path}: not a readable safetensors file (cut short or corrupt: {e})") from e
+
+
 def load_model(model_dir: str | Path, backbone: str | None = None) -> CTCModel:
     """Rebuild a saved model in eval mode. `backbone` overrides where the encoder is loaded from
     (a moved directory); its weights must still match the saved fingerprint."""
@@ -80,12 +90,7 @@ def load_model(model_dir: str | Path, backbone: str | None = None) -> CTCModel:
         )
     model = CTCModel(config, bb)
     path = model_dir / weights_file(config)
-    try:
-        state = load_file(str(path))
-    except FileNotFoundError as e:
-        raise HloraError(f"{path}: no such file; the model directory is incomplete") from e
-    except Exception as e:  # safetensors' own error type: a file cut short, or not safetensors at all
-        raise HloraError(f"{path}: not a readable safetensors file (cut short or corrupt: {e})") from e
+    state = read_weights(path)
     expected = set(model.saved_state_dict())
     if set(state) != expected:
         missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)

@@ -9,10 +9,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from hlora_cli.errors import HloraError
-from hlora_cli.model.checkpoint import check_model_dir, load_model, read_config, weights_file
+from hlora_cli.model.checkpoint import check_model_dir, load_model, read_config, read_weights, weights_file
 from hlora_cli.model.config import BLANK, LIDConfig, LoRAConfig, ModelConfig
 from hlora_cli.model.hlora import CTCModel
 
@@ -45,14 +44,7 @@ def load_experts(dirs: list[str | Path]) -> list[Expert]:
             raise HloraError(
                 f"{path}: is a {config.model_type} model, not an expert (`hlora train --model-type expert`)"
             )
-        file = path / weights_file(config)
-        try:
-            state = load_file(str(file))
-        except FileNotFoundError as e:
-            raise HloraError(f"{file}: no such file; the expert directory is incomplete") from e
-        except Exception as e:  # safetensors' own error type
-            raise HloraError(f"{file}: not a readable safetensors file ({e})") from e
-        experts.append(Expert(path, config, state))
+        experts.append(Expert(path, config, read_weights(path / weights_file(config))))
     first = experts[0]
     for e in experts[1:]:
         if e.config.backbone.fingerprint != first.config.backbone.fingerprint:
@@ -73,13 +65,13 @@ def load_experts(dirs: list[str | Path]) -> list[Expert]:
     return experts
 
 
-def _combined(experts: list[Expert], model_type: str, **fields) -> ModelConfig:
+def _combined(experts: list[Expert], model_type: str, lora: LoRAConfig | None = None, **fields) -> ModelConfig:
     first = experts[0].config
     return ModelConfig(
         model_type,
         replace(first.backbone),
         [e.lang for e in experts],
-        lora=replace(first.lora, targets=list(first.lora.targets)),
+        lora=lora or replace(first.lora, targets=list(first.lora.targets)),
         bpe_models={e.lang: e.config.bpe_models[e.lang] for e in experts if e.lang in e.config.bpe_models},
         experts=[str(e.dir) for e in experts],
         **fields,
@@ -110,9 +102,7 @@ def union_vocab(experts: list[Expert]) -> list[str]:
 
 def student_config(experts: list[Expert], rank: int, alpha: float, dropout: float, lid: LIDConfig) -> ModelConfig:
     lora = LoRAConfig(rank, alpha, dropout, list(experts[0].config.lora.targets))
-    config = _combined(experts, "student", shared_vocab=union_vocab(experts), lid=lid)
-    config.lora = lora
-    return config
+    return _combined(experts, "student", lora, shared_vocab=union_vocab(experts), lid=lid)
 
 
 def token_maps(student_vocab: list[str], experts: list[Expert]) -> list[torch.Tensor]:
@@ -166,7 +156,7 @@ def init_student(model: CTCModel, experts: list[Expert]) -> None:
             mean = torch.stack(deltas).mean(0)
             u, s, vh = torch.linalg.svd(mean, full_matrices=False)
             rank = module.lora_A.shape[1]
-            n = int(min(rank, int((s > s[0] * 1e-6).sum()) if s.numel() and s[0] > 0 else 0))
+            n = min(rank, int((s > s[0] * 1e-6).sum()))  # 0 when every expert's update is 0
             root = (s[:n] / module.scaling).sqrt()
             module.lora_B[0].zero_()
             module.lora_B[0, :, :n].copy_(u[:, :n] * root)
@@ -191,11 +181,10 @@ def _lora_modules(model: CTCModel) -> list[tuple[str, torch.nn.Module]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, LoRALinear)]
 
 
-def warm_start_mole(model: CTCModel, previous_dir: str | Path) -> list[str]:
+def warm_start_mole(model: CTCModel, previous_dir: str | Path) -> None:
     """Fusion weights and router from an earlier MoLE model whose languages this one extends (a
     language added): the known languages keep their fusion logits and router outputs; a new
-    language's fusion logit starts at the mean of the layer's logits, its router output at random.
-    Returns the languages carried over."""
+    language's fusion logit starts at the mean of the layer's logits, its router output at random."""
     previous = load_model(check_model_dir(Path(previous_dir)))
     if previous.config.model_type != "mole":
         raise HloraError(f"{previous_dir}: is a {previous.config.model_type} model; --init-from takes a mole model")
@@ -219,4 +208,3 @@ def warm_start_mole(model: CTCModel, previous_dir: str | Path) -> list[str]:
                 target.copy_(t)
             else:  # the output layer: one row per language
                 target[old_idx] = t
-    return old

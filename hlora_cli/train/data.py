@@ -46,9 +46,9 @@ def load_examples(
         raise HloraError(f"{path}: manifest is empty")
     codes = {code: resolve_language(code, languages) for code in {u.lang for u in utts}}
     resolved = [codes[u.lang] for u in utts]
-    other = Counter()
+    other = 0
     if only_languages:
-        other = Counter(r is None for r in resolved)
+        other = sum(r is None for r in resolved)
         utts = [u for u, r in zip(utts, resolved, strict=True) if r is not None]
         resolved = [r for r in resolved if r is not None]
         if not utts:
@@ -63,8 +63,8 @@ def load_examples(
     prefix = shared_head and vocab.has_prefix_tokens(languages)
     index = {lang: i for i, lang in enumerate(languages)}
     out = Examples([])
-    if other[True]:
-        out.skipped["other language"] = other[True]
+    if other:
+        out.skipped["other language"] = other
     for u, lang in zip(utts, resolved, strict=True):
         duration = u.duration if u.duration is not None else segment_duration(u.audio, u.start, u.end)
         if duration > max_duration:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from hlora_cli.model.heads import valid_mask
 from hlora_cli.model.hlora import ModelOutput
 
 
@@ -82,16 +83,15 @@ def joint_loss(
 
 
 def _frame_mean(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Mean over each utterance's valid frames, then over utterances; x : shape = (batch, time)."""
-    valid = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
-    return ((x * valid).sum(1) / lengths.clamp_min(1)).mean()
+    """Mean over each utterance's valid frames; x : shape = (batch, time). Returns shape = (batch,)."""
+    return (x * valid_mask(lengths, x.shape[1])).sum(1) / lengths.clamp_min(1)
 
 
 def layer_cosine(student: list[torch.Tensor], teacher: list[torch.Tensor], lengths: torch.Tensor) -> torch.Tensor:
     """1 - cosine similarity of student and teacher hidden states, per frame, averaged over valid
     frames and layers."""
     per_layer = [
-        _frame_mean(1 - F.cosine_similarity(s.float(), t.float(), dim=-1), lengths)
+        _frame_mean(1 - F.cosine_similarity(s.float(), t.float(), dim=-1), lengths).mean()
         for s, t in zip(student, teacher, strict=True)
     ]
     return torch.stack(per_layer).mean()
@@ -118,9 +118,7 @@ def posterior_js(
         # A token the expert gives exactly 0 adds 0: clamping its -inf keeps 0 x inf out (and NaN grads)
         kl_p = (p_log.exp() * (p_log.clamp_min(-1e4) - m_log.clamp_min(-1e4))).sum(-1)
         kl_q = (q_log.exp() * (q_log.clamp_min(-1e4) - m_log.clamp_min(-1e4))).sum(-1)
-        js = 0.5 * (kl_p + kl_q)
-        valid = torch.arange(js.shape[1], device=js.device)[None, :] < lengths[idx][:, None]
-        per_utt[idx] = (js * valid).sum(1) / lengths[idx].clamp_min(1)
+        per_utt[idx] = _frame_mean(0.5 * (kl_p + kl_q), lengths[idx])
     return per_utt.mean()
 
 
