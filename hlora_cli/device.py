@@ -12,9 +12,10 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def resolve_device(name: str) -> torch.device:
-    """auto (the GPU when there is one), cpu, cuda or cuda:N."""
+    """auto (the GPU when there is one), cpu, cuda or cuda:N. A CUDA device always comes back with
+    its index (the current device for plain "cuda"): torch.cuda.set_device refuses one without."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError as e:
@@ -26,6 +27,8 @@ def resolve_device(name: str) -> torch.device:
             raise HloraError(f"--device {name}: CUDA is not available on this machine")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise HloraError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        if device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
     return device
 
 

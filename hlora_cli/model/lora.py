@@ -44,6 +44,7 @@ class LoRALinear(nn.Module):
         self.merged = False  # shared adapter (or, fused, the weighted sum of all) folded into base.weight
         self.fused_weights: torch.Tensor | None = None  # (n_adapters,) the fusion weights merged, fused only
         self.merged_weights: torch.Tensor | None = None  # (n_adapters, out, in), routed only
+        self.merged_cast: tuple[torch.Tensor, torch.Tensor | None] | None = None  # merged weights, bias at one dtype
 
     @property
     def routed(self) -> bool:
@@ -81,22 +82,33 @@ class LoRALinear(nn.Module):
         # One plain matmul per language present in the batch: the cost of the bare layer. When the
         # model core has sorted the batch by language (`groups`), each matmul writes straight into
         # its contiguous slice of the output; otherwise rows are gathered and scattered.
-        bias = self.base.bias
+        weights, bias, x = self._merged_for(x)
         groups = self.groups if self.groups is not None else contiguous_groups(route)
         if groups is not None and len(groups) == 1:
-            return nn.functional.linear(x, self.merged_weights[groups[0][0]], bias)
+            return nn.functional.linear(x, weights[groups[0][0]], bias)
         y = x.new_empty(*x.shape[:-1], self.base.out_features)
         if groups is not None:
             for lang, start, end in groups:
                 out = y[start:end].view(-1, y.shape[-1])
                 xs = x[start:end].reshape(-1, x.shape[-1])
-                w = self.merged_weights[lang].t()
+                w = weights[lang].t()
                 torch.addmm(bias, xs, w, out=out) if bias is not None else torch.mm(xs, w, out=out)
             return y
         for lang in torch.unique(route).tolist():
             idx = (route == lang).nonzero().squeeze(1)
-            y[idx] = nn.functional.linear(x[idx], self.merged_weights[lang], bias)
+            y[idx] = nn.functional.linear(x[idx], weights[lang], bias)
         return y
+
+    def _merged_for(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """The merged weights, bias and x in the dtype this call computes in (autocast's, else x's).
+        out= matmuls do not autocast, and casting the weights anew on every call would cost a
+        kernel per language per layer: the cast is made once and kept until unmerge."""
+        device = x.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+        if self.merged_cast is None or self.merged_cast[0].dtype != dtype:
+            bias = self.base.bias
+            self.merged_cast = (self.merged_weights.to(dtype), None if bias is None else bias.to(dtype))
+        return *self.merged_cast, x.to(dtype)
 
     @torch.no_grad()
     def merge(self, routed: bool = False) -> None:
@@ -127,7 +139,7 @@ class LoRALinear(nn.Module):
         elif self.merged:
             self.base.weight -= self.delta_weight()[0].to(self.base.weight.dtype)
             self.merged = False
-        self.merged_weights = None
+        self.merged_weights, self.merged_cast = None, None
 
 
 def _get(module: nn.Module, path: str) -> nn.Module | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import random
 import time
 from collections.abc import Callable
@@ -150,7 +151,11 @@ class Trainer:
         if resume:
             self._check_resume_settings()
         if cfg.deterministic:
-            torch.use_deterministic_algorithms(True)
+            # CUDA has no deterministic backward for CTC: there it stays the one op that may differ
+            # run to run (a warning says so) instead of refusing to train. cuBLAS needs a fixed workspace.
+            if self.device.type == "cuda":
+                os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True, warn_only=self.device.type == "cuda")
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)

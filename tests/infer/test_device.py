@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 import torch
 
+from hlora_cli.device import resolve_device
 from hlora_cli.errors import HloraError
 from hlora_cli.infer.runner import DecodeOptions, Recognizer
 from tests.infer.test_modes import items, model  # noqa: F401  (fixture)
@@ -63,3 +64,11 @@ def test_cuda_decoding_equals_cpu_decoding(items, mode):  # noqa: F811
     gpu = Recognizer(m, DecodeOptions(mode=mode, device="cuda"), first).run(given).results
     assert [r.lang for r in gpu] == [r.lang for r in cpu] and [r.text for r in gpu] == [r.text for r in cpu]
     assert next(m.parameters()).device.type == "cpu"  # the caller's model did not move
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_plain_cuda_resolves_to_an_indexed_device_that_set_device_takes():
+    for name in ("cuda", "auto"):
+        device = resolve_device(name)
+        assert device == torch.device("cuda", torch.cuda.current_device())
+        torch.cuda.set_device(device)

@@ -333,3 +333,22 @@ def test_hidden_states_come_back_in_the_callers_order_after_routing_sorts_the_ba
             )
             for layer, state in enumerate(out.hidden):
                 torch.testing.assert_close(state[b], alone.hidden[layer][0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_experts_fuse_and_distill_train_in_bf16_on_the_gpu_and_decode_as_on_the_cpu(experts, tmp_path):
+    dirs, manifest, _ = experts
+    data = _subset(manifest, {"en", "de"})
+    gpu = ["--device", "cuda"]  # bf16 autocast is the default there
+    cli("fuse", dirs["en"], dirs["de"], "--l1", "2", *_common(data, tmp_path / "mole"), *gpu)
+    cli("distill", dirs["en"], dirs["de"], "--lora-rank", "8", *_common(data, tmp_path / "student"), *gpu)
+    for run in ("mole", "student"):
+        steps = [r for r in records(tmp_path / run) if "loss" in r]
+        assert len(steps) == 6 and all(np.isfinite(r["loss"]) for r in steps)
+        out = {}
+        for device in ("cpu", "cuda"):
+            path = tmp_path / f"{run}_{device}.jsonl"
+            cli("decode", data, "--model", tmp_path / run / "best", "--device", device, "-o", path)
+            out[device] = [(h["id"], h["lang"], h["text"]) for h in _rows(path)]
+        assert out["cuda"] == out["cpu"]
+    assert json.loads((tmp_path / "student_cuda.meta.json").read_text())["device"].startswith("cuda")
