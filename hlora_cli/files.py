@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -33,6 +34,40 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def check_output_dir(out: str | Path, overwrite: bool, what: str = "output directory") -> Path:
+    """An output directory a command will create: refused when something is already there (unless
+    `overwrite`, and then only a directory), or when it cannot be made. Checked before any work."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise HloraError(f"{out}: is a file; give a directory for the {what}")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise HloraError(f"{out}: exists and is not empty; give another {what} or --overwrite to replace it")
+    check_parent(out, what)
+    return out
+
+
+def atomic_dir(out: Path, write: Callable[[Path], None]) -> None:
+    """Call write(tmp) on a new directory beside `out`, then put it in place of `out`: a crash
+    leaves `out` as it was, never half written. What `out` held before is removed only after the
+    new directory is complete (the caller has checked it may be replaced: check_output_dir)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o777 & ~_umask())
+        old = None
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+            os.replace(out, old / out.name)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

@@ -90,6 +90,7 @@ def decode(
     batch_seconds: float = typer.Option(60.0, help="Padded audio seconds per batch."),
     window: float = typer.Option(25.0, help="Longer audio is decoded in windows of this many seconds."),
     overlap: float = typer.Option(2.0, help="Overlap between windows (s)."),
+    onnx: Path = typer.Option(None, "--onnx", help="Instead of --model: a directory from `hlora export onnx`."),
     whisper: str = typer.Option(None, "--whisper", help="Instead of --model: an HF Whisper directory, zero-shot."),
     whisper_languages: str = typer.Option(
         None, help="Whisper: restrict language detection to these (comma-separated)."
@@ -104,18 +105,20 @@ def decode(
     """Transcribe; writes id, lang, lang_probs, text and word times per utterance."""
     import torch
 
-    check_outputs(out, [*inputs, *(p for p in (model, lid_model) if p is not None)])
-    if whisper is not None and (model is not None or lid_model is not None):
+    check_outputs(out, [*inputs, *(p for p in (model, lid_model, onnx) if p is not None)])
+    if whisper is not None and (model is not None or lid_model is not None or onnx is not None):
         raise HloraError("give either --whisper DIR (zero-shot) or --model DIR, not both")
+    if onnx is not None and model is not None:
+        raise HloraError("give either --onnx DIR (an exported model) or --model DIR, not both")
     if threads is not None:
         check_number("--threads", threads, 1)
         torch.set_num_threads(threads)
     from hlora_cli.model.checkpoint import check_model_dir
 
-    for path in (model, lid_model):
+    for path in (model, lid_model, onnx):
         if path is not None:
             check_model_dir(path)
-    if whisper is None and model is None:
+    if whisper is None and model is None and onnx is None:
         raise HloraError("give --model DIR (or --whisper DIR for a Whisper zero-shot run)")
     lms = parse_lms(lm)
     options = DecodeOptions(
@@ -148,9 +151,16 @@ def decode(
     from hlora_cli.model import load_model
 
     first = load_model(lid_model) if lid_model is not None else None
-    recognizer = Recognizer(load_model(model), options, first)
+    if onnx is not None:
+        from hlora_cli.infer.onnx_model import OnnxModel
+
+        main_model = OnnxModel(onnx, threads)
+    else:
+        main_model = load_model(model)
+    recognizer = Recognizer(main_model, options, first)
     system = {
-        "model": str(model),
+        "model": str(model if onnx is None else onnx),
+        **({"onnx": True, "int8": main_model.int8} if onnx is not None else {}),
         "mode": mode,
         "routing": routing,
         "decoder": options.decoder,

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from hlora_cli import __version__
-from hlora_cli.cli import ablate, backbone, decode, info, lid, lm, normalize, prepare, score, train
+from hlora_cli.cli import ablate, backbone, decode, export, info, lid, lm, normalize, prepare, score, train
 from hlora_cli.errors import HloraError
 
 app = typer.Typer(
@@ -29,6 +29,7 @@ app.command("score")(score.score_cmd)
 app.add_typer(lm.app, name="lm")
 app.command("ablate")(ablate.ablate)
 app.add_typer(backbone.app, name="backbone")
+app.add_typer(export.app, name="export")
 err = Console(stderr=True)
 _state = {"debug": False}
 

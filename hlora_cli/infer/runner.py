@@ -126,8 +126,8 @@ class Recognizer:
 
     def _ready(self, model: CTCModel | None, options: DecodeOptions) -> CTCModel | None:
         """An eval-mode copy on the device, merged if asked (the caller's model stays as it was)."""
-        if model is None:
-            return None
+        if model is None or not isinstance(model, torch.nn.Module):  # None, or an ONNX model (infer/onnx_model.py)
+            return model
         if options.merge or self.device != next(model.parameters()).device:
             model = copy.deepcopy(model)
         model = model.eval().to(self.device)

@@ -23,8 +23,9 @@ __all__ = ["SAMPLE_RATE", "Backbone", "Features", "HubertBackbone", "WhisperBack
 
 
 def additive_mask(lengths: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor | None:
-    """(B, 1, n, n) additive attention mask hiding padded keys, or None when nothing is padded."""
-    if bool((lengths == n).all()):
+    """(B, 1, n, n) additive attention mask hiding padded keys, or None when nothing is padded
+    (always a mask while tracing for ONNX: the graph must hold for padded batches too)."""
+    if not torch.jit.is_tracing() and bool((lengths == n).all()):
         return None
     valid = torch.arange(n, device=lengths.device)[None, :] < lengths[:, None]
     mask = torch.zeros(valid.shape, dtype=dtype, device=lengths.device)
@@ -56,8 +57,14 @@ class Backbone(nn.Module):
     min_samples: int
     target_paths: dict[str, str]
     max_seconds: float | None = None
+    per_utterance_frontend = False  # the frontend normalises over time: run it one utterance at a time
 
     def layers(self) -> nn.ModuleList:
+        raise NotImplementedError
+
+    @property
+    def module(self) -> nn.Module:
+        """The transformers module this wraps (an encoder: what exports hand to other tools)."""
         raise NotImplementedError
 
     frontend: Frontend
@@ -129,6 +136,10 @@ class WhisperBackbone(Backbone):
     def layers(self) -> nn.ModuleList:
         return self.encoder.layers
 
+    @property
+    def module(self) -> nn.Module:
+        return self.encoder
+
     def embed(self, feats: Features) -> tuple[torch.Tensor, torch.Tensor]:
         enc = self.encoder
         x = feats.values.to(enc.conv1.weight.dtype)
@@ -191,10 +202,14 @@ class HubertBackbone(Backbone):
     def layers(self) -> nn.ModuleList:
         return self.model.encoder.layers
 
+    @property
+    def module(self) -> nn.Module:
+        return self.model
+
     def _conv_frontend(self, feats: Features) -> torch.Tensor:
         fe = self.model.feature_extractor
         x = feats.values.to(self.model.feature_projection.projection.weight.dtype)
-        if not self.per_utterance_frontend:
+        if not self.per_utterance_frontend or torch.jit.is_tracing():  # ONNX: the runtime feeds one utterance
             return fe(x).transpose(1, 2)
         outs = [fe(x[i : i + 1, : int(n)]).transpose(1, 2) for i, n in enumerate(feats.lengths)]
         t = max(o.shape[1] for o in outs)

@@ -22,6 +22,8 @@ weighted by the posterior (see train/losses.py).
 
 from __future__ import annotations
 
+import copy
+import re
 from dataclasses import dataclass
 
 import torch
@@ -338,6 +340,30 @@ class CTCModel(nn.Module):
         if self.lid_after == len(self.layer_lora):
             h = self.backbone.finish(h)
         return self._lid(h, lengths)
+
+    def folded_backbone(self, lang: int) -> Backbone:
+        """A copy of the backbone with every LoRA folded into its weights as language index `lang`
+        is routed: shared LoRA as it is, routed layers that language's, fused layers their learned
+        mix. No LoRA module is left in it: its `module` is a plain transformers encoder
+        (HubertModel, Wav2Vec2Model or WhisperEncoder), what `hlora export` writes."""
+        if self.is_merged:
+            raise HloraError("fold an unmerged model: call unmerge() first")
+        if not 0 <= lang < len(self.languages):
+            raise HloraError(f"language index {lang} outside 0..{len(self.languages) - 1}")
+        backbone = copy.deepcopy(self.backbone)
+        with torch.no_grad():
+            for name, m in list(backbone.named_modules()):
+                if not isinstance(m, LoRALinear):
+                    continue
+                i = int(re.search(r"layers\.(\d+)\.", name).group(1))
+                if self.layer_lora[i] == "fused":
+                    delta = m._fused_delta(self.fusion_weights(i))
+                else:
+                    delta = m.delta_weight()[lang if m.routed else 0]
+                m.base.weight += delta.to(m.base.weight.dtype)
+                parent, _, attr = name.rpartition(".")
+                setattr(backbone.get_submodule(parent), attr, m.base)
+        return backbone.requires_grad_(False).eval()
 
     def lora_modules(self) -> list[LoRALinear]:
         return [m for layer in self.lora for m in layer]

@@ -45,7 +45,9 @@ def test_help_lists_every_command():
     r = hlora("--help")
     assert r.returncode == 0
     commands = ["info", "normalize", "train", "fuse", "distill", "lid", "decode", "score", "ablate", "prepare", "lm"]
-    commands.append("backbone")
+    commands += ["backbone", "export"]
     assert _listed(r.stdout) == commands
+    r = hlora("export", "--help")
+    assert _listed(r.stdout) == ["hf", "peft", "onnx"]
     r = hlora("prepare", "--help")
     assert _listed(r.stdout) == ["kaldi", "export-kaldi", "mlc-slm", "folder", "cv", "vocab", "synth", "subset"]

@@ -1,0 +1,103 @@
+"""`hlora export onnx` and `hlora decode --onnx`: onnxruntime decodes as torch does."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.cli.inprocess import run_cli
+from tests.export.test_export import _model_dir
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def _decode(manifest: Path, out: Path, *model: str | Path, mode: str = "single") -> list[dict]:
+    extra = ["--lang", "de"] if mode == "oracle" else []
+    run_cli("decode", manifest, *model, "--mode", mode, *extra, "--batch-seconds", "2", "--num-workers", "0", "-o", out)
+    return _rows(out)
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory) -> Path:
+    """Six utterances of different lengths in two languages (so batches are padded and mixed)."""
+    import soundfile as sf
+
+    from tests.conftest import waves
+
+    root = tmp_path_factory.mktemp("onnx_data")
+    rows = []
+    for i, (sec, lang) in enumerate(zip([0.7, 1.1, 0.5, 1.4, 0.9, 0.6], ["en", "de"] * 3, strict=True)):
+        path = root / f"u{i}.wav"
+        sf.write(str(path), waves([sec], seed=i)[0], 16000)
+        rows.append(json.dumps({"id": f"u{i}", "audio": str(path), "lang": lang, "text": "a", "duration": sec}))
+    (root / "m.jsonl").write_text("\n".join(rows) + "\n")
+    return root / "m.jsonl"
+
+
+@pytest.mark.parametrize(
+    ("kind", "model_type"),
+    [
+        ("whisper", "hlora"),
+        ("hubert", "hlora"),  # group-norm frontend: one utterance at a time through encoder.onnx
+        ("wav2vec2", "hlora"),
+        ("whisper", "shared-lora"),
+        ("whisper", "ctc"),
+        ("whisper", "mole"),
+    ],
+)
+def test_onnx_decodes_as_torch_in_single_pass_and_oracle(kind, model_type, manifest, tmp_path):
+    extra = {"l1": 2} if model_type == "mole" else {}
+    model_dir = _model_dir(kind, tmp_path, model_type, **extra)
+    out = tmp_path / "onnx"
+    r = run_cli("export", "onnx", model_dir, "-o", out)
+    routed = model_type in ("hlora", "mole")
+    graphs = sorted(p.name for p in out.glob("*.onnx"))
+    assert graphs == (
+        sorted(["encoder.onnx", "de.onnx", "en.onnx", "fr.onnx", "ja.onnx"]) if routed else ["model.onnx"]
+    )
+    assert "->" in r.stdout
+    for mode in ("single", "oracle"):
+        torch_rows = _decode(manifest, tmp_path / f"t_{mode}.jsonl", "--model", model_dir, mode=mode)
+        onnx_rows = _decode(manifest, tmp_path / f"o_{mode}.jsonl", "--onnx", out, mode=mode)
+        assert [(r["id"], r["lang"], r["text"]) for r in onnx_rows] == [
+            (r["id"], r["lang"], r["text"]) for r in torch_rows
+        ]
+        for a, b in zip(torch_rows, onnx_rows, strict=True):
+            assert a["lang_probs"] == pytest.approx(b["lang_probs"], abs=1e-3)
+    # oracle took each row's language: a mixed batch ran through two per-language graphs
+    assert {r["lang"] for r in _rows(tmp_path / "o_oracle.jsonl")} == {"en", "de"}
+    meta = json.loads((tmp_path / "o_single.meta.json").read_text())
+    assert meta["onnx"] is True and meta["int8"] is False
+
+
+def test_int8_export_is_smaller_and_decodes(manifest, tmp_path):
+    model_dir = _model_dir("whisper", tmp_path)
+    run_cli("export", "onnx", model_dir, "-o", tmp_path / "fp32")
+    run_cli("export", "onnx", model_dir, "-o", tmp_path / "int8", "--int8")
+    size = {d: sum(p.stat().st_size for p in (tmp_path / d).glob("*.onnx")) for d in ("fp32", "int8")}
+    assert sorted(p.name for p in (tmp_path / "int8").glob("*.onnx"))[0] == "de.int8.onnx"
+    assert size["int8"] < 0.6 * size["fp32"]
+    rows = _decode(manifest, tmp_path / "q.jsonl", "--onnx", tmp_path / "int8")
+    assert len(rows) == 6 and json.loads((tmp_path / "q.meta.json").read_text())["int8"] is True
+
+
+def test_onnx_export_and_decode_errors(manifest, tmp_path):
+    lidlora = _model_dir("whisper", tmp_path, "lidlora")
+    r = run_cli("export", "onnx", lidlora, "-o", tmp_path / "x", check=False)
+    assert r.returncode == 2 and "cannot decode single-pass" in r.stderr and not (tmp_path / "x").exists()
+    model_dir = _model_dir("whisper", tmp_path)
+    run_cli("export", "onnx", model_dir, "-o", tmp_path / "o")
+    r = run_cli(
+        "decode", manifest, "--onnx", tmp_path / "o", "--routing", "soft", "-o", tmp_path / "h.jsonl", check=False
+    )
+    assert r.returncode == 2 and "an ONNX model routes hard" in r.stderr
+    r = run_cli("decode", manifest, "--onnx", model_dir, "-o", tmp_path / "h.jsonl", check=False)
+    assert r.returncode == 2 and "onnx.json: no such file" in r.stderr
+    r = run_cli(
+        "decode", manifest, "--onnx", tmp_path / "o", "--model", model_dir, "-o", tmp_path / "h.jsonl", check=False
+    )
+    assert r.returncode == 2 and "not both" in r.stderr
