@@ -11,8 +11,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hlora_cli.errors import HloraError
 from hlora_cli.infer.inputs import collect_inputs, item_duration
-from hlora_cli.infer.output import check_outputs, kaldi_path, write_meta, write_results
-from hlora_cli.infer.runner import DecodeOptions, Recognizer, Report
+from hlora_cli.infer.output import PartialOutput, check_outputs, kaldi_path, write_meta
+from hlora_cli.infer.runner import DecodeOptions, Recognizer, Report, chunks
 from hlora_cli.values import check_number
 
 console = Console()
@@ -29,50 +29,87 @@ def parse_lms(values: list[str]) -> dict[str, str]:
     return lms
 
 
-def run_with_progress(run, items, label: str) -> Report:
+def _total_seconds(items) -> float:
     total = 0.0
     for it in items:
         try:
             total += item_duration(it)
         except HloraError:
             pass
+    return total
+
+
+def _progress(label: str, out: Console) -> Progress:
     columns = [
         TextColumn(f"[bold]{label}"),
         BarColumn(),
         TextColumn("{task.completed:.0f}/{task.total:.0f} s audio"),
         TimeElapsedColumn(),
     ]
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task(label, total=max(total, 1e-6))
+    return Progress(*columns, console=out, transient=True)
+
+
+def run_with_progress(run, items, label: str) -> Report:
+    with _progress(label, console) as progress:
+        task = progress.add_task(label, total=max(_total_seconds(items), 1e-6))
         return run(items, on_progress=lambda s: progress.advance(task, s))
 
 
-def print_skipped(skipped: list[tuple[str, str]]) -> None:
+def print_skipped(skipped: list[tuple[str, str]], out: Console = console) -> None:
     for utt, reason in skipped:
-        console.print(f"[yellow]skipped[/] {utt}: {reason}", highlight=False, soft_wrap=True)
+        out.print(f"[yellow]skipped[/] {utt}: {reason}", highlight=False, soft_wrap=True)
 
 
-def write_outputs(report: Report, out: Path, system: dict) -> None:
-    write_results(report.results, out)
-    write_meta(report, out, system)
-    print_skipped(report.skipped)
-    if not report.results:
-        console.print(
-            f"nothing was decoded ({len(report.skipped)} input(s) skipped) -> {out}, {kaldi_path(out)}", soft_wrap=True
-        )
+def stream(run, items, out: Path | None, system: dict, resume: bool, chunk_seconds: float, label: str) -> None:
+    """Decode in chunks of about `chunk_seconds` of audio, each chunk's results leaving as it
+    finishes: appended to OUT.partial (made into OUT, OUT.text and OUT.meta.json at the end), or,
+    without -o, printed to stdout as `id<TAB>lang<TAB>text` lines (messages then go to stderr)."""
+    log = console if out is not None else Console(stderr=True)
+    partial = PartialOutput(out, resume) if out is not None else None
+    if partial is not None and partial.done:
+        items = [it for it in items if it.id not in partial.done_ids]
+        log.print(f"resuming: {len(partial.done)} utterance(s) already decoded, {len(items)} to go", soft_wrap=True)
+    skipped: list[tuple[str, str]] = []
+    decoded, audio, wall = 0, 0.0, 0.0
+    with _progress(label, log) as progress:
+        task = progress.add_task(label, total=max(_total_seconds(items), 1e-6))
+        for chunk in chunks(items, chunk_seconds):
+            report = run(chunk, on_progress=lambda s: progress.advance(task, s))
+            if partial is not None:
+                partial.append(report.results)
+            else:
+                for r in sorted(report.results, key=lambda r: r.id):
+                    print(f"{r.id}\t{r.lang}\t{r.text}", flush=True)
+            skipped += report.skipped
+            decoded, audio, wall = (
+                decoded + len(report.results),
+                audio + report.audio_seconds,
+                wall + report.wall_seconds,
+            )
+    where = ""
+    if partial is not None:
+        resumed = len(partial.done)
+        results = partial.finish(out)
+        write_meta(Report(results, skipped, audio, wall), out, {**system, "resumed": resumed})
+        where = f" -> {out}, {kaldi_path(out)}"
+    print_skipped(skipped, log)
+    if not decoded:
+        log.print(f"nothing was decoded ({len(skipped)} input(s) skipped){where}", soft_wrap=True)
     else:
-        console.print(
-            f"{len(report.results)} utterances, {report.audio_seconds / 3600:.4f} h audio in "
-            f"{report.wall_seconds:.1f} s: real-time factor {report.rtf:.4f} -> {out}, {kaldi_path(out)}",
+        rtf = wall / max(audio, 1e-9)
+        log.print(
+            f"{decoded} utterances, {audio / 3600:.4f} h audio in {wall:.1f} s: real-time factor {rtf:.4f}{where}",
             soft_wrap=True,
         )
-    if report.skipped or not report.results:
+    if skipped or (not decoded and not (partial and partial.done)):
         raise typer.Exit(1)
 
 
 def decode(
     inputs: list[str] = typer.Argument(..., help="Audio files, folders of audio, or manifests (.jsonl)."),
-    out: Path = typer.Option(..., "-o", "--out", help="Output JSONL (a Kaldi text file is written beside it)."),
+    out: Path = typer.Option(
+        None, "-o", "--out", help="Output JSONL (a Kaldi text file beside it); without it: id, lang, text to stdout."
+    ),
     model: Path = typer.Option(None, "--model", help="Model directory (RUN_DIR/best)."),
     mode: str = typer.Option("single", help="single, two-stage or oracle."),
     routing: str = typer.Option(
@@ -101,11 +138,20 @@ def decode(
     ),
     device: str = typer.Option("auto", help="auto (the GPU when there is one), cpu, cuda or cuda:N."),
     dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16 (CUDA only): autocast."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted decode into the same -o."),
+    chunk_seconds: float = typer.Option(
+        600.0, help="Results are written after each chunk of this many seconds of audio (memory holds one chunk)."
+    ),
 ) -> None:
-    """Transcribe; writes id, lang, lang_probs, text and word times per utterance."""
+    """Transcribe; writes id, lang, lang_probs, text and word times per utterance (or, without -o,
+    prints id, lang and text)."""
     import torch
 
-    check_outputs(out, [*inputs, *(p for p in (model, lid_model, onnx) if p is not None)])
+    if out is None and resume:
+        raise HloraError("--resume continues the decode into -o OUT: give the same -o as the interrupted run")
+    check_number("--chunk-seconds", chunk_seconds, 0, open_low=True)
+    if out is not None:
+        check_outputs(out, [*inputs, *(p for p in (model, lid_model, onnx) if p is not None)])
     if whisper is not None and (model is not None or lid_model is not None or onnx is not None):
         raise HloraError("give either --whisper DIR (zero-shot) or --model DIR, not both")
     if onnx is not None and model is not None:
@@ -142,11 +188,8 @@ def decode(
         from hlora_cli.infer.whisper_zero_shot import WhisperZeroShot
 
         langs = [x.strip() for x in whisper_languages.split(",")] if whisper_languages else None
-        write_outputs(
-            run_with_progress(WhisperZeroShot(whisper, languages=langs).run, items, "whisper"),
-            out,
-            {"whisper": whisper},
-        )
+        run = WhisperZeroShot(whisper, languages=langs).run
+        stream(run, items, out, {"whisper": whisper}, resume, chunk_seconds, "whisper")
         return
     from hlora_cli.model import load_model
 
@@ -168,4 +211,4 @@ def decode(
         "device": str(recognizer.device),
         "dtype": dtype,
     }
-    write_outputs(run_with_progress(recognizer.run, items, mode), out, system)
+    stream(recognizer.run, items, out, system, resume, chunk_seconds, mode)

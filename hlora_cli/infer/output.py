@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 from hlora_cli.errors import HloraError
@@ -9,13 +11,22 @@ from hlora_cli.files import atomic_write, check_output, json_text
 from hlora_cli.infer.runner import Report, Result
 
 
+def result_line(r: Result) -> str:
+    """One result as its JSONL line (no newline)."""
+    row = {"id": r.id, "lang": r.lang, "lang_probs": r.lang_probs, "text": r.text}
+    if r.words:
+        row["words"] = [{"word": w, "start": round(a, 3), "end": round(b, 3)} for w, a, b in r.words]
+    return json_text(row)
+
+
+def result_from_line(line: str) -> Result:
+    row = json.loads(line)
+    words = [(w["word"], w["start"], w["end"]) for w in row.get("words", [])]
+    return Result(row["id"], row["lang"], row["lang_probs"], row["text"], words, 0.0)
+
+
 def write_results(results: list[Result], out: Path) -> list[Path]:
-    rows = []
-    for r in sorted(results, key=lambda r: r.id):
-        row = {"id": r.id, "lang": r.lang, "lang_probs": r.lang_probs, "text": r.text}
-        if r.words:
-            row["words"] = [{"word": w, "start": round(a, 3), "end": round(b, 3)} for w, a, b in r.words]
-        rows.append(json_text(row))
+    rows = [result_line(r) for r in sorted(results, key=lambda r: r.id)]
     jsonl = "".join(line + "\n" for line in rows)
     atomic_write(out, lambda p: p.write_text(jsonl, encoding="utf-8"))
     kaldi = kaldi_path(out)
@@ -29,13 +40,72 @@ def kaldi_path(out: Path) -> Path:
     return out.with_suffix(".text") if out.suffix != ".text" else out.with_suffix(".kaldi.text")
 
 
+def partial_path(out: Path) -> Path:
+    """Where a decode appends its results as they finish: OUT.partial, made into OUT at the end."""
+    return out.with_name(out.name + ".partial")
+
+
+class PartialOutput:
+    """OUT.partial: results appended chunk by chunk, each chunk flushed to disk, so a killed decode
+    leaves every finished result readable and `--resume` continues after them."""
+
+    def __init__(self, out: Path, resume: bool) -> None:
+        self.path = partial_path(out)
+        self.done: list[Result] = []
+        if resume:
+            self.done = self._read_done(out)
+        elif self.path.exists():
+            raise HloraError(
+                f"{self.path}: holds the results of an interrupted decode of {out}; continue it with --resume, "
+                "or remove the file to start again"
+            )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text("".join(result_line(r) + "\n" for r in self.done), encoding="utf-8")
+
+    def _read_done(self, out: Path) -> list[Result]:
+        """The results already written: OUT.partial's complete lines (a line cut short by the kill is
+        dropped), else a finished OUT's."""
+        source = self.path if self.path.exists() else out
+        if not source.exists():
+            return []
+        text = source.read_text(encoding="utf-8")
+        lines = text.splitlines(keepends=True)
+        done = []
+        for n, line in enumerate(lines, 1):
+            if not line.endswith("\n"):
+                break  # the kill cut this line short
+            try:
+                done.append(result_from_line(line))
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise HloraError(f"{source}:{n}: not a decoding result line ({e}); cannot resume from it") from e
+        return done
+
+    @property
+    def done_ids(self) -> set[str]:
+        return {r.id for r in self.done}
+
+    def append(self, results: list[Result]) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write("".join(result_line(r) + "\n" for r in results))
+            f.flush()
+            os.fsync(f.fileno())
+
+    def finish(self, out: Path) -> list[Result]:
+        """Every result (earlier and this run's), sorted into OUT and OUT.text; OUT.partial removed."""
+        with open(self.path, encoding="utf-8") as f:
+            results = [result_from_line(line) for line in f]
+        write_results(results, out)
+        self.path.unlink()
+        return results
+
+
 def meta_path(out: Path) -> Path:
     return out.with_suffix(".meta.json")
 
 
 def check_outputs(out: Path, inputs: list[str | Path], meta: bool = True) -> list[Path]:
     """OUT and the files derived from it: none a directory, an input, or another of them."""
-    paths = [out, kaldi_path(out)] + ([meta_path(out)] if meta else [])
+    paths = [out, kaldi_path(out), partial_path(out)] + ([meta_path(out)] if meta else [])
     if len({p.resolve() for p in paths}) != len(paths):
         raise HloraError(f"{out}: its derived files {', '.join(map(str, paths[1:]))} would collide with it")
     for p in paths:

@@ -73,6 +73,26 @@ class DecodeOptions:
             raise HloraError(f"--window {self.window} must be longer than --overlap {self.overlap}")
 
 
+def chunks(items: list[Item], seconds: float) -> Iterator[list[Item]]:
+    """Consecutive runs of items of about `seconds` of audio each (at least one item): what a
+    streaming decode holds at a time. An item whose header does not read counts as 0 s (the
+    decoding pass skips it and says why)."""
+    chunk: list[Item] = []
+    total = 0.0
+    for it in items:
+        try:
+            d = item_duration(it)
+        except HloraError:
+            d = 0.0
+        if chunk and total + d > seconds:
+            yield chunk
+            chunk, total = [], 0.0
+        chunk.append(it)
+        total += d
+    if chunk:
+        yield chunk
+
+
 @dataclass
 class Result:
     id: str
