@@ -61,6 +61,8 @@ test: install system-deps whisper-base kenlm lint
 bench: install whisper-base
 	$(BIN)/python bench/core_speed.py
 	$(BIN)/python bench/data_speed.py
+	@if [ -d exp/demo/hlora/best ]; then $(BIN)/python bench/deploy_speed.py; \
+	else echo "bench/deploy_speed.py skipped: it decodes the demo's model (make demo first)"; fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

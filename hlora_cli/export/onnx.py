@@ -147,13 +147,7 @@ def export_onnx(model: CTCModel, out: Path, int8: bool = False) -> list[str]:
             )  # fmt: skip
             graphs[code] = f"{code}.onnx"
     if int8:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        for name, file in graphs.items():
-            q = file.replace(".onnx", ".int8.onnx")
-            quantize_dynamic(str(out / file), str(out / q), weight_type=QuantType.QInt8)
-            (out / file).unlink()
-            graphs[name] = q
+        _quantize(out, graphs)
     bb = model.backbone
     if bb.kind == "whisper":
         bb.feature_extractor.save_pretrained(str(out))
@@ -174,6 +168,26 @@ def export_onnx(model: CTCModel, out: Path, int8: bool = False) -> list[str]:
     }
     (out / "onnx.json").write_text(json_text(meta, indent=1) + "\n", encoding="utf-8")
     return list(graphs.values())
+
+
+def _quantize(out: Path, graphs: dict[str, str]) -> None:
+    """Every graph's weights to int8, one scale per output channel (per-tensor scales cost the demo
+    model 2 % relative CER, per-channel none); the fp32 graphs are replaced."""
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # onnxruntime's advice to pre-process, through the root logger, per graph
+    try:
+        for name, file in graphs.items():
+            q = file.replace(".onnx", ".int8.onnx")
+            quantize_dynamic(str(out / file), str(out / q), weight_type=QuantType.QInt8, per_channel=True)
+            (out / file).unlink()
+            graphs[name] = q
+    finally:
+        root.setLevel(level)
 
 
 def read_meta(path: Path) -> dict:

@@ -80,7 +80,8 @@ class TrainConfig:
     num_workers: int | None = None  # processes reading and featurising audio; default min(4, cores - 1)
     # device
     device: str = "auto"  # auto, cpu, cuda, cuda:N
-    bf16: bool = True  # autocast on CUDA
+    bf16: bool = True  # with dtype "auto": bf16 autocast on CUDA (False: fp32 there too)
+    dtype: str = "auto"  # autocast: auto (bf16 on CUDA, fp32 on the CPU), fp32, or bf16 (also on the CPU)
     deterministic: bool = False
 
     def check(self) -> None:
@@ -122,6 +123,8 @@ class TrainConfig:
             raise HloraError(f"unknown schedule {self.schedule}: choose linear, cosine or constant")
         if self.batching not in BATCHINGS:
             raise HloraError(f"unknown batching {self.batching}: choose mixed or sorted")
+        if self.dtype not in ("auto", "fp32", "bf16"):
+            raise HloraError(f"unknown --dtype {self.dtype}: choose auto, fp32 or bf16")
         if self.grad_accum < 1:
             raise HloraError("--grad-accum must be >= 1")
         self.check_numbers()

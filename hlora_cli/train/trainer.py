@@ -336,8 +336,11 @@ class Trainer:
 
     # --- steps ---------------------------------------------------------------------------
     def _autocast(self):
-        if self.device.type == "cuda" and self.cfg.bf16:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        dtype = self.cfg.dtype
+        if dtype == "auto":
+            dtype = "bf16" if self.device.type == "cuda" and self.cfg.bf16 else "fp32"
+        if dtype == "bf16":  # the CPU's autocast too, where the hardware has bf16 (AVX512-BF16, AMX)
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def _loadable(self, data: Examples) -> Callable[[list[int]], tuple[list[int], list[Segment]]]:

@@ -101,3 +101,26 @@ def test_onnx_export_and_decode_errors(manifest, tmp_path):
         "decode", manifest, "--onnx", tmp_path / "o", "--model", model_dir, "-o", tmp_path / "h.jsonl", check=False
     )
     assert r.returncode == 2 and "not both" in r.stderr
+
+
+def test_onnx_student_and_expert_decode_as_torch(manifest, tmp_path):
+    import dataclasses
+
+    from hlora_cli.model import build_model, save_model
+    from tests.conftest import randomize_adapters, tiny_config
+
+    student = _model_dir("whisper", tmp_path, "student")
+    config = dataclasses.replace(tiny_config("whisper", "lidlora"), model_type="expert", languages=["de"])
+    model = build_model(config).eval()
+    randomize_adapters(model)
+    expert = save_model(model, tmp_path / "expert")
+    for model_dir in (student, expert):
+        out = tmp_path / f"{model_dir.name}_onnx"
+        run_cli("export", "onnx", model_dir, "-o", out)
+        assert [p.name for p in out.glob("*.onnx")] == ["model.onnx"]
+        torch_rows = _decode(manifest, tmp_path / "t.jsonl", "--model", model_dir)
+        onnx_rows = _decode(manifest, tmp_path / "o.jsonl", "--onnx", out)
+        assert [(r["id"], r["lang"], r["text"]) for r in onnx_rows] == [
+            (r["id"], r["lang"], r["text"]) for r in torch_rows
+        ]
+    assert {r["lang"] for r in onnx_rows} == {"de"}  # the expert's one language, no LID to run

@@ -308,3 +308,18 @@ def test_training_leaves_out_audio_with_non_finite_samples_and_names_it(tiny_bac
     assert "unreadable audio: 1" in r.stdout
     loss = losses(tmp_path / "run")
     assert len(loss) == 8 and all(v == v and v != float("inf") for v in loss.values())
+
+
+def test_bf16_training_on_the_cpu_is_an_option_and_fp32_stays_the_default(tiny_backbone, corpus, tmp_path):
+    manifest, vocab = corpus
+    runs = {}
+    for dtype in ("auto", "bf16"):
+        runs[dtype] = tmp_path / dtype
+        run_cli(*train_args(tiny_backbone, manifest, vocab, runs[dtype], "--max-steps", "4", "--dtype", dtype))
+    auto, bf16 = losses(runs["auto"]), losses(runs["bf16"])
+    assert len(bf16) == 4 and all(v == v for v in bf16.values())
+    assert bf16[1] != auto[1] and bf16[1] == pytest.approx(auto[1], rel=0.05)  # bf16 rounding, same step
+    r = run_cli(
+        *train_args(tiny_backbone, manifest, vocab, tmp_path / "x", "--max-steps", "1", "--dtype", "fp8"), check=False
+    )
+    assert r.returncode == 2 and "unknown --dtype fp8: choose auto, fp32 or bf16" in r.stderr
