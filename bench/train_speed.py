@@ -74,9 +74,7 @@ def child(args: argparse.Namespace) -> None:
     targets = [[int(x) for x in rng.integers(3, len(vocab), size=int(args.seconds * 12))] for _ in range(args.batch)]
     sizes = model.ctc_heads.vocab_sizes
     autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if device.type == "cuda" and args.bf16
-        else torch.autocast("cpu", enabled=False)
+        torch.autocast(device.type, dtype=torch.bfloat16) if args.bf16 else torch.autocast("cpu", enabled=False)
     )
     times = []
     for step in range(args.steps + 1):
@@ -184,7 +182,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="Whisper-base only, 2 timed steps")
     ap.add_argument("--whisper", default=os.path.expanduser("~/.cache/hlora/whisper-base"))
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast (on the CPU too)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=5.0)

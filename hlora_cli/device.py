@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import torch
 
@@ -37,7 +38,24 @@ def check_dtype(name: str, device: torch.device) -> torch.dtype:
         raise HloraError(f"--dtype {name}: choose {', '.join(DTYPES)}")
     if name == "fp16" and device.type != "cuda":
         raise HloraError("--dtype fp16 runs on CUDA only: use bf16 or fp32 on the CPU")
+    if name == "bf16" and device.type == "cpu":
+        warn_if_bf16_emulated()
     return DTYPES[name]
+
+
+def warn_if_bf16_emulated() -> None:
+    """bf16 on a CPU without bf16 instructions (AVX512-BF16, AMX) is emulated: measured 7x slower
+    than fp32 decoding and 50x slower training on an AVX2 machine (BENCHMARKS.md). Say so once."""
+    try:
+        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return
+    if not native:
+        warnings.warn(
+            f"this CPU has no bf16 instructions (torch sees {torch.backends.cpu.get_cpu_capability()}): bf16 is "
+            "emulated here and runs several times slower than fp32",
+            stacklevel=2,
+        )
 
 
 def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:

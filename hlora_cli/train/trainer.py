@@ -21,7 +21,7 @@ import torch
 from hlora_cli.data.batching import DurationBatchSampler, Example, duration_batches
 from hlora_cli.data.loader import Job, Loaded, Segment, default_workers, load_in_background, load_job
 from hlora_cli.data.vocab import Vocab, norm_text
-from hlora_cli.device import resolve_device
+from hlora_cli.device import resolve_device, warn_if_bf16_emulated
 from hlora_cli.errors import HloraError
 from hlora_cli.files import atomic_write, json_text
 from hlora_cli.infer.ctc_decode import greedy_hypothesis
@@ -150,6 +150,8 @@ class Trainer:
         self._check_run_dir(overwrite)
         if resume:
             self._check_resume_settings()
+        if cfg.dtype == "bf16" and self.device.type == "cpu":
+            warn_if_bf16_emulated()
         if cfg.deterministic:
             # CUDA has no deterministic backward for CTC: there it stays the one op that may differ
             # run to run (a warning says so) instead of refusing to train. cuBLAS needs a fixed workspace.

@@ -3,6 +3,7 @@ are frozen, --device / --dtype are checked before work, bf16 autocast on the CPU
 exists) CUDA decoding equals CPU decoding."""
 
 import dataclasses
+import warnings
 
 import pytest
 import torch
@@ -47,7 +48,12 @@ def test_cuda_without_a_gpu_and_fp16_on_the_cpu_are_clear_errors():
 def test_bf16_autocast_on_the_cpu_gives_the_fp32_languages(items):  # noqa: F811
     m = model("hlora", 1)
     fp32 = Recognizer(m, DecodeOptions(device="cpu")).run(items).results
-    bf16 = Recognizer(m, DecodeOptions(device="cpu", dtype="bf16")).run(items).results
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bf16 = Recognizer(m, DecodeOptions(device="cpu", dtype="bf16")).run(items).results
+    # a CPU without bf16 instructions emulates it, many times slower: the user is told
+    emulated = not torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert any("no bf16 instructions" in str(w.message) for w in caught) == emulated
     assert [r.id for r in bf16] == [r.id for r in fp32]
     for a, b in zip(fp32, bf16, strict=True):
         assert max(abs(a.lang_probs[x] - b.lang_probs[x]) for x in a.lang_probs) < 0.05
