@@ -73,9 +73,7 @@ def child(args: argparse.Namespace) -> None:
     langs = torch.tensor([i % len(langs_of) for i in range(args.batch)], device=device)
     targets = [[int(x) for x in rng.integers(3, len(vocab), size=int(args.seconds * 12))] for _ in range(args.batch)]
     sizes = model.ctc_heads.vocab_sizes
-    autocast = (
-        torch.autocast(device.type, dtype=torch.bfloat16) if args.bf16 else torch.autocast("cpu", enabled=False)
-    )
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if args.bf16 else torch.autocast("cpu", enabled=False)
     times = []
     for step in range(args.steps + 1):
         if device.type == "cuda":

@@ -63,7 +63,13 @@ def atomic_dir(out: Path, write: Callable[[Path], None]) -> None:
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
             os.replace(out, old / out.name)
-        os.replace(tmp, out)
+        try:
+            os.replace(tmp, out)
+        except BaseException:
+            if old is not None:  # put the user's directory back
+                os.replace(old / out.name, out)
+                old.rmdir()
+            raise
         if old is not None:
             shutil.rmtree(old)
     except BaseException:

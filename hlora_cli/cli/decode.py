@@ -11,7 +11,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hlora_cli.errors import HloraError
 from hlora_cli.infer.inputs import collect_inputs, item_duration
-from hlora_cli.infer.output import PartialOutput, check_outputs, kaldi_path, write_meta
+from hlora_cli.infer.output import PartialOutput, check_outputs, kaldi_path, partial_path, write_meta
 from hlora_cli.infer.runner import DecodeOptions, Recognizer, Report, chunks
 from hlora_cli.values import check_number
 
@@ -46,7 +46,8 @@ def _progress(label: str, out: Console) -> Progress:
         TextColumn("{task.completed:.0f}/{task.total:.0f} s audio"),
         TimeElapsedColumn(),
     ]
-    return Progress(*columns, console=out, transient=True)
+    # no redirection: decode prints its results to stdout while the bar runs on stderr
+    return Progress(*columns, console=out, transient=True, redirect_stdout=False, redirect_stderr=False)
 
 
 def run_with_progress(run, items, label: str) -> Report:
@@ -88,9 +89,9 @@ def stream(run, items, out: Path | None, system: dict, resume: bool, chunk_secon
             )
     where = ""
     if partial is not None:
-        resumed = len(partial.done)
         results = partial.finish(out)
-        write_meta(Report(results, skipped, audio, wall), out, {**system, "resumed": resumed})
+        if results is not None:  # audio and wall time are this run's (a resumed run's earlier part is not timed)
+            write_meta(Report(results, skipped, audio, wall), out, {**system, "resumed": len(partial.done)})
         where = f" -> {out}, {kaldi_path(out)}"
     print_skipped(skipped, log)
     if not decoded:
@@ -152,8 +153,20 @@ def decode(
     check_number("--chunk-seconds", chunk_seconds, 0, open_low=True)
     if out is not None:
         check_outputs(out, [*inputs, *(p for p in (model, lid_model, onnx) if p is not None)])
+        if partial_path(out).exists() and not resume:
+            raise HloraError(
+                f"{partial_path(out)}: holds the results of an interrupted decode of {out}; continue it with "
+                "--resume, or remove the file to start again"
+            )
+    if onnx is not None and (routing != "hard" or device not in ("auto", "cpu") or dtype != "fp32"):
+        raise HloraError(
+            "an ONNX model runs in onnxruntime on the CPU in fp32 (int8 if exported so), routing hard: "
+            "drop --routing, --device and --dtype, or decode the torch model with --model"
+        )
+    if onnx is not None:
+        device = "cpu"  # onnxruntime's CPU provider: the features stay where they are made
     if whisper is not None and (model is not None or lid_model is not None or onnx is not None):
-        raise HloraError("give either --whisper DIR (zero-shot) or --model DIR, not both")
+        raise HloraError("--whisper DIR decodes zero-shot on its own: give it without --model, --onnx or --lid-model")
     if onnx is not None and model is not None:
         raise HloraError("give either --onnx DIR (an exported model) or --model DIR, not both")
     if threads is not None:
@@ -165,7 +178,7 @@ def decode(
         if path is not None:
             check_model_dir(path)
     if whisper is None and model is None and onnx is None:
-        raise HloraError("give --model DIR (or --whisper DIR for a Whisper zero-shot run)")
+        raise HloraError("give --model DIR, --onnx DIR (an export) or --whisper DIR (a Whisper zero-shot run)")
     lms = parse_lms(lm)
     options = DecodeOptions(
         mode=mode,

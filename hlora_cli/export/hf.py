@@ -4,7 +4,8 @@ The shared LoRA and that language's LoRA are folded into the encoder's weights, 
 becomes `lm_head`, and a processor (Wav2Vec2CTCTokenizer over the head's inventory, with the blank
 as pad token and `|` as word delimiter, and the feature extractor with the backbone's own waveform
 normalisation) is saved beside it: `pipeline("automatic-speech-recognition", model=OUT)` then
-transcribes with the same greedy text as `hlora decode --mode oracle --lang LANG`."""
+transcribes with the same greedy text as `hlora decode --mode oracle --lang LANG`, except that the
+transformers tokenizer keeps `<unk>` as text (hlora drops it) and a run of `|` as that many spaces."""
 
 from __future__ import annotations
 
@@ -28,6 +29,11 @@ def check_hf_exportable(model: CTCModel) -> None:
         raise HloraError(
             f"a {kind}-encoder CTC model has no transformers CTC class to export to: use `hlora export onnx` "
             "(or `hlora export peft` for the adapters alone)"
+        )
+    if model.prefix_ids is not None:
+        raise HloraError(
+            "a ctc model writes a language-prefix token (<de>) that the transformers tokenizer would keep in the "
+            "text: export a shared-lora, hlora or expert model, or the ctc model with `hlora export onnx`"
         )
     if model.config.bpe_models:
         raise HloraError("a BPE model cannot be exported as a character CTC tokenizer: export a character model")

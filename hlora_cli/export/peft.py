@@ -79,9 +79,8 @@ def export_peft(model: CTCModel, out: Path) -> list[str]:
     if language_independent:
         _write_adapter(model, out / "shared", None, base)
         written.append("shared")
-    if model.layout.routed or model.shared_head:
-        langs = model.languages if model.layout.routed else []
-        for idx, code in enumerate(langs):
+    if model.layout.routed:
+        for idx, code in enumerate(model.languages):
             _write_adapter(model, out / code, idx, base)
             head = model.ctc_heads.heads[idx]
             save_file({"weight": head.weight.detach().contiguous(), "bias": head.bias.detach().contiguous()},

@@ -47,36 +47,35 @@ def partial_path(out: Path) -> Path:
 
 class PartialOutput:
     """OUT.partial: results appended chunk by chunk, each chunk flushed to disk, so a killed decode
-    leaves every finished result readable and `--resume` continues after them."""
+    leaves every finished result readable and `--resume` continues after them. The file is made
+    at the first chunk's results (an error before them leaves nothing behind)."""
 
     def __init__(self, out: Path, resume: bool) -> None:
         self.path = partial_path(out)
         self.done: list[Result] = []
         if resume:
             self.done = self._read_done(out)
-        elif self.path.exists():
+        elif self.path.exists():  # checked before any work by the command; kept here for library callers
             raise HloraError(
                 f"{self.path}: holds the results of an interrupted decode of {out}; continue it with --resume, "
                 "or remove the file to start again"
             )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text("".join(result_line(r) + "\n" for r in self.done), encoding="utf-8")
 
     def _read_done(self, out: Path) -> list[Result]:
-        """The results already written: OUT.partial's complete lines (a line cut short by the kill is
-        dropped), else a finished OUT's."""
+        """The results already written: OUT.partial's complete lines, else a finished OUT's. A last
+        line the kill cut short is cut off the file (in place: nothing before it is rewritten)."""
         source = self.path if self.path.exists() else out
         if not source.exists():
             return []
-        text = source.read_text(encoding="utf-8")
-        lines = text.splitlines(keepends=True)
+        data = source.read_bytes()
+        complete = data[: data.rfind(b"\n") + 1]
+        if source == self.path and len(complete) < len(data):
+            os.truncate(self.path, len(complete))
         done = []
-        for n, line in enumerate(lines, 1):
-            if not line.endswith("\n"):
-                break  # the kill cut this line short
+        for n, line in enumerate(complete.split(b"\n")[:-1], 1):  # "\n" only: texts may hold U+2028
             try:
-                done.append(result_from_line(line))
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                done.append(result_from_line(line.decode("utf-8")))
+            except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
                 raise HloraError(f"{source}:{n}: not a decoding result line ({e}); cannot resume from it") from e
         return done
 
@@ -85,14 +84,23 @@ class PartialOutput:
         return {r.id for r in self.done}
 
     def append(self, results: list[Result]) -> None:
+        if not self.path.exists():  # the first results: the earlier ones (a finished OUT's) go first
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            text = "".join(result_line(r) + "\n" for r in self.done)
+            atomic_write(self.path, lambda p: p.write_text(text, encoding="utf-8"))
         with open(self.path, "a", encoding="utf-8") as f:
             f.write("".join(result_line(r) + "\n" for r in results))
             f.flush()
             os.fsync(f.fileno())
 
-    def finish(self, out: Path) -> list[Result]:
-        """Every result (earlier and this run's), sorted into OUT and OUT.text; OUT.partial removed."""
-        with open(self.path, encoding="utf-8") as f:
+    def finish(self, out: Path) -> list[Result] | None:
+        """Every result (earlier and this run's), sorted into OUT and OUT.text; OUT.partial removed.
+        None when this run added nothing to a finished OUT (then nothing is rewritten)."""
+        if not self.path.exists():
+            if self.done and out.exists():
+                return None
+            self.append([])
+        with open(self.path, encoding="utf-8", newline="\n") as f:
             results = [result_from_line(line) for line in f]
         write_results(results, out)
         self.path.unlink()

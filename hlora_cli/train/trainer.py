@@ -437,7 +437,7 @@ class Trainer:
             if self.bad_in_a_row >= cfg.max_bad_batches:
                 raise HloraError(
                     f"{self.bad_in_a_row} batches in a row had a non-finite loss (step {self.step}): "
-                    "lower --lr, check the data, or use --device cpu to rule out bf16"
+                    "lower --lr, check the data, or use --dtype fp32 to rule out bf16"
                 )
             return {"step": self.step, "skipped": 1}
         if totals["utts"] == 0:  # every utterance of the step was unreadable

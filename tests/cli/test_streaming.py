@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
+from hlora_cli.errors import HloraError
 from hlora_cli.infer.runner import Recognizer
 from tests.cli.inprocess import run_cli
 from tests.conftest import waves
@@ -34,13 +35,19 @@ def _decode(model: Path, manifest: Path, *extra, check: bool = True):
 
 
 def test_without_out_it_prints_id_lang_text_lines_as_the_files_hold(data, tmp_path):
+    from typer.testing import CliRunner
+
+    from hlora_cli.cli.main import app
+
     model, manifest = data
     _decode(model, manifest, "-o", tmp_path / "hyp.jsonl")
     rows = [json.loads(x) for x in (tmp_path / "hyp.jsonl").read_text().splitlines()]
-    r = _decode(model, manifest, "--chunk-seconds", "2")
-    lines = [x for x in r.stdout.splitlines() if "\t" in x]
-    assert sorted(lines) == sorted(f"{h['id']}\t{h['lang']}\t{h['text']}" for h in rows)
-    assert len(lines) == 8 and not list(tmp_path.glob("*.partial"))
+    # as in a terminal (the progress bar live on stderr): stdout holds the results and nothing else
+    args = ["decode", str(manifest), "--model", str(model), "--num-workers", "0", "--chunk-seconds", "2"]
+    r = CliRunner().invoke(app, args, env={"COLUMNS": "200", "TTY_COMPATIBLE": "1"})
+    assert r.exit_code == 0, r.output
+    assert sorted(r.stdout.splitlines()) == sorted(f"{h['id']}\t{h['lang']}\t{h['text']}" for h in rows)
+    assert " utterances, " in r.stderr and "real-time factor" in r.stderr
 
 
 def test_a_killed_decode_leaves_its_finished_chunks_and_resume_finishes_it(data, tmp_path, monkeypatch):
@@ -66,9 +73,21 @@ def test_a_killed_decode_leaves_its_finished_chunks_and_resume_finishes_it(data,
     r = _decode(model, manifest, "-o", out, "--chunk-seconds", "2", check=False)
     assert r.returncode == 2 and "continue it with --resume" in r.stderr
 
+    def fails(self, items, on_progress=None):
+        raise HloraError("a bad first chunk")
+
+    monkeypatch.setattr(Recognizer, "run", fails)
+    r = _decode(model, manifest, "-o", tmp_path / "other.jsonl", check=False)
+    assert r.returncode == 2 and not (tmp_path / "other.jsonl.partial").exists()  # an error before any result
+
     calls.clear()
-    monkeypatch.setattr(Recognizer, "run", lambda self, items, on_progress=None: calls.append(1) or run(self, items))
+    monkeypatch.setattr(
+        Recognizer,
+        "run",
+        lambda self, items, on_progress=None: calls.append([it.id for it in items]) or run(self, items),
+    )
     r = _decode(model, manifest, "-o", out, "--chunk-seconds", "2", "--resume")
+    assert sorted(i for c in calls for i in c) == sorted({f"u{i}" for i in range(8)} - set(finished))  # only the rest
     assert f"{len(finished)} utterance(s) already decoded, {8 - len(finished)} to go" in r.stdout
     assert out.read_text() == (tmp_path / "full.jsonl").read_text()  # as one uninterrupted run, sorted
     assert (tmp_path / "hyp.text").read_text() == (tmp_path / "full.text").read_text()

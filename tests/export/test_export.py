@@ -125,8 +125,10 @@ def test_peft_adapters_on_the_plain_encoder_give_our_encoder_outputs(kind, model
         assert fused and all(cfg["rank_pattern"][n] == 4 * 8 for n in fused)
 
 
-def test_peft_export_refuses_a_ctc_model(tmp_path):
+def test_peft_and_hf_exports_refuse_a_ctc_model(tmp_path):
     model_dir = _model_dir("hubert", tmp_path, "ctc")
+    r = run_cli("export", "hf", model_dir, "-o", tmp_path / "h", check=False)
+    assert r.returncode == 2 and "language-prefix token (<de>)" in r.stderr and not (tmp_path / "h").exists()
     r = run_cli("export", "peft", model_dir, "-o", tmp_path / "p", check=False)
     assert r.returncode == 2 and "a ctc model has no LoRA" in r.stderr
     assert not (tmp_path / "p").exists()

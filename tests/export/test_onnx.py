@@ -94,7 +94,8 @@ def test_onnx_export_and_decode_errors(manifest, tmp_path):
     r = run_cli(
         "decode", manifest, "--onnx", tmp_path / "o", "--routing", "soft", "-o", tmp_path / "h.jsonl", check=False
     )
-    assert r.returncode == 2 and "an ONNX model routes hard" in r.stderr
+    assert r.returncode == 2 and "routing hard: drop --routing" in r.stderr
+    assert not (tmp_path / "h.jsonl.partial").exists()  # refused before any work
     r = run_cli("decode", manifest, "--onnx", model_dir, "-o", tmp_path / "h.jsonl", check=False)
     assert r.returncode == 2 and "onnx.json: no such file" in r.stderr
     r = run_cli(
