@@ -76,7 +76,10 @@ def test_outputs_and_models_are_checked_before_any_work(setup, tmp_path):
     cases = [
         (["decode", setup / "test.jsonl", "--model", setup / "m", "-o", tmp_path], "is a directory"),
         (["decode", setup / "test.jsonl", "--model", tmp_path / "afile", "-o", tmp_path / "o.jsonl"], "not a model"),
-        (["decode", setup / "test.jsonl", "--model", setup / "m", "--whisper", "w", "-o", tmp_path / "o"], "not both"),
+        (
+            ["decode", setup / "test.jsonl", "--model", setup / "m", "--whisper", "w", "-o", tmp_path / "o"],
+            "on its own",
+        ),
         (["score", setup / "test.jsonl", setup / "test.jsonl", "--json", tmp_path], "is a directory"),
         (["info", tmp_path / "afile"], "not a model directory"),
         (["lm", "build", setup / "test.jsonl", "-o", tmp_path / "afile"], "is a file"),
