@@ -48,11 +48,19 @@ class OnnxModel:
             raise HloraError("decoding an ONNX model needs onnxruntime: pip install 'hlora[export]'") from e
         path = Path(path)
         meta = read_meta(path)
-        self.config = ModelConfig.from_dict(meta["config"])
-        f = meta["frontend"]
-        self.backbone = OnnxBackbone(
-            f["kind"], _frontend(path, f), f["frames_per_second"], f["max_seconds"], f["per_utterance"]
-        )
+        try:
+            if meta.get("format") != 1:
+                raise ValueError(f"format {meta.get('format')!r}, this hlora reads format 1")
+            self.config = ModelConfig.from_dict(meta["config"])
+            f = meta["frontend"]
+            self.backbone = OnnxBackbone(
+                f["kind"], _frontend(path, f), f["frames_per_second"], f["max_seconds"], f["per_utterance"]
+            )
+        except (KeyError, TypeError, ValueError, OSError) as e:
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise HloraError(
+                f"{path / 'onnx.json'}: not an export of `hlora export onnx` that this hlora reads ({why})"
+            ) from e
         self.int8 = bool(meta.get("int8"))
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
@@ -61,7 +69,12 @@ class OnnxModel:
         for name, file in meta["graphs"].items():
             if not (path / file).is_file():
                 raise HloraError(f"{path / file}: no such file; the ONNX export is incomplete")
-            self.sessions[name] = ort.InferenceSession(str(path / file), options, providers=["CPUExecutionProvider"])
+            try:
+                self.sessions[name] = ort.InferenceSession(
+                    str(path / file), options, providers=["CPUExecutionProvider"]
+                )
+            except Exception as e:  # onnxruntime's own error types: a graph cut short or not ONNX
+                raise HloraError(f"{path / file}: onnxruntime cannot load it ({str(e).splitlines()[0][:200]})") from e
         self.one_graph = "model" in self.sessions
 
     # --- what the decoder reads of a model ---------------------------------------------------

@@ -98,6 +98,14 @@ def test_onnx_export_and_decode_errors(manifest, tmp_path):
     assert not (tmp_path / "h.jsonl.partial").exists()  # refused before any work
     r = run_cli("decode", manifest, "--onnx", model_dir, "-o", tmp_path / "h.jsonl", check=False)
     assert r.returncode == 2 and "onnx.json: no such file" in r.stderr
+    (tmp_path / "o" / "en.onnx").write_bytes(b"not a graph")
+    r = run_cli("decode", manifest, "--onnx", tmp_path / "o", "-o", tmp_path / "h.jsonl", check=False)
+    assert r.returncode == 2 and "en.onnx: onnxruntime cannot load it" in r.stderr
+    meta = json.loads((tmp_path / "o" / "onnx.json").read_text())
+    del meta["frontend"]
+    (tmp_path / "o" / "onnx.json").write_text(json.dumps(meta))
+    r = run_cli("decode", manifest, "--onnx", tmp_path / "o", "-o", tmp_path / "h.jsonl", check=False)
+    assert r.returncode == 2 and "onnx.json: not an export of `hlora export onnx`" in r.stderr
     r = run_cli(
         "decode", manifest, "--onnx", tmp_path / "o", "--model", model_dir, "-o", tmp_path / "h.jsonl", check=False
     )
