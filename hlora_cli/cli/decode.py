@@ -66,7 +66,7 @@ def stream(run, items, out: Path | None, system: dict, resume: bool, chunk_secon
     finishes: appended to OUT.partial (made into OUT, OUT.text and OUT.meta.json at the end), or,
     without -o, printed to stdout as `id<TAB>lang<TAB>text` lines (messages then go to stderr)."""
     log = console if out is not None else Console(stderr=True)
-    partial = PartialOutput(out, resume) if out is not None else None
+    partial = PartialOutput(out, resume, system) if out is not None else None
     if partial is not None and partial.done:
         items = [it for it in items if it.id not in partial.done_ids]
         log.print(f"resuming: {len(partial.done)} utterance(s) already decoded, {len(items)} to go", soft_wrap=True)

@@ -50,16 +50,40 @@ class PartialOutput:
     leaves every finished result readable and `--resume` continues after them. The file is made
     at the first chunk's results (an error before them leaves nothing behind)."""
 
-    def __init__(self, out: Path, resume: bool) -> None:
+    # what must not change between an interrupted decode and its resumption (device, dtype may)
+    SAME = ("model", "onnx", "whisper", "mode", "routing", "decoder", "lid_model")
+
+    def __init__(self, out: Path, resume: bool, settings: dict | None = None) -> None:
         self.path = partial_path(out)
+        self.settings_path = self.path.with_name(self.path.name + ".json")
+        self.settings = settings or {}
         self.done: list[Result] = []
         if resume:
+            self._check_settings(out)
             self.done = self._read_done(out)
         elif self.path.exists():  # checked before any work by the command; kept here for library callers
             raise HloraError(
                 f"{self.path}: holds the results of an interrupted decode of {out}; continue it with --resume, "
                 "or remove the file to start again"
             )
+
+    def _check_settings(self, out: Path) -> None:
+        """The interrupted (or finished) decode's settings, from OUT.partial.json (or OUT.meta.json),
+        against this one's: a resumed output must come from one model decoding one way."""
+        source = self.settings_path if self.path.exists() else meta_path(out)
+        if not source.exists():
+            return
+        try:
+            before = json.loads(source.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise HloraError(f"{source}: not valid JSON ({e}); cannot check what the earlier decode used") from e
+        for key in self.SAME:
+            a, b = before.get(key), self.settings.get(key)
+            if a is not None and b is not None and str(a) != str(b):
+                raise HloraError(
+                    f"{source}: the earlier decode of {out} used {key} {a}, this one {b}: resume with the same "
+                    f"settings, or decode into another -o"
+                )
 
     def _read_done(self, out: Path) -> list[Result]:
         """The results already written: OUT.partial's complete lines, else a finished OUT's. A last
@@ -86,6 +110,8 @@ class PartialOutput:
     def append(self, results: list[Result]) -> None:
         if not self.path.exists():  # the first results: the earlier ones (a finished OUT's) go first
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            settings = json_text(self.settings, indent=1) + "\n"
+            atomic_write(self.settings_path, lambda p: p.write_text(settings, encoding="utf-8"))
             text = "".join(result_line(r) + "\n" for r in self.done)
             atomic_write(self.path, lambda p: p.write_text(text, encoding="utf-8"))
         with open(self.path, "a", encoding="utf-8") as f:
@@ -104,6 +130,7 @@ class PartialOutput:
             results = [result_from_line(line) for line in f]
         write_results(results, out)
         self.path.unlink()
+        self.settings_path.unlink(missing_ok=True)
         return results
 
 
@@ -113,7 +140,9 @@ def meta_path(out: Path) -> Path:
 
 def check_outputs(out: Path, inputs: list[str | Path], meta: bool = True) -> list[Path]:
     """OUT and the files derived from it: none a directory, an input, or another of them."""
-    paths = [out, kaldi_path(out), partial_path(out)] + ([meta_path(out)] if meta else [])
+    partial = partial_path(out)
+    paths = [out, kaldi_path(out), partial, partial.with_name(partial.name + ".json")]
+    paths += [meta_path(out)] if meta else []
     if len({p.resolve() for p in paths}) != len(paths):
         raise HloraError(f"{out}: its derived files {', '.join(map(str, paths[1:]))} would collide with it")
     for p in paths:

@@ -72,6 +72,9 @@ def test_a_killed_decode_leaves_its_finished_chunks_and_resume_finishes_it(data,
         f.write('{"id": "u7", "lang')
     r = _decode(model, manifest, "-o", out, "--chunk-seconds", "2", check=False)
     assert r.returncode == 2 and "continue it with --resume" in r.stderr
+    r = _decode(model, manifest, "-o", out, "--mode", "oracle", "--resume", check=False)
+    assert r.returncode == 2 and "hyp.jsonl.partial.json: the earlier decode of" in r.stderr
+    assert "used mode single, this one oracle" in r.stderr
 
     def fails(self, items, on_progress=None):
         raise HloraError("a bad first chunk")
@@ -92,6 +95,7 @@ def test_a_killed_decode_leaves_its_finished_chunks_and_resume_finishes_it(data,
     assert out.read_text() == (tmp_path / "full.jsonl").read_text()  # as one uninterrupted run, sorted
     assert (tmp_path / "hyp.text").read_text() == (tmp_path / "full.text").read_text()
     assert not partial.exists() and json.loads((tmp_path / "hyp.meta.json").read_text())["resumed"] == len(finished)
+    assert not (tmp_path / "hyp.jsonl.partial.json").exists()
 
 
 def test_resume_needs_out_and_a_finished_output_has_nothing_left(data, tmp_path):
