@@ -47,11 +47,11 @@ def decode_pass(model, items, dtype: str, batch_seconds: float) -> tuple[float, 
 
 def stages(model, items, dtype: str, batch_seconds: float) -> dict[str, float]:
     """Seconds spent in each stage of one pass, run one stage after another in this process."""
-    from hlora_cli.device import autocast
+    from hlora_cli.device import DTYPES, autocast
 
     t = {"audio I/O": 0.0, "features": 0.0, "encoder + LID": 0.0, "routed layers + heads": 0.0, "CTC decoding": 0.0}
     model = Recognizer(model, DecodeOptions(device="cpu", dtype=dtype)).model  # merged, as the decoder runs it
-    fps, cast = model.backbone.frames_per_second, {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    fps, cast = model.backbone.frames_per_second, DTYPES[dtype]
     batches = duration_batches([it.duration for it in items], batch_seconds, 0, 0, shuffle=False)
     for batch in batches:
         t0 = time.perf_counter()

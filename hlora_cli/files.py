@@ -10,9 +10,11 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from hlora_cli.errors import HloraError
+
+T = TypeVar("T")
 
 
 def _umask() -> int:
@@ -49,15 +51,16 @@ def check_output_dir(out: str | Path, overwrite: bool, what: str = "output direc
     return out
 
 
-def atomic_dir(out: Path, write: Callable[[Path], None]) -> None:
-    """Call write(tmp) on a new directory beside `out`, then put it in place of `out`: a crash
-    leaves `out` as it was, never half written. What `out` held before is removed only after the
-    new directory is complete (the caller has checked it may be replaced: check_output_dir)."""
+def atomic_dir(out: Path, write: Callable[[Path], T]) -> T:
+    """Call write(tmp) on a new directory beside `out`, then put it in place of `out` and return
+    what write returned: a crash or an error leaves `out` as it was, never half written. What
+    `out` held before is removed only after the new directory is complete (the caller has checked
+    it may be replaced: check_output_dir)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        write(tmp)
+        result = write(tmp)
         os.chmod(tmp, 0o777 & ~_umask())
         old = None
         if out.exists():
@@ -72,6 +75,7 @@ def atomic_dir(out: Path, write: Callable[[Path], None]) -> None:
             raise
         if old is not None:
             shutil.rmtree(old)
+        return result
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hlora_cli.errors import HloraError
 from hlora_cli.infer.inputs import collect_inputs, item_duration
-from hlora_cli.infer.output import PartialOutput, check_outputs, kaldi_path, partial_path, write_meta
+from hlora_cli.infer.output import PartialOutput, check_no_partial, check_outputs, kaldi_path, write_meta
 from hlora_cli.infer.runner import DecodeOptions, Recognizer, Report, chunks
 from hlora_cli.values import check_number
 
@@ -153,11 +153,8 @@ def decode(
     check_number("--chunk-seconds", chunk_seconds, 0, open_low=True)
     if out is not None:
         check_outputs(out, [*inputs, *(p for p in (model, lid_model, onnx) if p is not None)])
-        if partial_path(out).exists() and not resume:
-            raise HloraError(
-                f"{partial_path(out)}: holds the results of an interrupted decode of {out}; continue it with "
-                "--resume, or remove the file to start again"
-            )
+        if not resume:
+            check_no_partial(out)
     if onnx is not None and (routing != "hard" or device not in ("auto", "cpu") or dtype != "fp32"):
         raise HloraError(
             "an ONNX model runs in onnxruntime on the CPU in fp32 (int8 if exported so), routing hard: "

@@ -18,6 +18,15 @@ OUT = typer.Option(..., "-o", "--out", help="Output directory (made; must not ex
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace the output directory once the new one is complete.")
 
 
+def _need(command: str, *modules: str) -> None:
+    """The optional packages an export needs (the `export` extra), or one line saying so."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise HloraError(f"{command} needs {' and '.join(missing)}: pip install 'hlora[export]'")
+
+
 def _load(model_dir: Path, out: Path, overwrite: bool):
     from hlora_cli.model import load_model
     from hlora_cli.model.checkpoint import check_model_dir
@@ -39,15 +48,11 @@ def hf(
     """One language as a transformers HubertForCTC / Wav2Vec2ForCTC with its processor: LoRA folded
     into the weights, the language's CTC head as lm_head. Loads with
     `pipeline("automatic-speech-recognition", model=OUT)`."""
-    from hlora_cli.export.common import export_language
-    from hlora_cli.export.hf import check_hf_exportable, export_hf
+    from hlora_cli.export.hf import export_hf
 
     model = _load(model_dir, out, overwrite)
-    check_hf_exportable(model)
-    export_language(model, lang)  # checked before anything is written
-    done: list[str] = []
-    atomic_dir(out, lambda tmp: done.append(export_hf(model, lang, tmp)))
-    console.print(f"{model.config.model_type} ({done[0]}) -> {out} ({model.backbone.kind} CTC model + processor)")
+    code = atomic_dir(out, lambda tmp: export_hf(model, lang, tmp))  # an error leaves nothing written
+    console.print(f"{model.config.model_type} ({code}) -> {out} ({model.backbone.kind} CTC model + processor)")
 
 
 @app.command("peft")
@@ -55,15 +60,11 @@ def peft(model_dir: Path = MODEL, out: Path = OUT, overwrite: bool = OVERWRITE) 
     """The LoRA as peft adapters: OUT/shared (layers below the routing point) and OUT/<lang> (all that
     one language runs, with its CTC head). `PeftModel.from_pretrained(encoder, OUT/<lang>)` loads one
     onto the plain transformers encoder (WhisperModel's get_encoder() for Whisper)."""
-    try:
-        import peft as _  # noqa: F401
-    except ImportError as e:
-        raise HloraError("hlora export peft needs peft: pip install 'hlora[export]'") from e
+    _need("hlora export peft", "peft")
     from hlora_cli.export.peft import export_peft
 
     model = _load(model_dir, out, overwrite)
-    names: list[str] = []
-    atomic_dir(out, lambda tmp: names.extend(export_peft(model, tmp)))
+    names = atomic_dir(out, lambda tmp: export_peft(model, tmp))
     console.print(f"{model.config.model_type}: adapters {', '.join(names)} -> {out}")
 
 
@@ -76,15 +77,9 @@ def onnx(
 ) -> None:
     """The single-pass model as ONNX graphs (encoder.onnx to the LID layer, one graph per language after
     it; model.onnx where nothing is routed), decoded with `hlora decode --onnx OUT`."""
-    try:
-        import onnx as _  # noqa: F401
-        import onnxruntime as _ort  # noqa: F401
-    except ImportError as e:
-        raise HloraError("hlora export onnx needs onnx and onnxruntime: pip install 'hlora[export]'") from e
-    from hlora_cli.export.onnx import check_onnx_exportable, export_onnx
+    _need("hlora export onnx", "onnx", "onnxruntime")
+    from hlora_cli.export.onnx import export_onnx
 
     model = _load(model_dir, out, overwrite)
-    check_onnx_exportable(model)
-    files: list[str] = []
-    atomic_dir(out, lambda tmp: files.extend(export_onnx(model, tmp, int8)))
+    files = atomic_dir(out, lambda tmp: export_onnx(model, tmp, int8))
     console.print(f"{model.config.model_type}: {', '.join(files)} -> {out}")

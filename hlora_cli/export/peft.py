@@ -19,11 +19,7 @@ from safetensors.torch import save_file
 
 from hlora_cli.errors import HloraError
 from hlora_cli.model import CTCModel
-from hlora_cli.model.lora import LoRALinear
-
-
-def _layer(name: str) -> int:
-    return int(name.split("layers.")[1].split(".")[0])
+from hlora_cli.model.lora import LoRALinear, layer_of
 
 
 def _adapter(model: CTCModel, m: LoRALinear, i: int, lang: int | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,7 +39,7 @@ def _write_adapter(model: CTCModel, out: Path, lang: int | None, base_name: str)
     for name, m in model.backbone.module.named_modules():
         if not isinstance(m, LoRALinear):
             continue
-        i = _layer(name)
+        i = layer_of(name)
         if lang is None and model.layer_lora[i] == "routed":
             continue
         a, b = _adapter(model, m, i, lang)

@@ -14,7 +14,7 @@ import torch
 from hlora_cli.errors import HloraError
 from hlora_cli.export.onnx import read_meta
 from hlora_cli.model.backbone import Features
-from hlora_cli.model.config import SHARED_HEAD_TYPES, ModelConfig
+from hlora_cli.model.config import ModelConfig
 from hlora_cli.model.frontend import Frontend, LogMelFrontend, WaveformFrontend
 from hlora_cli.model.hlora import ModelOutput
 
@@ -84,7 +84,7 @@ class OnnxModel:
 
     @property
     def shared_head(self) -> bool:
-        return self.config.model_type in SHARED_HEAD_TYPES
+        return self.config.shared_head
 
     @property
     def one_language(self) -> bool:
@@ -93,17 +93,10 @@ class OnnxModel:
     has_lid = True  # only single-pass models are exported
 
     def vocab(self, lang: int) -> list[str]:
-        cfg = self.config
-        return cfg.shared_vocab if self.shared_head else cfg.vocabs[cfg.languages[lang]]
+        return self.config.head_vocab(lang)
 
     def lang_index(self, codes: list[str]) -> torch.Tensor:
-        unknown = sorted({c for c in codes if c not in self.languages})
-        if unknown:
-            raise HloraError(
-                f"language(s) {', '.join(unknown)} have no LoRA/head in this model "
-                f"(it knows {', '.join(self.languages)})"
-            )
-        return torch.tensor([self.languages.index(c) for c in codes], dtype=torch.long)
+        return torch.tensor(self.config.language_indices(codes), dtype=torch.long)
 
     def prepare(self, waveforms: list) -> Features:
         return self.backbone.frontend(waveforms)

@@ -45,6 +45,15 @@ def partial_path(out: Path) -> Path:
     return out.with_name(out.name + ".partial")
 
 
+def check_no_partial(out: Path) -> None:
+    """A decode without --resume must not overwrite an interrupted one's results."""
+    if partial_path(out).exists():
+        raise HloraError(
+            f"{partial_path(out)}: holds the results of an interrupted decode of {out}; continue it with --resume, "
+            "or remove the file to start again"
+        )
+
+
 class PartialOutput:
     """OUT.partial: results appended chunk by chunk, each chunk flushed to disk, so a killed decode
     leaves every finished result readable and `--resume` continues after them. The file is made
@@ -61,11 +70,8 @@ class PartialOutput:
         if resume:
             self._check_settings(out)
             self.done = self._read_done(out)
-        elif self.path.exists():  # checked before any work by the command; kept here for library callers
-            raise HloraError(
-                f"{self.path}: holds the results of an interrupted decode of {out}; continue it with --resume, "
-                "or remove the file to start again"
-            )
+        else:
+            check_no_partial(out)
 
     def _check_settings(self, out: Path) -> None:
         """The interrupted (or finished) decode's settings, from OUT.partial.json (or OUT.meta.json),

@@ -127,6 +127,24 @@ class ModelConfig:
     def __post_init__(self) -> None:
         self.model_type = canonical_model_type(self.model_type)
 
+    @property
+    def shared_head(self) -> bool:
+        return self.model_type in SHARED_HEAD_TYPES
+
+    def head_vocab(self, lang: int) -> list[str]:
+        """Token inventory of the CTC head that language index `lang` decodes with."""
+        return self.shared_vocab if self.shared_head else self.vocabs[self.languages[lang]]
+
+    def language_indices(self, codes: list[str]) -> list[int]:
+        """Language codes -> indices; a language without a head is a clear error."""
+        unknown = sorted({c for c in codes if c not in self.languages})
+        if unknown:
+            raise HloraError(
+                f"language(s) {', '.join(unknown)} have no LoRA/head in this model "
+                f"(it knows {', '.join(self.languages)})"
+            )
+        return [self.languages.index(c) for c in codes]
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

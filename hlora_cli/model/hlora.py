@@ -23,7 +23,6 @@ weighted by the posterior (see train/losses.py).
 from __future__ import annotations
 
 import copy
-import re
 from dataclasses import dataclass
 
 import torch
@@ -34,7 +33,7 @@ from hlora_cli.errors import HloraError
 from hlora_cli.model.backbone import Backbone, Features, additive_mask
 from hlora_cli.model.config import BLANK, SHARED_HEAD_TYPES, Layout, ModelConfig
 from hlora_cli.model.heads import CTCHeads, LIDHead, valid_mask
-from hlora_cli.model.lora import LoRALinear, inject_lora, routing
+from hlora_cli.model.lora import LoRALinear, inject_lora, layer_of, routing
 
 ROUTINGS = ("predicted", "oracle", "soft", "top2")
 
@@ -194,22 +193,15 @@ class CTCModel(nn.Module):
 
     @property
     def shared_head(self) -> bool:
-        return self.config.model_type in SHARED_HEAD_TYPES
+        return self.config.shared_head
 
     def vocab(self, lang: int) -> list[str]:
         """Token inventory of the CTC head that language index `lang` decodes with."""
-        cfg = self.config
-        return cfg.shared_vocab if self.shared_head else cfg.vocabs[cfg.languages[lang]]
+        return self.config.head_vocab(lang)
 
     def lang_index(self, codes: list[str]) -> torch.Tensor:
         """Language codes -> indices; a language without a head is a clear error."""
-        unknown = sorted({c for c in codes if c not in self.config.languages})
-        if unknown:
-            raise HloraError(
-                f"language(s) {', '.join(unknown)} have no LoRA/head in this model "
-                f"(it knows {', '.join(self.config.languages)})"
-            )
-        return torch.tensor([self.config.languages.index(c) for c in codes], dtype=torch.long)
+        return torch.tensor(self.config.language_indices(codes), dtype=torch.long)
 
     def prepare(self, waveforms: list) -> Features:
         return self.backbone.prepare(waveforms)
@@ -355,7 +347,7 @@ class CTCModel(nn.Module):
             for name, m in list(backbone.named_modules()):
                 if not isinstance(m, LoRALinear):
                     continue
-                i = int(re.search(r"layers\.(\d+)\.", name).group(1))
+                i = layer_of(name)
                 if self.layer_lora[i] == "fused":
                     delta = m._fused_delta(self.fusion_weights(i))
                 else:

@@ -9,6 +9,7 @@ runs in one batched forward.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -140,6 +141,11 @@ class LoRALinear(nn.Module):
             self.base.weight -= self.delta_weight()[0].to(self.base.weight.dtype)
             self.merged = False
         self.merged_weights, self.merged_cast = None, None
+
+
+def layer_of(name: str) -> int:
+    """The encoder layer (0-based) of a LoRA module from its qualified name (`...layers.3.fc1`)."""
+    return int(re.search(r"layers\.(\d+)\.", name).group(1))
 
 
 def _get(module: nn.Module, path: str) -> nn.Module | None:

@@ -5,7 +5,6 @@ batches, gradients are averaged, rank 0 alone writes."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -21,7 +20,7 @@ import torch
 from hlora_cli.data.batching import DurationBatchSampler, Example, duration_batches
 from hlora_cli.data.loader import Job, Loaded, Segment, default_workers, load_in_background, load_job
 from hlora_cli.data.vocab import Vocab, norm_text
-from hlora_cli.device import resolve_device, warn_if_bf16_emulated
+from hlora_cli.device import autocast, check_dtype, resolve_device
 from hlora_cli.errors import HloraError
 from hlora_cli.files import atomic_write, json_text
 from hlora_cli.infer.ctc_decode import greedy_hypothesis
@@ -150,8 +149,10 @@ class Trainer:
         self._check_run_dir(overwrite)
         if resume:
             self._check_resume_settings()
-        if cfg.dtype == "bf16" and self.device.type == "cpu":
-            warn_if_bf16_emulated()
+        # autocast's dtype, once: "auto" is bf16 on CUDA (unless bf16: false), fp32 on the CPU;
+        # check_dtype warns where the CPU only emulates bf16
+        name = cfg.dtype if cfg.dtype != "auto" else ("bf16" if self.device.type == "cuda" and cfg.bf16 else "fp32")
+        self.compute_dtype = check_dtype(name, self.device)
         if cfg.deterministic:
             # CUDA has no deterministic backward for CTC: there it stays the one op that may differ
             # run to run (a warning says so) instead of refusing to train. cuBLAS needs a fixed workspace.
@@ -338,12 +339,7 @@ class Trainer:
 
     # --- steps ---------------------------------------------------------------------------
     def _autocast(self):
-        dtype = self.cfg.dtype
-        if dtype == "auto":
-            dtype = "bf16" if self.device.type == "cuda" and self.cfg.bf16 else "fp32"
-        if dtype == "bf16":  # the CPU's autocast too, where the hardware has bf16 (AVX512-BF16, AMX)
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast(self.device, self.compute_dtype)
 
     def _loadable(self, data: Examples) -> Callable[[list[int]], tuple[list[int], list[Segment]]]:
         """The indices of a batch whose audio is not known to be unreadable, and their segments."""
