@@ -121,13 +121,17 @@ def decode(
     ),
     lang: str = typer.Option(None, "--lang", help="oracle: language for inputs that do not carry one."),
     decoder: str = typer.Option("greedy", help="greedy or beam."),
-    beam_width: int = typer.Option(32),
+    beam_width: int = typer.Option(None, help="Beams: CTC prefix beams (default 32), seq2seq beams (default 5)."),
     lm: list[str] = typer.Option([], "--lm", help="LANG=PATH of a KenLM (ARPA or binary); repeatable; implies beam."),
     lm_alpha: float = typer.Option(0.5, help="LM weight."),
     lm_beta: float = typer.Option(1.0, help="Word insertion bonus."),
     batch_seconds: float = typer.Option(60.0, help="Padded audio seconds per batch."),
     window: float = typer.Option(25.0, help="Longer audio is decoded in windows of this many seconds."),
     overlap: float = typer.Option(2.0, help="Overlap between windows (s)."),
+    max_tokens_per_second: float = typer.Option(
+        12.0, help="seq2seq and --whisper: tokens written per second of audio at most (+10): cuts repetition loops."
+    ),
+    no_repeat_ngram: int = typer.Option(0, help="seq2seq and --whisper: forbid repeating any n-gram of this size."),
     onnx: Path = typer.Option(None, "--onnx", help="Instead of --model: a directory from `hlora export onnx`."),
     whisper: str = typer.Option(None, "--whisper", help="Instead of --model: an HF Whisper directory, zero-shot."),
     whisper_languages: str = typer.Option(
@@ -192,14 +196,17 @@ def decode(
         device=device,
         dtype=dtype,
         num_workers=num_workers,
+        max_tokens_per_second=max_tokens_per_second,
+        no_repeat_ngram=no_repeat_ngram,
     )
     items = collect_inputs(inputs)
     if whisper is not None:
         from hlora_cli.infer.whisper_zero_shot import WhisperZeroShot
 
         langs = [x.strip() for x in whisper_languages.split(",")] if whisper_languages else None
-        run = WhisperZeroShot(whisper, languages=langs).run
-        stream(run, items, out, {"whisper": whisper}, resume, chunk_seconds, "whisper")
+        run = WhisperZeroShot(whisper, languages=langs, options=options).run
+        system = {"whisper": whisper, **_generation(options)}
+        stream(run, items, out, system, resume, chunk_seconds, "whisper")
         return
     from hlora_cli.model import load_model
 
@@ -220,5 +227,16 @@ def decode(
         "lid_model": str(lid_model or ""),
         "device": str(recognizer.device),
         "dtype": dtype,
+        **(_generation(options) if recognizer.seq2seq else {}),
     }
     stream(recognizer.run, items, out, system, resume, chunk_seconds, mode)
+
+
+def _generation(options: DecodeOptions) -> dict:
+    """The settings of a seq2seq decode, recorded in its meta."""
+    beams = 1 if options.decoder == "greedy" else options.beam_width or 5
+    return {
+        "beams": beams,
+        "max_tokens_per_second": options.max_tokens_per_second,
+        "no_repeat_ngram": options.no_repeat_ngram,
+    }

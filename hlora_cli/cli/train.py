@@ -34,6 +34,12 @@ def train(
         None, "--gradient-checkpointing/--no-gradient-checkpointing", help="Recompute activations: less memory."
     ),
     backbone: str = typer.Option(None, help="HF encoder: local directory or hub id (Whisper, HuBERT, wav2vec2)."),
+    backbone_mode: str = typer.Option(
+        None, help="ctc (CTC heads) or seq2seq (Whisper's own decoder with LoRA, Whisper's tokens: no --vocab)."
+    ),
+    encoder_input: str = typer.Option(
+        None, help="seq2seq: 30s (Whisper's padded window, its zero-shot text) or true-length (faster)."
+    ),
     train: str = typer.Option(None, "--train", help="Training manifest (JSONL)."),
     dev: str = typer.Option(None, help="Dev manifest for validation."),
     vocab: str = typer.Option(None, help="vocab.json from `hlora prepare vocab`."),
@@ -85,7 +91,10 @@ def train(
 
 
 # `hlora fuse` / `hlora distill` take train's flags but these (the experts bring them).
-_FROM_EXPERTS_DROP = {"model_type", "k", "freeze_layers", "backbone", "vocab", "languages"}
+_FROM_EXPERTS_DROP = {
+    *("model_type", "k", "freeze_layers", "backbone", "vocab", "languages"),
+    *("backbone_mode", "encoder_input"),
+}
 _TRAIN_PARAMS = inspect.signature(train, eval_str=True).parameters
 
 

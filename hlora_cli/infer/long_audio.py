@@ -52,3 +52,13 @@ def stitch(parts: list[tuple[Window, np.ndarray]], fps: float) -> np.ndarray:
         last = min(len(lp), math.ceil((w.keep_to - w.start) * fps - 0.5 - 1e-6))
         kept.append(lp[first:last])
     return np.concatenate(kept) if kept else np.zeros((0, 1), np.float32)
+
+
+def text_windows(item: int, duration: float, length: float) -> list[Window]:
+    """seq2seq: cover [0, duration] with the fewest equal windows of at most `length` s, without
+    overlap (a decoder writes text, not frames: overlapping windows would write their shared
+    speech twice). Each window's text is joined in order."""
+    n = max(1, math.ceil(duration / length - 1e-9))
+    step = duration / n
+    ends = [duration if i == n - 1 else (i + 1) * step for i in range(n)]
+    return [Window(item, i, i * step, ends[i], i * step, ends[i]) for i in range(n)]

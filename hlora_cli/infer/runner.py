@@ -27,9 +27,10 @@ from hlora_cli.device import autocast, check_dtype, resolve_device
 from hlora_cli.errors import HloraError
 from hlora_cli.infer.ctc_decode import BeamDecoder, Hypothesis, greedy_hypothesis
 from hlora_cli.infer.inputs import Item, item_duration
-from hlora_cli.infer.long_audio import Window, stitch, windows
+from hlora_cli.infer.long_audio import Window, stitch, text_windows, windows
 from hlora_cli.model import CTCModel, ModelOutput
 from hlora_cli.model.backbone import Features
+from hlora_cli.model.whisper_decoder import generate
 from hlora_cli.values import check_number
 
 MODES = ("single", "two-stage", "oracle")
@@ -41,7 +42,7 @@ class DecodeOptions:
     mode: str = "single"
     routing: str = "hard"  # single pass: hard, soft or top2
     decoder: str = "greedy"  # "greedy" or "beam"
-    beam_width: int = 32
+    beam_width: int | None = None  # default: 32 (CTC prefix beams), 5 (seq2seq beams)
     lms: dict[str, str] = field(default_factory=dict)  # language -> KenLM (ARPA or binary)
     lm_alpha: float = 0.5
     lm_beta: float = 1.0
@@ -53,6 +54,10 @@ class DecodeOptions:
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     dtype: str = "fp32"  # fp32, bf16 or fp16 (CUDA only): autocast
     num_workers: int | None = None  # processes reading audio ahead; default min(4, cores - 1)
+    # seq2seq: repetition loops (Whisper on synthetic voices) are cut by a token budget per second
+    # of audio and, if asked, transformers' no-repeat n-gram rule
+    max_tokens_per_second: float = 12.0
+    no_repeat_ngram: int = 0
 
     def __post_init__(self) -> None:
         """Every value checked before any model is loaded or file read."""
@@ -62,7 +67,9 @@ class DecodeOptions:
             raise HloraError(f"unknown routing '{self.routing}': choose {', '.join(ROUTINGS)}")
         if self.decoder not in ("greedy", "beam"):
             raise HloraError(f"unknown decoder {self.decoder}: choose greedy or beam")
-        check_number("--beam-width", self.beam_width, 1)
+        check_number("--beam-width", self.beam_width, 1, optional=True)
+        check_number("--max-tokens-per-second", self.max_tokens_per_second, 0, open_low=True)
+        check_number("--no-repeat-ngram", self.no_repeat_ngram, 0)
         check_number("--lm-alpha", self.lm_alpha, 0)
         check_number("--lm-beta", self.lm_beta, -1e9)
         check_number("--batch-seconds", self.batch_seconds, 0, open_low=True)
@@ -133,6 +140,9 @@ class Recognizer:
         # Whisper's encoder takes 30 s at most (either model's, two-stage); 1 s spare for framing
         limits = [m.backbone.max_seconds for m in (model, lid_model) if m is not None and m.backbone.max_seconds]
         self.window = min([options.window, *(limit - 1 for limit in limits)])
+        self.seq2seq = bool(getattr(model, "seq2seq", False))
+        if self.seq2seq and options.lms:
+            raise HloraError("--lm fuses a KenLM into CTC beam search; a seq2seq model decodes with Whisper's decoder")
         self.workers = default_workers() if options.num_workers is None else options.num_workers
         self.fps = model.backbone.frames_per_second
         self._beams: dict[int, BeamDecoder] = {}
@@ -193,7 +203,7 @@ class Recognizer:
             lm = self.opt.lms.get(code)
             try:
                 self._beams[lang_idx] = BeamDecoder(
-                    self.model.vocab(lang_idx), code, lm, self.opt.beam_width, self.opt.lm_alpha, self.opt.lm_beta
+                    self.model.vocab(lang_idx), code, lm, self.opt.beam_width or 32, self.opt.lm_alpha, self.opt.lm_beta
                 )
             except (OSError, RuntimeError, ValueError) as e:
                 raise HloraError(f"{lm}: not a readable KenLM model (ARPA or binary) for --lm {code} ({e})") from e
@@ -271,12 +281,17 @@ class Recognizer:
         start = time.time()
         ok, skipped = self._usable(items)
         model = self.lid_model if self.opt.mode == "two-stage" else self.model
-        wins = [w for i in ok for w in windows(i, items[i].duration, self.window, self.opt.overlap, self.fps)]
+        wins = self._windows(items, ok)
         failed: dict[int, str] = {}
         decided = self._language(self._lid_pass(items, wins, model, failed, on_progress), model.languages)
         ok, skipped = self._drop_failed(items, ok, skipped, failed)
         results = [Result(items[i].id, *decided[i], "", [], items[i].duration) for i in ok]
         return Report(results, skipped, sum(items[i].duration for i in ok), time.time() - start)
+
+    def _windows(self, items: list[Item], ok: list[int]) -> list[Window]:
+        if self.seq2seq:
+            return [w for i in ok for w in text_windows(i, items[i].duration, self.window)]
+        return [w for i in ok for w in windows(i, items[i].duration, self.window, self.opt.overlap, self.fps)]
 
     @staticmethod
     def _drop_failed(
@@ -289,7 +304,7 @@ class Recognizer:
     def run(self, items: list[Item], on_progress: Callable[[float], None] | None = None) -> Report:
         start = time.time()
         ok, skipped = self._usable(items)
-        wins = [w for i in ok for w in windows(i, items[i].duration, self.window, self.opt.overlap, self.fps)]
+        wins = self._windows(items, ok)
         failed: dict[int, str] = {}
         known, decided = self._decide_languages(items, ok, wins, failed)
         decoded = self._decode_windows(items, wins, known, decided, failed, on_progress)
@@ -346,10 +361,20 @@ class Recognizer:
                     out = self._forward(model, feats, "oracle", model.lang_index([fixed(w) for w in batch]))
                 else:
                     out = self._forward(model, feats, ROUTINGS[self.opt.routing])
-                decoded.add(batch, out, model, record_lid=[w.item not in decided for w in batch])
+                texts = self._generate(out, batch) if self.seq2seq else None
+                decoded.add(batch, out, model, record_lid=[w.item not in decided for w in batch], texts=texts)
             if on_progress:
                 on_progress(sum(w.end - w.start for w in full))
         return decoded
+
+    def _generate(self, out: ModelOutput, batch: list[Window]) -> list[str]:
+        """seq2seq: each window's text from Whisper's decoder, forced to its routed language."""
+        opt, model = self.opt, self.model
+        caps = [int(opt.max_tokens_per_second * (w.end - w.start)) + 10 for w in batch]
+        beams = 1 if opt.decoder == "greedy" else opt.beam_width or 5
+        with autocast(self.device, self.dtype):
+            ids = generate(model, out, beams, opt.no_repeat_ngram, caps)
+        return [model.backbone.decode_tokens(t) for t in ids]
 
     def _result(
         self, it: Item, given: str | None, decided: tuple[str, dict[str, float]] | None, decoded: _Decoded, i: int
@@ -358,8 +383,12 @@ class Recognizer:
         language the given one, else the decided one, else the routed head's."""
         lang_idx = decoded.routed[i]
         code = given or (decided[0] if decided else self.model.languages[lang_idx])
+        probs = decided[1] if decided else {}
+        if self.seq2seq:
+            text = " ".join(t for _, t in sorted(decoded.texts[i], key=lambda p: p[0].index) if t)
+            return Result(it.id, code, probs, text, [], it.duration)
         hyp = self._hypothesis(stitch(decoded.parts[i], self.fps), lang_idx)
-        return Result(it.id, code, decided[1] if decided else {}, hyp.text, hyp.words, it.duration)
+        return Result(it.id, code, probs, hyp.text, hyp.words, it.duration)
 
 
 @dataclass
@@ -370,12 +399,24 @@ class _Decoded:
     parts: dict[int, list[tuple[Window, np.ndarray]]] = field(default_factory=dict)
     routed: dict[int, int] = field(default_factory=dict)
     lid: dict[int, list[tuple[float, np.ndarray]]] = field(default_factory=dict)
+    texts: dict[int, list[tuple[Window, str]]] = field(default_factory=dict)  # seq2seq: each window's text
 
-    def add(self, batch: list[Window], out: ModelOutput, model: CTCModel, record_lid: list[bool]) -> None:
-        ctc, lengths = out.ctc_logprobs.float().cpu().numpy(), out.out_lengths.cpu().tolist()
+    def add(
+        self,
+        batch: list[Window],
+        out: ModelOutput,
+        model: CTCModel,
+        record_lid: list[bool],
+        texts: list[str] | None = None,
+    ) -> None:
+        lengths = out.out_lengths.cpu().tolist()
+        ctc = out.ctc_logprobs.float().cpu().numpy() if texts is None else None
         lid = out.lid_logprobs.float().exp().cpu().numpy() if out.lid_logprobs is not None else None
         for b, (w, lang_idx) in enumerate(zip(batch, out.lang_ids.cpu().tolist(), strict=True)):
             self.routed[w.item] = lang_idx
-            self.parts.setdefault(w.item, []).append((w, ctc[b, : lengths[b], : len(model.vocab(lang_idx))]))
+            if texts is not None:
+                self.texts.setdefault(w.item, []).append((w, texts[b]))
+            else:
+                self.parts.setdefault(w.item, []).append((w, ctc[b, : lengths[b], : len(model.vocab(lang_idx))]))
             if lid is not None and record_lid[b]:
                 self.lid.setdefault(w.item, []).append((w.end - w.start, lid[b]))

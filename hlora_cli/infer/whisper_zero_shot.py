@@ -1,5 +1,6 @@
 """Whisper zero-shot rows: an HF-format Whisper model detects the language (its own language
-tokens) and transcribes greedily; results go through the same output and scoring path."""
+tokens) and transcribes (greedy, or beams); results go through the same output and scoring path.
+Recordings over 30 s are decoded in windows, as seq2seq models are (infer/long_audio.py)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,19 @@ import torch
 from hlora_cli.data.audio import load_audio
 from hlora_cli.errors import HloraError
 from hlora_cli.infer.inputs import Item, item_duration
-from hlora_cli.infer.runner import Report, Result
+from hlora_cli.infer.long_audio import text_windows
+from hlora_cli.infer.runner import DecodeOptions, Report, Result
 from text_normalization import normalize
 
 
 class WhisperZeroShot:
-    def __init__(self, model_dir: str, batch_size: int = 8, languages: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        model_dir: str,
+        batch_size: int = 8,
+        languages: list[str] | None = None,
+        options: DecodeOptions | None = None,
+    ) -> None:
         from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
         from hlora_cli.model.backbone import quiet_transformers
@@ -36,6 +44,7 @@ class WhisperZeroShot:
             self.lang_ids = {lang: self.lang_ids[lang] for lang in languages}
         self.sot = gen.decoder_start_token_id
         self.batch_size = batch_size
+        self.options = options or DecodeOptions()
 
     @torch.no_grad()
     def detect(self, features: torch.Tensor) -> torch.Tensor:
@@ -48,34 +57,60 @@ class WhisperZeroShot:
 
     @torch.no_grad()
     def run(self, items: list[Item], on_progress: Callable[[float], None] | None = None) -> Report:
+        """Every recording in windows of at most 30 s (text_windows: equal, no overlap, their texts
+        joined), its language detected once from the windows' duration-weighted posteriors, then
+        generated window by window with that language forced."""
         start = time.time()
-        results, skipped, audio = [], [], 0.0
-        codes = list(self.lang_ids)
-        for b in range(0, len(items), self.batch_size):
-            batch, waves = [], []
-            for it in items[b : b + self.batch_size]:
-                try:
-                    if item_duration(it) > 30:
-                        raise HloraError(f"{it.audio}: longer than Whisper's 30 s window")
-                    waves.append(load_audio(it.audio, it.start, it.end))
-                    batch.append(it)
-                except HloraError as e:
-                    skipped.append((it.id, str(e)))
-            if not batch:
+        opt = self.options
+        feats, wins, skipped = [], [], []
+        for i, it in enumerate(items):
+            try:
+                duration = item_duration(it)
+                parts = text_windows(i, duration, min(opt.window, 30.0))
+                waves = [load_audio(it.audio, (it.start or 0.0) + w.start, (it.start or 0.0) + w.end) for w in parts]
+            except HloraError as e:
+                skipped.append((it.id, str(e)))
                 continue
-            feats = self.processor.feature_extractor(waves, sampling_rate=16000, return_tensors="pt").input_features
-            probs = self.detect(feats)
-            langs = [codes[i] for i in probs.argmax(-1).tolist()]
-            texts = [""] * len(batch)
-            for lang in sorted(set(langs)):  # generate per detected language
-                idx = [i for i, code in enumerate(langs) if code == lang]
-                ids = self.model.generate(feats[idx], language=lang, task="transcribe", num_beams=1, do_sample=False)
-                for i, t in zip(idx, self.processor.batch_decode(ids, skip_special_tokens=True), strict=True):
-                    texts[i] = t.strip()
-            for it, lang, p, text in zip(batch, langs, probs.tolist(), texts, strict=True):
-                lang_probs = {c: round(float(x), 4) for c, x in zip(codes, p, strict=True) if x >= 1e-4}
-                results.append(Result(it.id, lang, lang_probs, normalize(text, lang), [], it.duration))
-                audio += it.duration
+            fe = self.processor.feature_extractor
+            feats += list(fe(waves, sampling_rate=16000, return_tensors="pt").input_features)
+            wins += parts
+        codes = list(self.lang_ids)
+        step = self.batch_size
+        detected = [self.detect(torch.stack(feats[b : b + step])) for b in range(0, len(feats), step)]
+        probs = torch.cat(detected) if detected else None
+        by_item: dict[int, list[int]] = {}
+        for n, w in enumerate(wins):
+            by_item.setdefault(w.item, []).append(n)
+        lang_of, mean_of = {}, {}
+        for i, ns in by_item.items():
+            weights = torch.tensor([wins[n].end - wins[n].start for n in ns])
+            mean = (probs[ns] * weights[:, None]).sum(0) / weights.sum()
+            lang_of[i], mean_of[i] = codes[int(mean.argmax())], mean
+        texts = [""] * len(wins)
+        beams = 1 if opt.decoder == "greedy" else opt.beam_width or 5
+        for lang in sorted(set(lang_of.values())):  # generate per detected language
+            idx = [n for n, w in enumerate(wins) if lang_of[w.item] == lang]
+            for b in range(0, len(idx), self.batch_size):
+                part = idx[b : b + self.batch_size]
+                cap = max(int(opt.max_tokens_per_second * (wins[n].end - wins[n].start)) + 10 for n in part)
+                ids = self.model.generate(
+                    torch.stack([feats[n] for n in part]),
+                    language=lang,
+                    task="transcribe",
+                    num_beams=beams,
+                    do_sample=False,
+                    no_repeat_ngram_size=opt.no_repeat_ngram,
+                    max_new_tokens=min(cap, self.model.config.max_target_positions - 4),
+                )
+                for n, t in zip(part, self.processor.batch_decode(ids, skip_special_tokens=True), strict=True):
+                    texts[n] = t.strip()
+        results, audio = [], 0.0
+        for i, ns in by_item.items():
+            it, lang = items[i], lang_of[i]
+            text = " ".join(texts[n] for n in ns if texts[n])
+            lang_probs = {c: round(float(x), 4) for c, x in zip(codes, mean_of[i].tolist(), strict=True) if x >= 1e-4}
+            results.append(Result(it.id, lang, lang_probs, normalize(text, lang), [], it.duration))
+            audio += it.duration
             if on_progress:
-                on_progress(sum(it.duration for it in batch))
+                on_progress(it.duration)
         return Report(results, skipped, audio, time.time() - start)

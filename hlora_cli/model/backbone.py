@@ -289,8 +289,9 @@ def quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def load_backbone(ref: BackboneRef) -> Backbone:
-    """Build the frozen encoder `ref` describes, in eval mode, and record its fingerprint."""
+def load_backbone(ref: BackboneRef, encoder_input: str | None = None) -> Backbone:
+    """Build the frozen encoder `ref` describes, in eval mode, and record its fingerprint. With
+    `encoder_input` (seq2seq), the whole Whisper: encoder and decoder (model/whisper_decoder.py)."""
     quiet_transformers()
     if ref.kind not in ("whisper", "hubert", "wav2vec2"):
         raise HloraError(f"backbone kind '{ref.kind}' is not supported (whisper, hubert, wav2vec2)")
@@ -298,19 +299,26 @@ def load_backbone(ref: BackboneRef) -> Backbone:
         raise HloraError("a backbone needs a source (directory or hub id) or a config")
     if ref.source is not None:
         try:
-            return _load_backbone(ref)
+            return _load_backbone(ref, encoder_input)
         except (OSError, ValueError) as e:  # a missing directory, a bad config.json, no hub access
             looks_local = Path(ref.source).expanduser().exists() or ref.source.startswith((".", "/", "~"))
             what = "cannot be loaded" if looks_local else "is not a local directory, and the hub id cannot be loaded"
             raise HloraError(f"{ref.source}: backbone {what} ({str(e).splitlines()[0][:200]})") from e
-    return _load_backbone(ref)
+    return _load_backbone(ref, encoder_input)
 
 
-def _load_backbone(ref: BackboneRef) -> Backbone:
+def _load_backbone(ref: BackboneRef, encoder_input: str | None = None) -> Backbone:
     from transformers import AutoModel, WhisperFeatureExtractor, WhisperModel
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-    if ref.kind == "whisper":
+    if encoder_input is not None:
+        from hlora_cli.model.whisper_decoder import load_seq2seq
+
+        if ref.kind != "whisper":
+            raise HloraError(f"seq2seq needs a Whisper backbone (its decoder), not {ref.kind}")
+        cfg = _hf_config(ref) if ref.source is None else None
+        backbone: Backbone = load_seq2seq(ref.source, cfg, ref.tokenizer, ref.seed, encoder_input)
+    elif ref.kind == "whisper":
         if ref.source is not None:
             encoder = WhisperModel.from_pretrained(ref.source, attn_implementation="sdpa").get_encoder()
             try:
@@ -324,7 +332,7 @@ def _load_backbone(ref: BackboneRef) -> Backbone:
                 torch.random.default_generator.manual_seed(ref.seed)
                 encoder = WhisperEncoder(_hf_config(ref))
             fe = WhisperFeatureExtractor(feature_size=encoder.config.num_mel_bins)
-        backbone: Backbone = WhisperBackbone(encoder, fe)
+        backbone = WhisperBackbone(encoder, fe)
     else:
         if ref.source is not None:
             model = AutoModel.from_pretrained(ref.source, attn_implementation="sdpa")

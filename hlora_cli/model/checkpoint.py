@@ -29,7 +29,7 @@ def weights_file(config: ModelConfig) -> str:
 
 def build_model(config: ModelConfig) -> CTCModel:
     """A fresh model (new adapters) on the backbone the config references; fills in its fingerprint."""
-    backbone = load_backbone(config.backbone)
+    backbone = load_backbone(config.backbone, config.encoder_input if config.seq2seq else None)
     config.backbone.fingerprint = backbone.fingerprint
     return CTCModel(config, backbone)
 
@@ -79,8 +79,8 @@ def load_model(model_dir: str | Path, backbone: str | None = None) -> CTCModel:
     config = read_config(model_dir)
     ref = config.backbone
     if backbone is not None:
-        ref = BackboneRef(ref.kind, backbone, None, ref.seed, ref.fingerprint)
-    bb = load_backbone(ref)
+        ref = BackboneRef(ref.kind, backbone, None, ref.seed, ref.fingerprint, ref.tokenizer)
+    bb = load_backbone(ref, config.encoder_input if config.seq2seq else None)
     if ref.fingerprint and bb.fingerprint != ref.fingerprint:
         where = ref.source or f"random {ref.kind} config (seed {ref.seed})"
         raise HloraError(

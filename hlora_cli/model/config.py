@@ -26,6 +26,12 @@ FROM_EXPERTS = ("mole", "student")
 # LoRA targets by the names used in the papers; each backbone maps them to its own module paths.
 LORA_TARGETS = ("q", "k", "v", "out", "ff_in", "ff_out")
 LID_HEADS = ("pooled", "frame")
+# What reads the encoder: a CTC head per language (any backbone), or Whisper's own decoder
+# (seq2seq: Whisper backbones only; LoRA in its layers too, cross-entropy on Whisper's tokens).
+BACKBONE_MODES = ("ctc", "seq2seq")
+# seq2seq: what the encoder sees. "30s" is Whisper's own input (every utterance padded to 30 s,
+# nothing masked); "true-length" runs each utterance's own frames, masked in self- and cross-attention.
+ENCODER_INPUTS = ("30s", "true-length")
 BLANK = "<blank>"
 # config.json format: 1 = `k` counted the routed top layers (before the paper's definition);
 # 2 = `k` counts the shared lower layers, and `layout` spells the layers out.
@@ -65,6 +71,7 @@ class Layout:
     finetuned: list[int] = field(default_factory=list)
     lid_after: int | None = None
     fused: list[int] = field(default_factory=list)
+    decoder: str = ""  # seq2seq: the decoder layers' LoRA, "shared" or "routed" (per language)
 
     def describe(self) -> str:
         parts = []
@@ -79,6 +86,8 @@ class Layout:
             parts.append(f"LID after layer {self.lid_after}")
         if self.routed:
             parts.append(f"{_span(self.routed)} per language")
+        if self.decoder:
+            parts.append("decoder " + ("shared LoRA" if self.decoder == "shared" else "per language"))
         return ", ".join(parts) or "no trained encoder layer"
 
 
@@ -100,6 +109,8 @@ class BackboneRef:
     config: dict[str, Any] | None = None
     seed: int = 0
     fingerprint: str = ""
+    # seq2seq on a random config (tests): where Whisper's tokenizer and generation config come from
+    tokenizer: str | None = None
 
 
 @dataclass
@@ -121,15 +132,37 @@ class ModelConfig:
     # mole and student: the expert model directories they were built from (a record: the weights
     # are copied into this model's own file)
     experts: list[str] = field(default_factory=list)
+    backbone_mode: str = "ctc"  # "ctc" or "seq2seq" (Whisper's decoder, see BACKBONE_MODES)
+    encoder_input: str = "30s"  # seq2seq only, see ENCODER_INPUTS
     layout: Layout | None = None  # filled in by the model core from model_type, k and the encoder depth
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
         self.model_type = canonical_model_type(self.model_type)
+        if self.backbone_mode not in BACKBONE_MODES:
+            raise HloraError(f"unknown backbone mode '{self.backbone_mode}': choose {', '.join(BACKBONE_MODES)}")
+        if self.encoder_input not in ENCODER_INPUTS:
+            raise HloraError(f"unknown encoder input '{self.encoder_input}': choose {', '.join(ENCODER_INPUTS)}")
+        if self.seq2seq and self.backbone.kind != "whisper":
+            raise HloraError(f"seq2seq needs a Whisper backbone (its decoder), not {self.backbone.kind}")
+        if self.seq2seq and self.model_type == "ctc":
+            raise HloraError("the ctc model type has no seq2seq form: choose a LoRA type (shared-lora, hlora...)")
+
+    @property
+    def seq2seq(self) -> bool:
+        return self.backbone_mode == "seq2seq"
 
     @property
     def shared_head(self) -> bool:
         return self.model_type in SHARED_HEAD_TYPES
+
+    @property
+    def decoder_lora(self) -> str:
+        """seq2seq: the decoder's LoRA, "shared" or "routed" (each language its own, as the encoder's
+        top layers); "" for ctc models."""
+        if not self.seq2seq:
+            return ""
+        return "shared" if self.shared_head else "routed"
 
     def head_vocab(self, lang: int) -> list[str]:
         """Token inventory of the CTC head that language index `lang` decodes with."""

@@ -28,7 +28,8 @@ class Expert:
 
     @property
     def vocab(self) -> list[str]:
-        return self.config.vocabs[self.lang]
+        """Its CTC head's inventory ([] for a seq2seq expert: Whisper's own tokens)."""
+        return self.config.vocabs.get(self.lang, [])
 
 
 def load_experts(dirs: list[str | Path]) -> list[Expert]:
@@ -52,6 +53,11 @@ def load_experts(dirs: list[str | Path]) -> list[Expert]:
                 f"{e.dir}: trained on another backbone (fingerprint {e.config.backbone.fingerprint}) than "
                 f"{first.dir} ({first.config.backbone.fingerprint}): experts must share their encoder"
             )
+        if (e.config.backbone_mode, e.config.encoder_input) != (first.config.backbone_mode, first.config.encoder_input):
+            raise HloraError(
+                f"{e.dir}: a {e.config.backbone_mode} expert ({e.config.encoder_input}), {first.dir} a "
+                f"{first.config.backbone_mode} one ({first.config.encoder_input}): experts must be of one kind"
+            )
         if e.config.lora != first.config.lora:
             raise HloraError(
                 f"{e.dir}: LoRA {e.config.lora} differs from {first.dir}'s {first.config.lora}: "
@@ -74,17 +80,23 @@ def _combined(experts: list[Expert], model_type: str, lora: LoRAConfig | None = 
         lora=lora or replace(first.lora, targets=list(first.lora.targets)),
         bpe_models={e.lang: e.config.bpe_models[e.lang] for e in experts if e.lang in e.config.bpe_models},
         experts=[str(e.dir) for e in experts],
+        backbone_mode=first.backbone_mode,
+        encoder_input=first.encoder_input,
         **fields,
     )
 
 
+def _vocabs(experts: list[Expert]) -> dict[str, list[str]]:
+    return {} if experts[0].config.seq2seq else {e.lang: list(e.vocab) for e in experts}
+
+
 def mole_config(experts: list[Expert], l1: int, lid: LIDConfig) -> ModelConfig:
-    return _combined(experts, "mole", vocabs={e.lang: list(e.vocab) for e in experts}, l1=l1, lid=lid)
+    return _combined(experts, "mole", vocabs=_vocabs(experts), l1=l1, lid=lid)
 
 
 def teacher_config(experts: list[Expert]) -> ModelConfig:
     """Every expert in one lidlora model: utterance b runs through its language's expert."""
-    return _combined(experts, "lidlora", vocabs={e.lang: list(e.vocab) for e in experts})
+    return _combined(experts, "lidlora", vocabs=_vocabs(experts))
 
 
 def union_vocab(experts: list[Expert]) -> list[str]:
@@ -102,7 +114,8 @@ def union_vocab(experts: list[Expert]) -> list[str]:
 
 def student_config(experts: list[Expert], rank: int, alpha: float, dropout: float, lid: LIDConfig) -> ModelConfig:
     lora = LoRAConfig(rank, alpha, dropout, list(experts[0].config.lora.targets))
-    return _combined(experts, "student", lora, shared_vocab=union_vocab(experts), lid=lid)
+    vocab = [] if experts[0].config.seq2seq else union_vocab(experts)
+    return _combined(experts, "student", lora, shared_vocab=vocab, lid=lid)
 
 
 def token_maps(student_vocab: list[str], experts: list[Expert]) -> list[torch.Tensor]:
@@ -161,6 +174,8 @@ def init_student(model: CTCModel, experts: list[Expert]) -> None:
             module.lora_B[0].zero_()
             module.lora_B[0, :, :n].copy_(u[:, :n] * root)
             module.lora_A[0, :n].copy_(root[:, None] * vh[:n])
+        if model.seq2seq:  # one decoder, Whisper's own output layer: no head to average
+            return
         vocab = model.config.shared_vocab
         w, b = params["ctc_heads.heads.0.weight"], params["ctc_heads.heads.0.bias"]
         sums, counts = torch.zeros_like(w), torch.zeros(len(vocab))

@@ -71,8 +71,11 @@ class LogMelFrontend(Frontend):
 
     feature_extractor: object = None
     max_frames: int = 3000  # mel frames the encoder's position table covers: 100 a second
+    pad_to_max: bool = False  # Whisper's own input: every utterance padded to the whole window (30 s)
 
     def features(self, wavs: list[np.ndarray]) -> Features:
+        if self.pad_to_max:
+            return self._padded(wavs)
         mels = []
         for w in wavs:
             mel = self.feature_extractor(
@@ -89,6 +92,20 @@ class LogMelFrontend(Frontend):
         for i, m in enumerate(mels):
             values[i, :, : m.shape[1]] = m
         return Features(values, lengths)
+
+    def _padded(self, wavs: list[np.ndarray]) -> Features:
+        """As Whisper was trained: the waveform padded with zeros to the window, then log-mel
+        (so the padding's frames are those of silence, not zeros), every frame valid."""
+        longest = max(len(w) for w in wavs)
+        if longest > self.max_frames * 160:
+            raise HloraError(
+                f"an utterance of {longest / SAMPLE_RATE:.1f} s exceeds the Whisper encoder's "
+                f"{self.max_frames / 100:.0f} s window: split long audio before encoding"
+            )
+        values = self.feature_extractor(
+            wavs, sampling_rate=SAMPLE_RATE, padding="max_length", max_length=self.max_frames * 160, return_tensors="pt"
+        ).input_features
+        return Features(values, torch.full((len(wavs),), values.shape[-1], dtype=torch.long))
 
 
 @dataclass

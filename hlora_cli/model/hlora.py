@@ -14,6 +14,11 @@ mole        : the experts' LoRA in every layer: in layers 1..l1 every expert's u
               Only fusion weights and router train.
 student     : the shared-lora layout, its LoRA distilled from experts (train/losses.py)
 
+seq2seq (backbone_mode, Whisper only): the same encoder layouts, and instead of CTC heads Whisper's
+own decoder with LoRA in its layers: shared for the shared-head types, each language's own
+(routed as the encoder's top layers) for the others; the decoder is forced to the routed
+language's token (model/whisper_decoder.py).
+
 Routing of the routed layers: "oracle" (the given language), "predicted" (the LID's argmax, hard),
 "soft" (every language's LoRA weighted by the LID posterior) or "top2" (the two most likely,
 renormalised). The CTC head is the routed language's; in soft training every head's loss is
@@ -34,6 +39,7 @@ from hlora_cli.model.backbone import Backbone, Features, additive_mask
 from hlora_cli.model.config import BLANK, SHARED_HEAD_TYPES, Layout, ModelConfig
 from hlora_cli.model.heads import CTCHeads, LIDHead, valid_mask
 from hlora_cli.model.lora import LoRALinear, inject_lora, layer_of, routing
+from hlora_cli.model.whisper_decoder import inject_decoder_lora
 
 ROUTINGS = ("predicted", "oracle", "soft", "top2")
 
@@ -55,6 +61,7 @@ class ModelOutput:
     route_weights: torch.Tensor | None = None
     head_ctc_logprobs: list[torch.Tensor] | None = None
     hidden: list[torch.Tensor] | None = None
+    encoder_out: torch.Tensor | None = None  # seq2seq: shape = (batch, frames, d_model), the decoder's memory
 
 
 def layer_plan(
@@ -92,6 +99,7 @@ def _resolve_layout(config: ModelConfig, num_layers: int) -> Layout:
     if config.format_version < 2 and config.model_type == "hlora" and config.k is not None:
         config.k = num_layers - config.k
     layout = layer_plan(config.model_type, num_layers, config.k, config.freeze_layers, config.l1)
+    layout.decoder = config.decoder_lora
     if config.layout is not None and config.layout != layout:
         raise HloraError(
             f"config layout ({config.layout.describe()}) does not match {config.model_type} with k={config.k} "
@@ -130,8 +138,13 @@ class CTCModel(nn.Module):
             self.lora.append(inject_lora(backbone.layers()[i], backbone.target_paths, n, config.lora, where))
         if self.layout.finetuned:
             backbone.unfreeze([n - 1 for n in self.layout.finetuned])
+        self.decoder_lora: list[LoRALinear] = []
+        if config.seq2seq:
+            n = 1 if config.decoder_lora == "shared" else n_lang
+            for i, layer in enumerate(backbone.decoder_layers()):
+                self.decoder_lora += inject_decoder_lora(layer, n, config.lora, f"whisper decoder layer {i + 1}")
         self.lid_head = LIDHead(backbone.hidden_size, n_lang, config.lid) if self.lid_after else None
-        self.ctc_heads = CTCHeads(backbone.hidden_size, self._vocab_sizes())
+        self.ctc_heads = None if config.seq2seq else CTCHeads(backbone.hidden_size, self._vocab_sizes())
         self.prefix_ids = self._prefix_ids() if config.model_type == "ctc" else None
         # mole: per fused layer, one logit per expert; softmax -> convex weights. Zeros: the
         # experts' mean, and one-hot (a -inf everywhere else) gives exactly one expert.
@@ -141,14 +154,19 @@ class CTCModel(nn.Module):
             for m in self.lora_modules():
                 m.lora_A.requires_grad_(False)
                 m.lora_B.requires_grad_(False)
-            self.ctc_heads.requires_grad_(False)
+            if self.ctc_heads is not None:
+                self.ctc_heads.requires_grad_(False)
         self.gradient_checkpointing = False  # recompute layer activations in backward (set by the trainer)
+
+    @property
+    def seq2seq(self) -> bool:
+        return self.config.seq2seq
 
     @property
     def plan(self) -> list[str]:
         return self.layer_lora
 
-    def _vocab_sizes(self) -> list[int]:
+    def _vocab_sizes(self) -> list[int]:  # ctc backbone mode only
         cfg = self.config
         if cfg.model_type in SHARED_HEAD_TYPES:
             vocabs = [cfg.shared_vocab]
@@ -265,7 +283,9 @@ class CTCModel(nn.Module):
         "soft" / "top2": the routed LoRA are mixed by the LID posterior (all, or the two most likely)
         and the head is the argmax's; "oracle": `langs` (shape = (batch,)) chooses. Models
         without routed layers ignore the routing for their LoRA. `hidden`: also return every
-        layer's output (in the caller's order).
+        layer's output (in the caller's order; seq2seq: the encoder's, then the decoder's).
+        seq2seq: `encoder_out` instead of CTC log-probs, for `decode` (teacher forcing) or
+        `whisper_decoder.generate`.
         """
         if routing_mode not in ROUTINGS:
             raise HloraError(f"unknown routing '{routing_mode}': choose {', '.join(ROUTINGS)}")
@@ -301,6 +321,8 @@ class CTCModel(nn.Module):
         if self.lid_after == len(self.layer_lora):
             lid_logprobs = self._lid(h, lengths)
             route = route if route is not None else lid_logprobs.argmax(-1)
+        if self.seq2seq:
+            return self._seq2seq_output(h, lengths, route, weights, lid_logprobs, order, sorted_from, states)
         head_route = torch.zeros(h.shape[0], dtype=torch.long, device=h.device) if self.shared_head else route
         log_probs = self.ctc_heads(h, head_route)
         if self.prefix_ids is not None:
@@ -313,6 +335,46 @@ class CTCModel(nn.Module):
             if states is not None:
                 states = [s[inverse] if n >= sorted_from else s for n, s in enumerate(states)]
         return ModelOutput(lid_logprobs, route, log_probs, lengths, weights, head_ctc_logprobs, states)
+
+    def _seq2seq_output(
+        self,
+        h: torch.Tensor,
+        lengths: torch.Tensor,
+        route: torch.Tensor,
+        weights: torch.Tensor | None,
+        lid_logprobs: torch.Tensor | None,
+        order: torch.Tensor | None,
+        sorted_from: int,
+        states: list[torch.Tensor] | None,
+    ) -> ModelOutput:
+        if order is not None:  # back to the caller's order
+            inverse = torch.argsort(order)
+            h, lengths, route = h[inverse], lengths[inverse], route[inverse]
+            if states is not None:
+                states = [s[inverse] if n >= sorted_from else s for n, s in enumerate(states)]
+        return ModelOutput(lid_logprobs, route, None, lengths, weights, None, states, h)
+
+    def decode(
+        self,
+        encoder_out: torch.Tensor,
+        lengths: torch.Tensor,
+        route: torch.Tensor,
+        weights: torch.Tensor | None,
+        input_ids: torch.Tensor,
+        hidden: bool = False,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """seq2seq, teacher-forced: the decoder's logits, shape = (batch, tokens, vocab), with each
+        utterance's routed (or shared) decoder LoRA; and, with `hidden`, every decoder layer's output."""
+        bb = self.backbone
+        with bb.masked(lengths, encoder_out.shape[1]), routing(self.decoder_lora, route, weights):
+            out = bb.decoder(
+                input_ids=input_ids.to(encoder_out.device),
+                encoder_hidden_states=encoder_out,
+                output_hidden_states=hidden,
+                use_cache=False,
+            )
+        states = list(out.hidden_states[1:]) if hidden else []
+        return bb.proj_out(out.last_hidden_state), states
 
     @torch.no_grad()
     def identify(self, feats: Features) -> torch.Tensor:
@@ -338,6 +400,8 @@ class CTCModel(nn.Module):
         is routed: shared LoRA as it is, routed layers that language's, fused layers their learned
         mix. No LoRA module is left in it: its `module` is a plain transformers encoder
         (HubertModel, Wav2Vec2Model or WhisperEncoder), what `hlora export` writes."""
+        if self.seq2seq:
+            raise HloraError("a seq2seq model has no single-encoder form to fold: its decoder carries LoRA too")
         if self.is_merged:
             raise HloraError("fold an unmerged model: call unmerge() first")
         if not 0 <= lang < len(self.languages):
@@ -358,7 +422,7 @@ class CTCModel(nn.Module):
         return backbone.requires_grad_(False).eval()
 
     def lora_modules(self) -> list[LoRALinear]:
-        return [m for layer in self.lora for m in layer]
+        return [m for layer in self.lora for m in layer] + self.decoder_lora
 
     def merge(self, routed: bool = False) -> None:
         """Fold shared LoRA into the frozen weights for inference; with `routed`, also keep one
@@ -370,6 +434,8 @@ class CTCModel(nn.Module):
                     m.merge_fused(self.fusion_weights(i))
                 else:
                     m.merge(routed=routed)
+        for m in self.decoder_lora:
+            m.merge(routed=routed)
 
     def unmerge(self) -> None:
         for m in self.lora_modules():

@@ -62,10 +62,10 @@ class LoRALinear(nn.Module):
         if not self.routed:
             return self.base(x) + self.scaling * (self.dropout(x) @ self.lora_A[0].T) @ self.lora_B[0].T
         if self.weights is not None:
-            return self.base(x) + self._soft_delta(x, self.weights)
+            return self.base(x) + self._soft_delta(x, _per_row(self.weights, x))
         if self.route is None:
             raise HloraError("routed LoRA called without a route: run it through the model core")
-        route = self.route
+        route = _per_row(self.route, x)
         if self.merged_weights is not None:
             return self._forward_merged(x, route)
         a = self.lora_A[route]  # (batch, rank, in)
@@ -84,7 +84,8 @@ class LoRALinear(nn.Module):
         # model core has sorted the batch by language (`groups`), each matmul writes straight into
         # its contiguous slice of the output; otherwise rows are gathered and scattered.
         weights, bias, x = self._merged_for(x)
-        groups = self.groups if self.groups is not None else contiguous_groups(route)
+        groups = self.groups if self.groups is not None and len(self.route) == len(route) else None
+        groups = groups if groups is not None else contiguous_groups(route)
         if groups is not None and len(groups) == 1:
             return nn.functional.linear(x, weights[groups[0][0]], bias)
         y = x.new_empty(*x.shape[:-1], self.base.out_features)
@@ -141,6 +142,12 @@ class LoRALinear(nn.Module):
             self.base.weight -= self.delta_weight()[0].to(self.base.weight.dtype)
             self.merged = False
         self.merged_weights, self.merged_cast = None, None
+
+
+def _per_row(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A per-utterance route or weights for the rows of x: beam search repeats each utterance's
+    row once per beam (consecutively, as transformers' generate does)."""
+    return t if t.shape[0] == x.shape[0] else t.repeat_interleave(x.shape[0] // t.shape[0], dim=0)
 
 
 def layer_of(name: str) -> int:

@@ -31,6 +31,10 @@ class TrainConfig:
     # model
     model_type: str = "hlora"  # ctc, shared-lora (alias: baseline), lidlora, hlora, expert, mole or student
     backbone: str = ""  # local directory or hub id
+    # ctc: CTC heads on the encoder; seq2seq: Whisper's own decoder (LoRA in it too), trained with
+    # its cross-entropy on Whisper's tokens (no --vocab); encoder_input "30s" or "true-length"
+    backbone_mode: str = "ctc"
+    encoder_input: str = "30s"
     k: int | None = None  # hlora: shared lower layers (1..k shared LoRA, LID after k, k+1..N per language)
     freeze_layers: int = 0  # ctc: the lowest N transformer layers stay frozen as well as the conv frontend
     gradient_checkpointing: bool = False  # recompute layer activations in backward: less memory, ~1.3x time
@@ -95,7 +99,8 @@ class TrainConfig:
             raise HloraError(
                 f"experts are given, but a {self.model_type} model is not built from experts: use mole or student"
             )
-        if not self.vocab and not from_experts:
+        self._check_seq2seq()
+        if not self.vocab and not from_experts and self.backbone_mode != "seq2seq":
             raise HloraError("no vocabulary: give --vocab (made by `hlora prepare vocab`)")
         if not self.backbone and not from_experts:
             raise HloraError("no backbone: give --backbone (a local HF directory or hub id)")
@@ -128,6 +133,26 @@ class TrainConfig:
         if self.grad_accum < 1:
             raise HloraError("--grad-accum must be >= 1")
         self.check_numbers()
+
+    def _check_seq2seq(self) -> None:
+        from hlora_cli.model.config import BACKBONE_MODES, ENCODER_INPUTS
+
+        if self.backbone_mode not in BACKBONE_MODES:
+            raise HloraError(f"unknown --backbone-mode {self.backbone_mode}: choose {', '.join(BACKBONE_MODES)}")
+        if self.encoder_input not in ENCODER_INPUTS:
+            raise HloraError(f"unknown --encoder-input {self.encoder_input}: choose {', '.join(ENCODER_INPUTS)}")
+        if self.backbone_mode != "seq2seq":
+            if self.encoder_input != "30s":
+                raise HloraError("--encoder-input applies to --backbone-mode seq2seq only")
+            return
+        if self.model_type in FROM_EXPERTS:
+            raise HloraError("--backbone-mode is not taken by `hlora fuse`/`hlora distill`: the experts bring it")
+        if self.model_type == "ctc":
+            raise HloraError("--backbone-mode seq2seq needs a LoRA model type (shared-lora, lidlora, hlora, expert)")
+        if self.vocab:
+            raise HloraError("--backbone-mode seq2seq writes Whisper's own tokens: drop --vocab")
+        if self.train_routing == "soft":
+            raise HloraError("--train-routing soft is for CTC heads; a seq2seq model trains with oracle or predicted")
 
     def _check_from_experts(self) -> None:
         what = "hlora fuse" if self.model_type == "mole" else "hlora distill"

@@ -144,3 +144,70 @@ def distill_loss(
     if js_weight > 0:
         total = total + js_weight * js
     return LossParts(total, parts.ctc, parts.lid, parts.lid_correct, cos.detach(), js.detach())
+
+
+def seq2seq_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    out: ModelOutput,
+    langs: torch.Tensor,
+    lid_weight: float,
+) -> LossParts:
+    """seq2seq: the decoder's cross-entropy per utterance (mean over its text tokens and end token),
+    averaged over the utterances routed to their own language (a misrouted one was forced to
+    another language's token: its text is no target there) + lid_weight x LID cross-entropy.
+    logits : shape = (batch, tokens, vocab); labels : shape = (batch, tokens), -100 where no loss."""
+    device = logits.device
+    langs, labels = langs.to(device), labels.to(device)
+    lid_correct = int((out.lid_logprobs.argmax(-1) == langs).sum()) if out.lid_logprobs is not None else 0
+    has_lid = lid_weight > 0 and out.lid_logprobs is not None
+    lid = F.nll_loss(out.lid_logprobs, langs) if has_lid else torch.zeros((), device=device)
+    per_token = F.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="none")
+    valid = labels != -100
+    per_utt = (per_token * valid).sum(1) / valid.sum(1).clamp_min(1)
+    right = out.lang_ids.to(device) == langs
+    ce = (per_utt * right).sum() / right.sum().clamp_min(1)
+    return LossParts(ce + lid_weight * lid, ce, lid, lid_correct)
+
+
+def token_js(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Jensen-Shannon divergence between the student's and the teacher's decoder token posteriors
+    (one vocabulary: Whisper's), at the positions that carry a label, averaged per utterance, then
+    over utterances. student, teacher : shape = (batch, tokens, vocab)."""
+    p_log = torch.log_softmax(teacher.float(), -1)
+    q_log = torch.log_softmax(student.float(), -1)
+    m_log = torch.logaddexp(p_log, q_log) - math.log(2)
+    js = 0.5 * ((p_log.exp() * (p_log - m_log)).sum(-1) + (q_log.exp() * (q_log - m_log)).sum(-1))
+    valid = (labels != -100).to(js.device)
+    return ((js * valid).sum(1) / valid.sum(1).clamp_min(1)).mean()
+
+
+def seq2seq_distill_loss(
+    parts: LossParts,
+    student_states: list[torch.Tensor] | None,
+    teacher_states: list[torch.Tensor] | None,
+    n_encoder: int,
+    enc_lengths: torch.Tensor,
+    token_lengths: torch.Tensor,
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    cos_weight: float,
+    js_weight: float,
+) -> LossParts:
+    """The seq2seq student's objective: its cross-entropy (+ LID) + cos_weight x cosine distance to
+    each utterance's expert, averaged over every encoder layer (valid frames) and every decoder
+    layer (valid token positions) + js_weight x JS between their decoder token posteriors."""
+    total = parts.total
+    cos = torch.zeros((), device=student_logits.device)
+    if student_states is not None and teacher_states is not None:
+        enc = layer_cosine(student_states[:n_encoder], teacher_states[:n_encoder], enc_lengths)
+        dec = layer_cosine(student_states[n_encoder:], teacher_states[n_encoder:], token_lengths)
+        n_dec = len(student_states) - n_encoder
+        cos = (enc * n_encoder + dec * n_dec) / (n_encoder + n_dec)
+        if cos_weight > 0:
+            total = total + cos_weight * cos
+    js = token_js(student_logits, teacher_logits, labels)
+    if js_weight > 0:
+        total = total + js_weight * js
+    return LossParts(total, parts.ctc, parts.lid, parts.lid_correct, cos.detach(), js.detach())

@@ -40,12 +40,14 @@ from hlora_cli.model.experts import (
 from hlora_cli.model.frontend import Features
 from hlora_cli.model.hlora import layer_plan
 from hlora_cli.score.metrics import char_errors
+from hlora_cli.train import seq2seq
 from hlora_cli.train import state as run_state
 from hlora_cli.train.batches import TrainBatches
 from hlora_cli.train.config import TrainConfig, load_config
 from hlora_cli.train.data import Examples, experts_vocab, load_examples
 from hlora_cli.train.distributed import Dist
 from hlora_cli.train.losses import distill_loss, joint_loss
+from hlora_cli.train.seq2seq import WhisperTokens, manifest_languages
 from text_normalization import normalize
 from text_normalization.rules import strip_language_prefix
 
@@ -67,6 +69,8 @@ MODEL_SETTINGS = (
     "train_routing",
     "experts",
     "l1",
+    "backbone_mode",
+    "encoder_input",
 )
 Callback = Callable[[dict], None]
 
@@ -75,17 +79,20 @@ def model_config(cfg: TrainConfig, vocab: Vocab, languages: list[str]) -> ModelC
     kind = detect_kind(cfg.backbone)
     lora = LoRAConfig(cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, list(cfg.lora_targets))
     shared = cfg.model_type in SHARED_HEAD_TYPES
+    seq2seq = cfg.backbone_mode == "seq2seq"  # Whisper's own tokens: no inventory of ours
     return ModelConfig(
         cfg.model_type,
         BackboneRef(kind, source=cfg.backbone),
         languages,
-        vocabs={} if shared else {lang: vocab.languages[lang] for lang in languages},
-        shared_vocab=vocab.shared if shared else [],
+        vocabs={} if shared or seq2seq else {lang: vocab.languages[lang] for lang in languages},
+        shared_vocab=vocab.shared if shared and not seq2seq else [],
         k=cfg.k if cfg.model_type == "hlora" else None,
         lora=lora,
         lid=LIDConfig(cfg.lid_head, cfg.lid_pooling, cfg.lid_hidden),
         freeze_layers=cfg.freeze_layers,
-        bpe_models=vocab.bpe_models_for(languages, shared),
+        bpe_models={} if seq2seq else vocab.bpe_models_for(languages, shared),
+        backbone_mode=cfg.backbone_mode,
+        encoder_input=cfg.encoder_input,
     )
 
 
@@ -166,8 +173,15 @@ class Trainer:
         self.experts = load_experts(cfg.experts) if cfg.experts else None
         if cfg.model_type == "mole":  # --l1 against the encoder's depth before any data is read
             layer_plan("mole", len(self.experts[0].config.layout.routed), None, l1=cfg.l1)
-        self.vocab = experts_vocab(self.experts) if self.experts else Vocab.load(cfg.vocab)
-        languages = [e.lang for e in self.experts] if self.experts else cfg.languages or list(self.vocab.languages)
+        self.seq2seq = cfg.backbone_mode == "seq2seq" or bool(self.experts and self.experts[0].config.seq2seq)
+        if self.seq2seq:  # Whisper's own tokens; languages as given, the experts', or the manifest's
+            given = cfg.languages or manifest_languages(cfg.train)
+            languages = [e.lang for e in self.experts] if self.experts else given
+            ref = self.experts[0].config.backbone if self.experts else None
+            self.vocab = WhisperTokens(ref.source or ref.tokenizer if ref else cfg.backbone, languages)
+        else:
+            self.vocab = experts_vocab(self.experts) if self.experts else Vocab.load(cfg.vocab)
+            languages = [e.lang for e in self.experts] if self.experts else cfg.languages or list(self.vocab.languages)
         unknown = [lang for lang in languages if lang not in self.vocab.languages]
         if unknown:
             raise HloraError(f"{cfg.vocab}: no token inventory for language(s) {', '.join(unknown)}")
@@ -189,6 +203,7 @@ class Trainer:
         self.teacher = None
         if cfg.model_type == "student" and cfg.kd != "none":
             self.teacher = load_teacher(self.experts, self.device)
+        if self.teacher is not None and not self.seq2seq:
             self.token_maps = [m.to(self.device) for m in token_maps(self.model.config.shared_vocab, self.experts)]
         self.model.gradient_checkpointing = cfg.gradient_checkpointing
         self.lid_weight = cfg.lid_weight if self.model.lid_head is not None else 0.0
@@ -368,6 +383,9 @@ class Trainer:
 
     def _forward(self, batch: list[Example], feats: Features, routing_mode: str):
         """Loss of one batch."""
+        if self.seq2seq:
+            result = seq2seq.forward(self, batch, feats, routing_mode)
+            return result.out, result.parts
         feats = feats.to(self.device, non_blocking=self.pin_memory)
         langs = torch.tensor([e.lang for e in batch], device=self.device)
         layerwise = self.teacher is not None and self.cfg.kd == "layerwise"
@@ -446,6 +464,7 @@ class Trainer:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         n = totals["utts"]
+        asr = "ce" if self.seq2seq else "ctc"  # the decoder's cross-entropy, or CTC
         distilling = {"kd_cos": totals["kd_cos"] / n, "kd_js": totals["kd_js"] / n} if self.teacher else {}
         # LID accuracy where the model identifies the language in training (not lidlora, not an expert)
         identifies = self.model.lid_head is not None or self.model.prefix_ids is not None
@@ -453,7 +472,7 @@ class Trainer:
         return {
             "step": self.step,
             "loss": totals["loss"] / n,
-            "ctc": totals["ctc"] / n,
+            asr: totals["ctc"] / n,
             "lid": totals["lid"] / n,
             **lid,
             "utts": n,
@@ -482,16 +501,13 @@ class Trainer:
             batch, feats = self._received(data, loaded)
             if not batch:
                 continue
-            out, parts = self._forward(batch, feats, routing_mode)
-            if routing_mode == "predicted" and self.cfg.model_type in ("hlora", "mole"):
+            out, parts = self._forward(batch, feats, "oracle" if self.seq2seq else routing_mode)
+            if routing_mode == "predicted" and self.cfg.model_type in ("hlora", "mole") and not self.seq2seq:
                 # The loss of a misrouted utterance is not defined (its text is not in the chosen
                 # head's inventory): the dev loss is the training objective with the true routing.
                 _, parts = self._forward(batch, feats, "oracle")
             loss_sum += float(parts.total) * len(batch)
-            log_probs = out.ctc_logprobs.float().cpu().numpy()
-            for b, (e, routed) in enumerate(zip(batch, out.lang_ids.tolist(), strict=True)):
-                vocab, n = self.model.vocab(routed), int(out.out_lengths[b])
-                hyp = greedy_hypothesis(log_probs[b, :n, : len(vocab)], vocab, langs[routed], fps=1.0).text
+            for e, routed, hyp in zip(batch, *self._dev_hypotheses(batch, feats, out), strict=True):
                 ref = normalize(strip_language_prefix(norm_text(e.utt)), e.utt.lang)
                 errors, chars = char_errors([ref], [normalize(hyp, e.utt.lang)], e.utt.lang)
                 per[e.lang] += [errors, chars, 1, routed == e.lang]
@@ -508,6 +524,19 @@ class Trainer:
         }
         self.last_eval = result
         return result
+
+    def _dev_hypotheses(self, batch: list[Example], feats: Features, out) -> tuple[list[int], list[str]]:
+        """Routed language and greedy text of each dev utterance (seq2seq: generated again with
+        the routing the system decodes with; the loss pass may have used the true languages)."""
+        if self.seq2seq:
+            routing_mode = "oracle" if self.cfg.model_type == "lidlora" else "predicted"
+            return seq2seq.dev_hypotheses(self, batch, feats, routing_mode)
+        log_probs, texts = out.ctc_logprobs.float().cpu().numpy(), []
+        for b, routed in enumerate(out.lang_ids.tolist()):
+            vocab, n = self.model.vocab(routed), int(out.out_lengths[b])
+            code = self.model.languages[routed]
+            texts.append(greedy_hypothesis(log_probs[b, :n, : len(vocab)], vocab, code, 1.0).text)
+        return out.lang_ids.tolist(), texts
 
     def _improved(self, result: dict) -> bool:
         key = {"cer": "dev_cer", "loss": "dev_loss", "lid_acc": "dev_lid_acc"}[self.cfg.metric]

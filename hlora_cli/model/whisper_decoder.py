@@ -1,0 +1,230 @@
+"""The whole Whisper as a backbone (seq2seq): its encoder, run layer by layer as every backbone is,
+plus its decoder, which reads the encoder's output through cross-attention and writes Whisper's own
+tokens after the prefix <|startoftranscript|><|lang|><|transcribe|><|notimestamps|>.
+
+The language token is set per utterance from the routing (never Whisper's own language detection),
+and the decoder layers carry LoRA too: shared, or each language its own (routed) as the encoder's
+top layers. With `encoder_input` "true-length" padded frames are masked in cross-attention as
+well as in the encoder (transformers' Whisper decoder takes no encoder mask: a pre-hook on each
+cross-attention adds it)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+
+import torch
+from torch import nn
+
+from hlora_cli.errors import HloraError
+from hlora_cli.model.backbone import WhisperBackbone
+from hlora_cli.model.config import LoRAConfig
+from hlora_cli.model.lora import LoRALinear, inject_lora
+
+# LoRA targets in a decoder layer: attention targets in both self- and cross-attention.
+SELF_ATTENTION = {
+    "q": "self_attn.q_proj",
+    "k": "self_attn.k_proj",
+    "v": "self_attn.v_proj",
+    "out": "self_attn.out_proj",
+}
+CROSS_ATTENTION = {
+    "q": "encoder_attn.q_proj",
+    "k": "encoder_attn.k_proj",
+    "v": "encoder_attn.v_proj",
+    "out": "encoder_attn.out_proj",
+}
+FEED_FORWARD = {"ff_in": "fc1", "ff_out": "fc2"}
+IGNORE = -100  # label of a position that has no loss (the prefix, padding)
+
+
+class WhisperSeq2SeqBackbone(WhisperBackbone):
+    """WhisperForConditionalGeneration behind the backbone interface: `encoder` as WhisperBackbone,
+    plus `decoder` and `proj_out` (registered, so they move and freeze with the backbone) and the
+    full model for transformers' `generate` (not registered twice)."""
+
+    def __init__(self, generator: nn.Module, feature_extractor, tokenizer, encoder_input: str) -> None:
+        super().__init__(generator.model.encoder, feature_extractor)
+        self.decoder = generator.model.decoder
+        self.proj_out = generator.proj_out
+        object.__setattr__(self, "generator", generator)
+        self.tokenizer = tokenizer
+        self.encoder_input = encoder_input
+        self.pad_to_window = encoder_input == "30s"
+        self.frontend = replace(self.frontend, pad_to_max=self.pad_to_window)
+        gen = generator.generation_config
+        if not getattr(gen, "lang_to_id", None):
+            raise HloraError("this Whisper has no language tokens (generation_config.lang_to_id): not multilingual")
+        self.lang_to_id = {tok.strip("<|>"): i for tok, i in gen.lang_to_id.items()}
+        self.cross_mask: torch.Tensor | None = None  # (batch, frames) True where a frame is real
+        for layer in self.decoder.layers:
+            layer.encoder_attn.register_forward_pre_hook(self._mask_cross_attention, with_kwargs=True)
+
+    def decoder_layers(self) -> nn.ModuleList:
+        return self.decoder.layers
+
+    @property
+    def max_target_positions(self) -> int:
+        return self.decoder.config.max_target_positions
+
+    # --- tokens ---------------------------------------------------------------------------
+    def language_token(self, code: str) -> int:
+        if code not in self.lang_to_id:
+            raise HloraError(f"Whisper has no language token for '{code}'")
+        return self.lang_to_id[code]
+
+    def prefix(self, codes: list[str]) -> torch.Tensor:
+        """The decoder's forced start per utterance, shape = (batch, 4)."""
+        gen = self.generator.generation_config
+        task = gen.task_to_id["transcribe"]
+        rows = [[gen.decoder_start_token_id, self.language_token(c), task, gen.no_timestamps_token_id] for c in codes]
+        return torch.tensor(rows, dtype=torch.long)
+
+    def encode_text(self, text: str) -> list[int]:
+        """Whisper's tokens of a transcript, without prefix and end token."""
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def decode_tokens(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+    @property
+    def eot(self) -> int:
+        return self.generator.generation_config.eos_token_id
+
+    # --- cross-attention mask (true-length input) ------------------------------------------
+    def _mask_cross_attention(self, module: nn.Module, args: tuple, kwargs: dict):
+        mask = self.cross_mask
+        if mask is None:
+            return None
+        h = args[0] if args else kwargs["hidden_states"]
+        if h.shape[0] != mask.shape[0]:  # beam search: each utterance's row repeated per beam
+            mask = mask.repeat_interleave(h.shape[0] // mask.shape[0], dim=0)
+        kwargs["attention_mask"] = mask[:, None, None, :]
+        return args, kwargs
+
+    @contextmanager
+    def masked(self, lengths: torch.Tensor, frames: int) -> Iterator[None]:
+        """Hide padded encoder frames from the decoder's cross-attention (true-length input)."""
+        if not self.pad_to_window and not bool((lengths == frames).all()):
+            self.cross_mask = torch.arange(frames, device=lengths.device)[None, :] < lengths[:, None]
+        try:
+            yield
+        finally:
+            self.cross_mask = None
+
+
+def inject_decoder_lora(layer: nn.Module, n_adapters: int, cfg: LoRAConfig, where: str) -> list[LoRALinear]:
+    """LoRA in one decoder layer: every selected attention target in self- and cross-attention,
+    and the feed-forward targets."""
+    attn = [t for t in cfg.targets if t in SELF_ATTENTION]
+    ff = [t for t in cfg.targets if t in FEED_FORWARD]
+    wrapped = []
+    if attn or ff:
+        own = {**SELF_ATTENTION, **FEED_FORWARD}
+        wrapped += inject_lora(layer, own, n_adapters, replace(cfg, targets=attn + ff), where)
+    if attn:
+        cross = replace(cfg, targets=attn)
+        wrapped += inject_lora(layer, CROSS_ATTENTION, n_adapters, cross, where + " cross-attention")
+    return wrapped
+
+
+def teacher_forcing(prefix: torch.Tensor, targets: list[list[int]], eot: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoder inputs and labels of a batch: input = prefix + text, label = text + end token,
+    the prefix's positions (but its last, which predicts the first text token) and padding
+    labelled IGNORE. Returns (input_ids, labels), each shape = (batch, 4 + longest text)."""
+    n_prefix = prefix.shape[1]
+    longest = max(len(t) for t in targets) + 1
+    inputs = torch.full((len(targets), n_prefix - 1 + longest), eot, dtype=torch.long)
+    labels = torch.full_like(inputs, IGNORE)
+    for b, t in enumerate(targets):
+        seq = torch.tensor(t + [eot], dtype=torch.long)
+        inputs[b, :n_prefix] = prefix[b]
+        inputs[b, n_prefix : n_prefix + len(t)] = seq[:-1]
+        labels[b, n_prefix - 1 : n_prefix - 1 + len(seq)] = seq
+    return inputs, labels
+
+
+def load_seq2seq(source: str | None, config, tokenizer_source: str | None, seed: int, encoder_input: str):
+    """WhisperForConditionalGeneration from a directory / hub id, or a random config (tests; its
+    tokenizer and generation config then come from `tokenizer_source`)."""
+    from transformers import (
+        GenerationConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperTokenizer,
+    )
+
+    where = source or tokenizer_source
+    if where is None:
+        raise HloraError("a seq2seq model on a random Whisper config needs a tokenizer directory (backbone tokenizer)")
+    if source is not None:
+        generator = WhisperForConditionalGeneration.from_pretrained(source, attn_implementation="sdpa")
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.random.default_generator.manual_seed(seed)
+            generator = WhisperForConditionalGeneration(config)
+        generator.generation_config = GenerationConfig.from_pretrained(tokenizer_source)
+    tokenizer = WhisperTokenizer.from_pretrained(where)
+    if generator.config.vocab_size < len(tokenizer):
+        raise HloraError(
+            f"{where}: the tokenizer has {len(tokenizer)} tokens, the model's vocabulary {generator.config.vocab_size}"
+        )
+    try:
+        fe = WhisperFeatureExtractor.from_pretrained(where)
+    except OSError:
+        fe = WhisperFeatureExtractor(feature_size=generator.config.num_mel_bins)
+    return WhisperSeq2SeqBackbone(generator.eval(), fe, tokenizer, encoder_input)
+
+
+def generate(
+    model,
+    out,
+    num_beams: int = 1,
+    no_repeat_ngram: int = 0,
+    max_new_tokens: int | list[int] | None = None,
+) -> list[list[int]]:
+    """Token ids (text only, no prefix or end token) of each utterance, through transformers'
+    `generate` on the encoder output `out.encoder_out` (a seq2seq ModelOutput): the decoder forced
+    to each utterance's routed language (`out.lang_ids`), its LoRA routed the same way, greedy or
+    beam search, timestamps off. Utterances are generated grouped by language (contiguous runs:
+    one matmul per language in the merged routed layers); `max_new_tokens` caps each utterance
+    (a list: per utterance; a batch takes its longest)."""
+    from transformers.modeling_outputs import BaseModelOutput
+
+    bb: WhisperSeq2SeqBackbone = model.backbone
+    route = out.lang_ids
+    order = torch.argsort(route, stable=True)
+    enc, lengths, route = out.encoder_out[order], out.out_lengths[order], route[order]
+    weights = out.route_weights[order] if out.route_weights is not None else None
+    codes = [model.languages[i] for i in route.tolist()]
+    caps = max_new_tokens if isinstance(max_new_tokens, list) else [max_new_tokens] * len(codes)
+    caps = [caps[i] for i in order.tolist()]
+    limit = bb.max_target_positions - 4  # the prefix's 4 tokens count against the decoder's positions
+    cap = min(limit, max(c if c is not None else limit for c in caps))
+    from transformers.utils import logging as hf_logging
+
+    from hlora_cli.model.lora import routing
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its per-call notes on max_length and masks are not the user's concern
+    try:
+        with bb.masked(lengths, enc.shape[1]), routing(model.decoder_lora, route, weights):
+            seqs = bb.generator.generate(
+                encoder_outputs=BaseModelOutput(last_hidden_state=enc),
+                language=codes,  # the forced prefix: <|startoftranscript|><|lang|><|transcribe|><|notimestamps|>
+                task="transcribe",
+                num_beams=num_beams,
+                do_sample=False,
+                no_repeat_ngram_size=no_repeat_ngram,
+                max_new_tokens=cap,
+                return_timestamps=False,
+            )
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    special = set(bb.tokenizer.all_special_ids)
+    texts = [[t for t in row.tolist() if t not in special] for row in seqs]
+    result: list[list[int]] = [[] for _ in texts]
+    for pos, i in enumerate(order.tolist()):
+        result[i] = texts[pos][: caps[pos]] if caps[pos] is not None else texts[pos]
+    return result
