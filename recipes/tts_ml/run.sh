@@ -7,12 +7,14 @@
 # scoring, the k ablation; the same models on the real clips next to Whisper-base zero-shot; long
 # recordings (test clips joined) decoded in windows; the LoRA-language-experts systems (an expert per
 # language, MoLE for each L1, the distilled student with layer-wise / logits-only / no KD, adding a
-# language to a MoLE model against training HLoRA again); RESULTS.md at the end. Calls the hlora CLI,
-# and local/long_audio.py to join clips.
+# language to a MoLE model against training HLoRA again); RESULTS.md at the end; stage 9: the same
+# experts systems on the whole Whisper (seq2seq: its own decoder with LoRA) against Whisper zero-shot,
+# written to RESULTS_seq2seq.md. Calls the hlora CLI, and local/long_audio.py to join clips.
 #   ./run.sh [--stage N] [--stop-stage M] [--backbone DIR] [--langs "en de ..."] [--train N] [--dev N]
 #            [--test N] [--ks "1 2 3 4 5"] [--main-k K] [--steps N] [--batch-seconds S] [--lr LR]
 #            [--head-lr LR] [--ctc-lr LR] [--bpe-size N] [--l1s "1 2 3 4 5"] [--main-l1 L1]
-#            [--expert-rank R] [--fuse-steps N] [--student-steps N] [--batching sorted|mixed] [--smoke]
+#            [--expert-rank R] [--fuse-steps N] [--student-steps N] [--batching sorted|mixed]
+#            [--s2s-steps N] [--s2s-lr LR] [--s2s-input 30s|true-length] [--smoke]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -21,6 +23,7 @@ stage=1; stop_stage=8
 langs="en de fr es pt ko ja"; n_train=200; n_dev=15; n_test=40; ks="1 2 3 4 5"; main_k=3; steps=800; batch=16
 lr=5e-4; head_lr=5e-3; ctc_lr=1e-4; bpe_size=200
 l1s="1 2 3 4 5"; main_l1=3; expert_rank=64; fuse_steps=""; student_steps=""; batching=sorted
+s2s_steps=60; s2s_lr=5e-4; s2s_input=true-length
 backbone=${BACKBONE:-${HLORA_CACHE:-$HOME/.cache/hlora}/whisper-base}
 exp=${EXP:-$root/exp/tts_ml}
 while [[ $# -gt 0 ]]; do
@@ -35,8 +38,9 @@ while [[ $# -gt 0 ]]; do
     --l1s) l1s=$2; shift 2 ;;  --main-l1) main_l1=$2; shift 2 ;;
     --expert-rank) expert_rank=$2; shift 2 ;;  --fuse-steps) fuse_steps=$2; shift 2 ;;
     --batching) batching=$2; shift 2 ;;  --student-steps) student_steps=$2; shift 2 ;;
+    --s2s-steps) s2s_steps=$2; shift 2 ;;  --s2s-lr) s2s_lr=$2; shift 2 ;;  --s2s-input) s2s_input=$2; shift 2 ;;
     --smoke) langs="en de ja"; n_train=6; n_dev=2; n_test=3; ks="1 3"; main_k=3; steps=4; batch=30; bpe_size=30
-             l1s="1 3"; main_l1=3; expert_rank=4; exp=$root/exp/tts_ml_smoke
+             l1s="1 3"; main_l1=3; expert_rank=4; exp=$root/exp/tts_ml_smoke; s2s_steps=2
              shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -324,6 +328,109 @@ if want 8; then
       echo
       cat "$exp/decode_test/experts/add_language.md"
     fi
+  } > "$results.tmp" && mv "$results.tmp" "$results"
+  echo "wrote $results"
+fi
+
+if want 9; then
+  log 9 "the whole Whisper (seq2seq): zero-shot, shared LoRA, experts, MoLE aware / agnostic, student"
+  s2s=$exp/seq2seq out=$exp/seq2seq/decode
+  mkdir -p "$out"
+  # Whisper's own tokens (no vocab); one evaluation, at the end: dev decoding runs the decoder.
+  cat > "$s2s/run.yaml" <<YAML
+backbone: $backbone
+backbone_mode: seq2seq
+encoder_input: $s2s_input
+train: $exp/train.jsonl
+dev: $exp/dev.jsonl
+lid_weight: 1.0
+lr: $s2s_lr
+head_lr: $head_lr
+warmup_steps: $(( s2s_steps / 10 + 1 ))
+max_steps: $s2s_steps
+batch_seconds: $batch
+batching: $batching
+max_duration: $batch
+eval_every: $s2s_steps
+save_every: $s2s_steps
+metric: cer
+YAML
+  grep -v -E '^(backbone|backbone_mode|encoder_input):' "$s2s/run.yaml" > "$s2s/experts.yaml"
+  s2s_train() {  # s2s_train NAME FLAGS...
+    local name=$1; shift
+    if [[ -f $s2s/$name/best/config.json ]]; then return; fi
+    "$hlora" train --config "$s2s/run.yaml" --out "$s2s/$name" --overwrite "$@"
+  }
+  s2s_train shared_lora --model-type shared-lora
+  dirs=()
+  for l in $langs; do
+    s2s_train "expert_$l" --model-type expert --languages "$l" --lora-rank "$expert_rank" --lora-alpha $(( 2 * expert_rank ))
+    dirs+=("$s2s/expert_$l/best")
+  done
+  if [[ ! -f $s2s/mole/best/config.json ]]; then
+    "$hlora" fuse "${dirs[@]}" --config "$s2s/experts.yaml" --l1 "$main_l1" --max-steps $(( s2s_steps / 3 + 1 )) \
+      --warmup-steps 2 --lr 1e-2 --out "$s2s/mole" --overwrite
+  fi
+  if [[ ! -f $s2s/student/best/config.json ]]; then
+    "$hlora" distill "${dirs[@]}" --config "$s2s/experts.yaml" --kd layerwise --lora-alpha 512 --out "$s2s/student" --overwrite
+  fi
+  "$hlora" prepare subset "$shared/data/real/manifest.jsonl" --languages "${langs// /,}" -o "$exp/real.jsonl"
+  for set in test real; do
+    in=$exp/$set.jsonl o=$out/$set
+    mkdir -p "$o"
+    "$hlora" decode "$in" --whisper "$backbone" --whisper-languages "${langs// /,}" -o "$o/zero_shot.jsonl"
+    "$hlora" decode "$in" --model "$s2s/shared_lora/best" -o "$o/shared_lora.jsonl"
+    : > "$o/experts.jsonl"
+    for l in $langs; do  # each expert on its own language's utterances
+      "$hlora" prepare subset "$in" --languages "$l" -o "$o/$set.$l.jsonl"
+      "$hlora" decode "$o/$set.$l.jsonl" --model "$s2s/expert_$l/best" -o "$o/expert_$l.jsonl"
+      cat "$o/expert_$l.jsonl" >> "$o/experts.jsonl"
+    done
+    "$hlora" decode "$in" --model "$s2s/mole/best" -o "$o/mole_agnostic.jsonl"
+    "$hlora" decode "$in" --model "$s2s/mole/best" --mode oracle -o "$o/mole_aware.jsonl"
+    "$hlora" decode "$in" --model "$s2s/student/best" -o "$o/student.jsonl"
+    names="Whisper-base zero-shot (its LID; 30 s padding),shared LoRA,experts (language given)"
+    names+=",MoLE L1=$main_l1 agnostic (router),MoLE L1=$main_l1 aware (language given),student (layer-wise KD)"
+    "$hlora" score "$in" "$o/zero_shot.jsonl" "$o/shared_lora.jsonl" "$o/experts.jsonl" "$o/mole_agnostic.jsonl" \
+      "$o/mole_aware.jsonl" "$o/student.jsonl" --systems "$names" --markdown --json "$o/scores.json" > "$o/table.md"
+    cat "$o/table.md"
+  done
+  # Repetition loops of zero-shot Whisper on synthetic voices: no cut, the token budget (default),
+  # and the budget with a no-repeat 4-gram rule
+  o=$out/test
+  "$hlora" decode "$exp/test.jsonl" --whisper "$backbone" --whisper-languages "${langs// /,}" \
+    --max-tokens-per-second 1000 -o "$o/zero_shot_uncut.jsonl"
+  "$hlora" decode "$exp/test.jsonl" --whisper "$backbone" --whisper-languages "${langs// /,}" \
+    --no-repeat-ngram 4 -o "$o/zero_shot_ngram.jsonl"
+  "$hlora" score "$exp/test.jsonl" "$o/zero_shot_uncut.jsonl" "$o/zero_shot.jsonl" "$o/zero_shot_ngram.jsonl" \
+    --systems "no cut (up to 444 tokens),12 tokens/s + 10 (default),12 tokens/s + 10 and no repeated 4-gram" \
+    --markdown > "$o/loops.md"
+  cat "$o/loops.md"
+  results=$here/RESULTS_seq2seq.md
+  [[ $exp == *smoke* ]] && results=$exp/RESULTS_seq2seq.md
+  {
+    echo "# Results: recipes/tts_ml stage 9, the whole Whisper (seq2seq)"
+    echo
+    echo "Backbone: \`$backbone\` (encoder and decoder, LoRA in both); languages: $langs; encoder input:"
+    echo "$s2s_input; $s2s_steps steps per model (MoLE: $(( s2s_steps / 3 + 1 )), fusion weights and router only);"
+    echo "experts rank $expert_rank, shared LoRA rank 8, student rank 256; MoLE L1 = $main_l1 (layers 1..L1 fuse the"
+    echo "experts, the router reads layer L1, the deeper layers and the decoder are the routed language's expert)."
+    echo "Every fine-tuned system is single pass: the decoder is forced to the routed language's token."
+    echo "MER: CER for ja and ko, WER otherwise (after text_normalization); RTF: decode wall time / audio."
+    echo "Reproduce: \`recipes/tts_ml/run.sh --exp $exp --langs \"$langs\" --stage 9 --stop-stage 9"
+    echo "--s2s-steps $s2s_steps --s2s-lr $s2s_lr --s2s-input $s2s_input --batch-seconds $batch\` (after stages 1-2)."
+    echo
+    echo "## TTS test set"
+    echo
+    cat "$out/test/table.md"
+    echo
+    echo "## Real clips (../shared/data/real) in these languages: did fine-tuning on synthetic speech hurt?"
+    echo
+    cat "$out/real/table.md"
+    echo
+    echo "## Repetition loops: Whisper-base zero-shot on the TTS test set"
+    echo
+    cat "$out/test/loops.md"
   } > "$results.tmp" && mv "$results.tmp" "$results"
   echo "wrote $results"
 fi

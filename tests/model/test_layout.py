@@ -33,6 +33,7 @@ def test_k9_on_a_12_layer_hubert_is_9_shared_and_3_routed():
         "finetuned": [],
         "lid_after": 9,
         "fused": [],
+        "decoder": "",  # a ctc model: no decoder LoRA
     }
 
 

@@ -1,0 +1,164 @@
+"""seq2seq through the commands: a tiny random Whisper (encoder + decoder, Whisper's real tokenizer)
+trains a few steps as an expert per language and as hlora, the experts fuse (MoLE) and distil into a
+student with layer-wise terms over encoder and decoder layers, and every model decodes and identifies."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from hlora_cli.model import load_model
+from hlora_cli.train.config import load_config
+from hlora_cli.train.trainer import Trainer
+from tests.cli.test_info import hlora
+from tests.model.test_seq2seq import TINY_S2S
+from tests.train.conftest import make_corpus
+
+STEPS = ["--max-steps", "3", "--warmup-steps", "1", "--batch-seconds", "3", "--seed", "0", "--lora-rank", "4"]
+
+
+@pytest.fixture(scope="module")
+def s2s_backbone(whisper_base, tmp_path_factory) -> Path:
+    """A tiny random WhisperForConditionalGeneration saved with Whisper-base's tokenizer, feature
+    extractor and generation config (language tokens)."""
+    from transformers import (
+        GenerationConfig,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperTokenizer,
+    )
+
+    out = tmp_path_factory.mktemp("tiny-s2s")
+    torch.manual_seed(0)
+    model = WhisperForConditionalGeneration(WhisperConfig(**TINY_S2S))
+    model.generation_config = GenerationConfig.from_pretrained(whisper_base)
+    model.save_pretrained(out)
+    WhisperTokenizer.from_pretrained(whisper_base).save_pretrained(out)
+    WhisperFeatureExtractor.from_pretrained(whisper_base).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return make_corpus(tmp_path_factory.mktemp("s2s-corpus"))[0]
+
+
+@pytest.fixture(scope="module")
+def experts(s2s_backbone, corpus, tmp_path_factory) -> list[Path]:
+    root = tmp_path_factory.mktemp("s2s-experts")
+    dirs = []
+    for lang in ("en", "de"):
+        args = ["train", "--out", str(root / lang), "--model-type", "expert", "--languages", lang]
+        r = hlora(*args, "--backbone", str(s2s_backbone), "--backbone-mode", "seq2seq", "--train", str(corpus), *STEPS)
+        assert r.returncode == 0, r.stderr[-2000:]
+        dirs.append(root / lang / "best")
+    return dirs
+
+
+def decode_rows(model_dir: Path, corpus: Path, out: Path, *extra: str) -> list[dict]:
+    r = hlora("decode", str(corpus), "--model", str(model_dir), "-o", str(out), *extra)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def test_hlora_seq2seq_trains_lowers_its_loss_and_decodes(s2s_backbone, corpus, tmp_path):
+    r = hlora(
+        "train",
+        "--out",
+        str(tmp_path / "run"),
+        "--model-type",
+        "hlora",
+        "--k",
+        "1",
+        "--backbone",
+        str(s2s_backbone),
+        "--backbone-mode",
+        "seq2seq",
+        "--train",
+        str(corpus),
+        "--dev",
+        str(corpus),
+        "--eval-every",
+        "3",
+        "--lr",
+        "1e-2",
+        *STEPS[:1],
+        "8",
+        *STEPS[2:],
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = [x for x in records if "ce" in x]
+    assert len(steps) == 8 and steps[-1]["ce"] < steps[0]["ce"]  # the decoder's cross-entropy falls
+    assert any("dev_cer" in x for x in records)
+    config = json.loads((tmp_path / "run" / "best" / "config.json").read_text())
+    assert config["backbone_mode"] == "seq2seq" and config["layout"]["decoder"] == "routed"
+    rows = decode_rows(tmp_path / "run" / "best", corpus, tmp_path / "hyp.jsonl")
+    assert len(rows) == 8 and {row["lang"] for row in rows} <= {"en", "de"}
+    meta = json.loads((tmp_path / "hyp.jsonl.meta.json").read_text())
+    assert meta["system"]["beams"] == 1 and meta["system"]["max_tokens_per_second"] == 12.0
+    oracle = decode_rows(tmp_path / "run" / "best", corpus, tmp_path / "o.jsonl", "--mode", "oracle", "--decoder", "beam")
+    assert [row["lang"] for row in oracle] == [row["id"][:2] for row in oracle]
+
+
+def test_seq2seq_settings_are_checked_before_work(s2s_backbone, corpus, tmp_path):
+    base = ["train", "--out", str(tmp_path / "x"), "--backbone", str(s2s_backbone), "--train", str(corpus), *STEPS]
+    r = hlora(*base, "--model-type", "ctc", "--backbone-mode", "seq2seq")
+    assert r.returncode != 0 and "needs a LoRA model type" in r.stderr
+    r = hlora(*base, "--model-type", "hlora", "--k", "1", "--backbone-mode", "seq2seq", "--vocab", str(corpus))
+    assert r.returncode != 0 and "drop --vocab" in r.stderr
+    r = hlora(*base, "--model-type", "hlora", "--k", "1", "--backbone-mode", "s2s")
+    assert r.returncode != 0 and "unknown --backbone-mode s2s" in r.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_experts_fuse_and_distil_into_seq2seq_models(experts, corpus, tmp_path):
+    for e in experts:
+        assert json.loads((e / "config.json").read_text())["backbone_mode"] == "seq2seq"
+    r = hlora("fuse", *map(str, experts), "--l1", "1", "--out", str(tmp_path / "mole"), "--train", str(corpus), *STEPS)
+    assert r.returncode == 0, r.stderr[-2000:]
+    mole = load_model(tmp_path / "mole" / "best")
+    assert mole.seq2seq and mole.layout.describe() == (
+        "layer 1 experts fused, LID after layer 1, layer 2 per language, decoder per language"
+    )
+    # the experts' decoder LoRA are in the mole model, as trained (only fusion and router train)
+    expert_en = load_model(experts[0])
+    for name, p in expert_en.named_parameters():
+        if ".lora_" in name and "decoder" in name:
+            assert torch.equal(dict(mole.named_parameters())[name][0], p[0])
+    aware = decode_rows(tmp_path / "mole" / "best", corpus, tmp_path / "aware.jsonl", "--mode", "oracle")
+    agnostic = decode_rows(tmp_path / "mole" / "best", corpus, tmp_path / "agnostic.jsonl")
+    assert len(aware) == len(agnostic) == 8
+    r = hlora("lid", str(corpus), "--model", str(tmp_path / "mole" / "best"), "-o", str(tmp_path / "lid.jsonl"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    lid = [json.loads(x) for x in (tmp_path / "lid.jsonl").read_text().splitlines()]
+    assert {x["lang"] for x in lid} <= {"en", "de"} and all(set(x["lang_probs"]) <= {"en", "de"} for x in lid)
+
+    r = hlora("distill", *map(str, experts), "--out", str(tmp_path / "student"), "--train", str(corpus), *STEPS)
+    assert r.returncode == 0, r.stderr[-2000:]
+    records = [json.loads(x) for x in (tmp_path / "student" / "metrics.jsonl").read_text().splitlines()]
+    assert all(x["kd_cos"] > 0 and x["kd_js"] >= 0 for x in records if "kd_cos" in x)
+    student = load_model(tmp_path / "student" / "best")
+    assert student.config.model_type == "student" and student.config.layout.decoder == "shared"
+    assert len(decode_rows(tmp_path / "student" / "best", corpus, tmp_path / "s.jsonl")) == 8
+
+
+def test_layerwise_distillation_covers_encoder_and_decoder_layers(experts, corpus, tmp_path):
+    cfg = load_config(None, {"model_type": "student", "experts": [str(e) for e in experts], "train": str(corpus)})
+    cfg.max_steps, cfg.batch_seconds, cfg.lora_rank, cfg.num_workers = 1, 3.0, 4, 0
+    trainer = Trainer(cfg, tmp_path / "run")
+    batch, feats = trainer.load_batch(trainer.train_data, [0, 5])
+    from hlora_cli.train import seq2seq
+
+    result = seq2seq.forward(trainer, batch, feats, "oracle")
+    n_layers = trainer.model.backbone.num_layers + len(trainer.model.backbone.decoder_layers())
+    assert len(result.out.hidden) == trainer.model.backbone.num_layers  # the encoder's; the decoder's follow
+    assert n_layers == 4
+    assert float(result.parts.kd_cos) > 0 and float(result.parts.kd_js) > 0
+    result.parts.total.backward()
+    grads = [m.lora_A.grad for m in trainer.model.decoder_lora]
+    assert all(g is not None and float(g.abs().sum()) > 0 for g in grads)  # the decoder's LoRA learn
