@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from transformers import WhisperForConditionalGeneration
 
 from hlora_cli.errors import HloraError
-from hlora_cli.model.backbone import _hf_config
 from hlora_cli.model import BackboneRef, ModelConfig, build_model, load_model, save_model
+from hlora_cli.model.backbone import _hf_config
 from hlora_cli.model.whisper_decoder import IGNORE, generate, teacher_forcing
 from tests.conftest import TINY, randomize_adapters, waves
 
@@ -39,7 +38,8 @@ def decode(model, wavs, langs, routing="oracle", **kw) -> list[list[int]]:
 
 def test_layout_puts_lora_in_the_decoder(whisper_base):
     model = build_model(s2s_config(whisper_base))
-    assert model.layout.describe() == "layer 1 shared LoRA, LID after layer 1, layer 2 per language, decoder per language"
+    described = "layer 1 shared LoRA, LID after layer 1, layer 2 per language, decoder per language"
+    assert model.layout.describe() == described
     # 2 decoder layers x (4 self-attention + 4 cross-attention + 2 feed-forward) targets
     assert len(model.decoder_lora) == 20
     assert all(m.n_adapters == len(LANGS) for m in model.decoder_lora)

@@ -99,9 +99,10 @@ def test_hlora_seq2seq_trains_lowers_its_loss_and_decodes(s2s_backbone, corpus, 
     assert config["backbone_mode"] == "seq2seq" and config["layout"]["decoder"] == "routed"
     rows = decode_rows(tmp_path / "run" / "best", corpus, tmp_path / "hyp.jsonl")
     assert len(rows) == 8 and {row["lang"] for row in rows} <= {"en", "de"}
-    meta = json.loads((tmp_path / "hyp.jsonl.meta.json").read_text())
-    assert meta["system"]["beams"] == 1 and meta["system"]["max_tokens_per_second"] == 12.0
-    oracle = decode_rows(tmp_path / "run" / "best", corpus, tmp_path / "o.jsonl", "--mode", "oracle", "--decoder", "beam")
+    meta = json.loads((tmp_path / "hyp.meta.json").read_text())
+    assert meta["beams"] == 1 and meta["max_tokens_per_second"] == 12.0
+    beam = ["--mode", "oracle", "--decoder", "beam"]
+    oracle = decode_rows(tmp_path / "run" / "best", corpus, tmp_path / "o.jsonl", *beam)
     assert [row["lang"] for row in oracle] == [row["id"][:2] for row in oracle]
 
 
@@ -119,7 +120,9 @@ def test_seq2seq_settings_are_checked_before_work(s2s_backbone, corpus, tmp_path
 def test_experts_fuse_and_distil_into_seq2seq_models(experts, corpus, tmp_path):
     for e in experts:
         assert json.loads((e / "config.json").read_text())["backbone_mode"] == "seq2seq"
-    r = hlora("fuse", *map(str, experts), "--l1", "1", "--out", str(tmp_path / "mole"), "--train", str(corpus), *STEPS)
+    fuse_steps = STEPS[:-2]  # the experts bring their rank
+    out = ["--out", str(tmp_path / "mole"), "--train", str(corpus)]
+    r = hlora("fuse", *map(str, experts), "--l1", "1", *out, *fuse_steps)
     assert r.returncode == 0, r.stderr[-2000:]
     mole = load_model(tmp_path / "mole" / "best")
     assert mole.seq2seq and mole.layout.describe() == (
