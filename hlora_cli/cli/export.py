@@ -35,6 +35,13 @@ def _load(model_dir: Path, out: Path, overwrite: bool):
     if out.resolve() == model_dir.resolve() or model_dir.resolve().is_relative_to(out.resolve()):
         raise HloraError(f"{out}: the export would replace the model directory {model_dir}; choose another -o")
     check_output_dir(out, overwrite)
+    from hlora_cli.model.checkpoint import read_config
+
+    if read_config(model_dir).seq2seq:  # before loading the whole Whisper
+        raise HloraError(
+            f"{model_dir}: a seq2seq model (Whisper's decoder with LoRA): the hf, peft and onnx exports write "
+            "CTC encoders; decode it with `hlora decode --model`"
+        )
     return load_model(model_dir)
 
 

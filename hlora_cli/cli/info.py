@@ -36,8 +36,7 @@ def info(
         ("LID", _lid(model)),
         ("languages", ", ".join(cfg.languages)),
         ("LoRA", _lora(model)),
-        ("CTC heads", ", ".join(f"{n}" for n in model.ctc_heads.vocab_sizes) + " tokens"),
-        ("units", "bpe (" + ", ".join(sorted(cfg.bpe_models)) + ")" if cfg.bpe_models else "characters"),
+        *_output(model),
         ("weights file", _weights(model_dir, cfg)),
         ("trainable parameters", f"{trainable:,}"),
         ("frozen parameters", f"{frozen:,}"),
@@ -45,6 +44,19 @@ def info(
     for key, value in rows:
         table.add_row(key, value)
     Console().print(table)
+
+
+def _output(model) -> list[tuple[str, str]]:
+    """What writes the text: CTC heads and their units, or Whisper's decoder."""
+    cfg = model.config
+    if cfg.seq2seq:
+        n = len(model.backbone.decoder_layers())
+        return [
+            ("decoder", f"Whisper's: {n} layers, {cfg.layout.decoder} LoRA, {len(model.backbone.tokenizer)} tokens"),
+            ("encoder input", cfg.encoder_input),
+        ]
+    units = "bpe (" + ", ".join(sorted(cfg.bpe_models)) + ")" if cfg.bpe_models else "characters"
+    return [("CTC heads", ", ".join(f"{n}" for n in model.ctc_heads.vocab_sizes) + " tokens"), ("units", units)]
 
 
 def _lid(model) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import torch
 
 from hlora_cli.data.audio import load_audio
+from hlora_cli.device import autocast, check_dtype, resolve_device
 from hlora_cli.errors import HloraError
 from hlora_cli.infer.inputs import Item, item_duration
 from hlora_cli.infer.long_audio import text_windows
@@ -45,15 +46,20 @@ class WhisperZeroShot:
         self.sot = gen.decoder_start_token_id
         self.batch_size = batch_size
         self.options = options or DecodeOptions()
+        self.device = resolve_device(self.options.device)  # --device and --dtype, as for --model
+        self.dtype = check_dtype(self.options.dtype, self.device)
+        self.model.to(self.device)
 
     @torch.no_grad()
     def detect(self, features: torch.Tensor) -> torch.Tensor:
         """Posteriors over the language tokens from the decoder's first step, (batch, languages)."""
-        enc = self.model.get_encoder()(features).last_hidden_state
-        start = torch.full((features.shape[0], 1), self.sot, dtype=torch.long)
-        logits = self.model.model.decoder(input_ids=start, encoder_hidden_states=enc).last_hidden_state
-        logits = self.model.proj_out(logits[:, -1])
-        return torch.softmax(logits[:, list(self.lang_ids.values())], dim=-1)
+        features = features.to(self.device)
+        start = torch.full((features.shape[0], 1), self.sot, dtype=torch.long, device=self.device)
+        with autocast(self.device, self.dtype):
+            enc = self.model.get_encoder()(features).last_hidden_state
+            logits = self.model.model.decoder(input_ids=start, encoder_hidden_states=enc).last_hidden_state
+            logits = self.model.proj_out(logits[:, -1])
+        return torch.softmax(logits[:, list(self.lang_ids.values())].float(), dim=-1).cpu()
 
     @torch.no_grad()
     def run(self, items: list[Item], on_progress: Callable[[float], None] | None = None) -> Report:
@@ -93,15 +99,16 @@ class WhisperZeroShot:
             for b in range(0, len(idx), self.batch_size):
                 part = idx[b : b + self.batch_size]
                 cap = max(int(opt.max_tokens_per_second * (wins[n].end - wins[n].start)) + 10 for n in part)
-                ids = self.model.generate(
-                    torch.stack([feats[n] for n in part]),
-                    language=lang,
-                    task="transcribe",
-                    num_beams=beams,
-                    do_sample=False,
-                    no_repeat_ngram_size=opt.no_repeat_ngram,
-                    max_new_tokens=min(cap, self.model.config.max_target_positions - 4),
-                )
+                with autocast(self.device, self.dtype):
+                    ids = self.model.generate(
+                        torch.stack([feats[n] for n in part]).to(self.device),
+                        language=lang,
+                        task="transcribe",
+                        num_beams=beams,
+                        do_sample=False,
+                        no_repeat_ngram_size=opt.no_repeat_ngram,
+                        max_new_tokens=min(cap, self.model.config.max_target_positions - 4),
+                    )
                 for n, t in zip(part, self.processor.batch_decode(ids, skip_special_tokens=True), strict=True):
                     texts[n] = t.strip()
         results, audio = [], 0.0

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -165,3 +166,17 @@ def test_layerwise_distillation_covers_encoder_and_decoder_layers(experts, corpu
     result.parts.total.backward()
     grads = [m.lora_A.grad for m in trainer.model.decoder_lora]
     assert all(g is not None and float(g.abs().sum()) > 0 for g in grads)  # the decoder's LoRA learn
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_seq2seq_trains_in_bf16_and_decodes_with_beams_on_the_gpu(s2s_backbone, corpus, tmp_path):
+    args = ["--model-type", "hlora", "--k", "1", "--backbone", str(s2s_backbone), "--backbone-mode", "seq2seq"]
+    gpu = ["--device", "cuda", "--dtype", "bf16"]
+    r = hlora("train", "--out", str(tmp_path / "run"), *args, "--train", str(corpus), *STEPS, *gpu)
+    assert r.returncode == 0, r.stderr[-2000:]
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(x["ce"]) for x in records if "ce" in x)
+    beams = ["--decoder", "beam", "--beam-width", "2"]
+    rows = decode_rows(tmp_path / "run" / "best", corpus, tmp_path / "hyp.jsonl", *gpu, *beams)
+    meta = json.loads((tmp_path / "hyp.meta.json").read_text())
+    assert len(rows) == 8 and meta["device"].startswith("cuda") and meta["beams"] == 2
