@@ -20,7 +20,7 @@ from torch import nn
 from hlora_cli.errors import HloraError
 from hlora_cli.model.backbone import WhisperBackbone
 from hlora_cli.model.config import LoRAConfig
-from hlora_cli.model.lora import LoRALinear, inject_lora
+from hlora_cli.model.lora import LoRALinear, inject_lora, routing
 
 # LoRA targets in a decoder layer: attention targets in both self- and cross-attention.
 SELF_ATTENTION = {
@@ -177,6 +177,20 @@ def load_seq2seq(source: str | None, config, tokenizer_source: str | None, seed:
     return WhisperSeq2SeqBackbone(generator.eval(), fe, tokenizer, encoder_input)
 
 
+@contextmanager
+def quiet_generation() -> Iterator[None]:
+    """transformers' per-call notes on max_length, masks and generation configs are not the user's
+    concern: silenced while generating, restored after."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
 def generate(
     model,
     out,
@@ -202,26 +216,17 @@ def generate(
     caps = [caps[i] for i in order.tolist()]
     limit = bb.max_target_positions - 4  # the prefix's 4 tokens count against the decoder's positions
     cap = min(limit, max(c if c is not None else limit for c in caps))
-    from transformers.utils import logging as hf_logging
-
-    from hlora_cli.model.lora import routing
-
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # its per-call notes on max_length and masks are not the user's concern
-    try:
-        with bb.masked(lengths, enc.shape[1]), routing(model.decoder_lora, route, weights):
-            seqs = bb.generator.generate(
-                encoder_outputs=BaseModelOutput(last_hidden_state=enc),
-                language=codes,  # the forced prefix: <|startoftranscript|><|lang|><|transcribe|><|notimestamps|>
-                task="transcribe",
-                num_beams=num_beams,
-                do_sample=False,
-                no_repeat_ngram_size=no_repeat_ngram,
-                max_new_tokens=cap,
-                return_timestamps=False,
-            )
-    finally:
-        hf_logging.set_verbosity(verbosity)
+    with quiet_generation(), bb.masked(lengths, enc.shape[1]), routing(model.decoder_lora, route, weights):
+        seqs = bb.generator.generate(
+            encoder_outputs=BaseModelOutput(last_hidden_state=enc),
+            language=codes,  # the forced prefix: <|startoftranscript|><|lang|><|transcribe|><|notimestamps|>
+            task="transcribe",
+            num_beams=num_beams,
+            do_sample=False,
+            no_repeat_ngram_size=no_repeat_ngram,
+            max_new_tokens=cap,
+            return_timestamps=False,
+        )
     special = set(bb.tokenizer.all_special_ids)
     texts = [[t for t in row.tolist() if t not in special] for row in seqs]
     result: list[list[int]] = [[] for _ in texts]
