@@ -63,6 +63,8 @@ bench: install whisper-base
 	$(BIN)/python bench/data_speed.py
 	@if [ -d exp/demo/hlora/best ]; then $(BIN)/python bench/deploy_speed.py; \
 	else echo "bench/deploy_speed.py skipped: it decodes the demo's model (make demo first)"; fi
+	@if ls -d exp/tts_ml*/seq2seq/mole/best >/dev/null 2>&1; then $(BIN)/python bench/seq2seq_speed.py; \
+	else echo "bench/seq2seq_speed.py skipped: it decodes recipes/tts_ml stage 9's models"; fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -29,7 +29,8 @@ from hlora_cli.score.metrics import score  # noqa: E402
 from text_normalization import normalize  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-EXP = ROOT / "exp" / "tts_ml_experts"
+# recipes/tts_ml's experiment directory (run.sh --exp): the default one, else the first with stage 9's models
+EXP = next((d for d in sorted((ROOT / "exp").glob("tts_ml*")) if (d / "seq2seq").is_dir()), ROOT / "exp" / "tts_ml")
 
 
 def main() -> None:
