@@ -234,9 +234,8 @@ def decode(
 
 def _generation(options: DecodeOptions) -> dict:
     """The settings of a seq2seq decode, recorded in its meta."""
-    beams = 1 if options.decoder == "greedy" else options.beam_width or 5
     return {
-        "beams": beams,
+        "beams": options.seq2seq_beams,
         "max_tokens_per_second": options.max_tokens_per_second,
         "no_repeat_ngram": options.no_repeat_ngram,
     }

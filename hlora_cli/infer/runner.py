@@ -59,6 +59,11 @@ class DecodeOptions:
     max_tokens_per_second: float = 12.0
     no_repeat_ngram: int = 0
 
+    @property
+    def seq2seq_beams(self) -> int:
+        """Beams of a seq2seq (Whisper decoder) search: 1 for greedy, else --beam-width (5)."""
+        return 1 if self.decoder == "greedy" else self.beam_width or 5
+
     def __post_init__(self) -> None:
         """Every value checked before any model is loaded or file read."""
         if self.mode not in MODES:
@@ -371,9 +376,8 @@ class Recognizer:
         """seq2seq: each window's text from Whisper's decoder, forced to its routed language."""
         opt, model = self.opt, self.model
         caps = [int(opt.max_tokens_per_second * (w.end - w.start)) + 10 for w in batch]
-        beams = 1 if opt.decoder == "greedy" else opt.beam_width or 5
         with autocast(self.device, self.dtype):
-            ids = generate(model, out, beams, opt.no_repeat_ngram, caps)
+            ids = generate(model, out, opt.seq2seq_beams, opt.no_repeat_ngram, caps)
         return [model.backbone.decode_tokens(t) for t in ids]
 
     def _result(

@@ -94,7 +94,6 @@ class WhisperZeroShot:
             mean = (probs[ns] * weights[:, None]).sum(0) / weights.sum()
             lang_of[i], mean_of[i] = codes[int(mean.argmax())], mean
         texts = [""] * len(wins)
-        beams = 1 if opt.decoder == "greedy" else opt.beam_width or 5
         for lang in sorted(set(lang_of.values())):  # generate per detected language
             idx = [n for n, w in enumerate(wins) if lang_of[w.item] == lang]
             for b in range(0, len(idx), self.batch_size):
@@ -105,7 +104,7 @@ class WhisperZeroShot:
                         torch.stack([feats[n] for n in part]).to(self.device),
                         language=lang,
                         task="transcribe",
-                        num_beams=beams,
+                        num_beams=opt.seq2seq_beams,
                         do_sample=False,
                         no_repeat_ngram_size=opt.no_repeat_ngram,
                         max_new_tokens=min(cap, self.model.config.max_target_positions - 4),
