@@ -129,7 +129,8 @@ def decode(
     window: float = typer.Option(25.0, help="Longer audio is decoded in windows of this many seconds."),
     overlap: float = typer.Option(2.0, help="Overlap between windows (s)."),
     max_tokens_per_second: float = typer.Option(
-        12.0, help="seq2seq and --whisper: tokens written per second of audio at most (+10): cuts repetition loops."
+        DecodeOptions.max_tokens_per_second,
+        help="seq2seq and --whisper: tokens written per second of audio at most (+10): cuts repetition loops.",
     ),
     no_repeat_ngram: int = typer.Option(0, help="seq2seq and --whisper: forbid repeating any n-gram of this size."),
     onnx: Path = typer.Option(None, "--onnx", help="Instead of --model: a directory from `hlora export onnx`."),

@@ -30,7 +30,7 @@ from hlora_cli.infer.inputs import Item, item_duration
 from hlora_cli.infer.long_audio import Window, stitch, text_windows, windows
 from hlora_cli.model import CTCModel, ModelOutput
 from hlora_cli.model.backbone import Features
-from hlora_cli.model.whisper_decoder import generate
+from hlora_cli.model.whisper_decoder import TOKENS_PER_SECOND, generate, token_budget
 from hlora_cli.values import check_number
 
 MODES = ("single", "two-stage", "oracle")
@@ -56,7 +56,7 @@ class DecodeOptions:
     num_workers: int | None = None  # processes reading audio ahead; default min(4, cores - 1)
     # seq2seq: repetition loops (Whisper on synthetic voices) are cut by a token budget per second
     # of audio and, if asked, transformers' no-repeat n-gram rule
-    max_tokens_per_second: float = 12.0
+    max_tokens_per_second: float = TOKENS_PER_SECOND
     no_repeat_ngram: int = 0
 
     @property
@@ -375,7 +375,7 @@ class Recognizer:
     def _generate(self, out: ModelOutput, batch: list[Window]) -> list[str]:
         """seq2seq: each window's text from Whisper's decoder, forced to its routed language."""
         opt, model = self.opt, self.model
-        caps = [int(opt.max_tokens_per_second * (w.end - w.start)) + 10 for w in batch]
+        caps = [token_budget(w.end - w.start, opt.max_tokens_per_second) for w in batch]
         with autocast(self.device, self.dtype):
             ids = generate(model, out, opt.seq2seq_beams, opt.no_repeat_ngram, caps)
         return [model.backbone.decode_tokens(t) for t in ids]

@@ -15,7 +15,7 @@ from hlora_cli.errors import HloraError
 from hlora_cli.infer.inputs import Item, item_duration
 from hlora_cli.infer.long_audio import text_windows
 from hlora_cli.infer.runner import DecodeOptions, Report, Result
-from hlora_cli.model.whisper_decoder import quiet_generation
+from hlora_cli.model.whisper_decoder import quiet_generation, token_budget
 from text_normalization import normalize
 
 
@@ -98,7 +98,7 @@ class WhisperZeroShot:
             idx = [n for n, w in enumerate(wins) if lang_of[w.item] == lang]
             for b in range(0, len(idx), self.batch_size):
                 part = idx[b : b + self.batch_size]
-                cap = max(int(opt.max_tokens_per_second * (wins[n].end - wins[n].start)) + 10 for n in part)
+                cap = max(token_budget(wins[n].end - wins[n].start, opt.max_tokens_per_second) for n in part)
                 with autocast(self.device, self.dtype), quiet_generation():
                     ids = self.model.generate(
                         torch.stack([feats[n] for n in part]).to(self.device),

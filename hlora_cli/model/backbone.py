@@ -312,10 +312,8 @@ def _load_backbone(ref: BackboneRef, encoder_input: str | None = None) -> Backbo
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
     if encoder_input is not None:
-        from hlora_cli.model.whisper_decoder import load_seq2seq
+        from hlora_cli.model.whisper_decoder import load_seq2seq  # a Whisper: ModelConfig checks the kind
 
-        if ref.kind != "whisper":
-            raise HloraError(f"seq2seq needs a Whisper backbone (its decoder), not {ref.kind}")
         cfg = _hf_config(ref) if ref.source is None else None
         backbone: Backbone = load_seq2seq(ref.source, cfg, ref.tokenizer, ref.seed, encoder_input)
     elif ref.kind == "whisper":

@@ -321,38 +321,23 @@ class CTCModel(nn.Module):
         if self.lid_after == len(self.layer_lora):
             lid_logprobs = self._lid(h, lengths)
             route = route if route is not None else lid_logprobs.argmax(-1)
-        if self.seq2seq:
-            return self._seq2seq_output(h, lengths, route, weights, lid_logprobs, order, sorted_from, states)
-        head_route = torch.zeros(h.shape[0], dtype=torch.long, device=h.device) if self.shared_head else route
-        log_probs = self.ctc_heads(h, head_route)
-        if self.prefix_ids is not None:
-            lid_logprobs = self._prefix_lid(log_probs, lengths)
-            route = route if route is not None else lid_logprobs.argmax(-1)
-        head_ctc_logprobs = self.ctc_heads.every_head(h) if weights is not None and self.training else None
+        # What reads the encoder: the CTC heads, or (seq2seq) Whisper's decoder, which gets h itself
+        log_probs, head_ctc_logprobs, encoder_out = None, None, h if self.seq2seq else None
+        if not self.seq2seq:
+            head_route = torch.zeros(h.shape[0], dtype=torch.long, device=h.device) if self.shared_head else route
+            log_probs = self.ctc_heads(h, head_route)
+            if self.prefix_ids is not None:
+                lid_logprobs = self._prefix_lid(log_probs, lengths)
+                route = route if route is not None else lid_logprobs.argmax(-1)
+            head_ctc_logprobs = self.ctc_heads.every_head(h) if weights is not None and self.training else None
         if order is not None:  # back to the caller's order
             inverse = torch.argsort(order)
-            log_probs, lengths, route = log_probs[inverse], lengths[inverse], route[inverse]
+            lengths, route = lengths[inverse], route[inverse]
+            log_probs = log_probs[inverse] if log_probs is not None else None
+            encoder_out = encoder_out[inverse] if encoder_out is not None else None
             if states is not None:
                 states = [s[inverse] if n >= sorted_from else s for n, s in enumerate(states)]
-        return ModelOutput(lid_logprobs, route, log_probs, lengths, weights, head_ctc_logprobs, states)
-
-    def _seq2seq_output(
-        self,
-        h: torch.Tensor,
-        lengths: torch.Tensor,
-        route: torch.Tensor,
-        weights: torch.Tensor | None,
-        lid_logprobs: torch.Tensor | None,
-        order: torch.Tensor | None,
-        sorted_from: int,
-        states: list[torch.Tensor] | None,
-    ) -> ModelOutput:
-        if order is not None:  # back to the caller's order
-            inverse = torch.argsort(order)
-            h, lengths, route = h[inverse], lengths[inverse], route[inverse]
-            if states is not None:
-                states = [s[inverse] if n >= sorted_from else s for n, s in enumerate(states)]
-        return ModelOutput(lid_logprobs, route, None, lengths, weights, None, states, h)
+        return ModelOutput(lid_logprobs, route, log_probs, lengths, weights, head_ctc_logprobs, states, encoder_out)
 
     def decode(
         self,

@@ -37,6 +37,14 @@ CROSS_ATTENTION = {
 }
 FEED_FORWARD = {"ff_in": "fc1", "ff_out": "fc2"}
 IGNORE = -100  # label of a position that has no loss (the prefix, padding)
+# Generation budget: a Whisper token is rarely under a twelfth of a second of speech, and a
+# repetition loop (Whisper on a synthetic voice) otherwise runs to the decoder's 448 positions.
+TOKENS_PER_SECOND = 12.0
+
+
+def token_budget(seconds: float, per_second: float = TOKENS_PER_SECOND) -> int:
+    """The most tokens an utterance of `seconds` may be given: per_second x seconds + 10."""
+    return int(per_second * seconds) + 10
 
 
 class WhisperSeq2SeqBackbone(WhisperBackbone):

@@ -11,12 +11,8 @@ import torch
 from hlora_cli.data.langs import base_language, language_code
 from hlora_cli.data.manifest import read_manifest
 from hlora_cli.errors import HloraError
-from hlora_cli.model.whisper_decoder import generate, teacher_forcing
+from hlora_cli.model.whisper_decoder import generate, teacher_forcing, token_budget
 from hlora_cli.train.losses import LossParts, seq2seq_distill_loss, seq2seq_loss
-
-# Generation cap in dev decoding (and the default in `hlora decode`): a Whisper token is rarely
-# under a twelfth of a second of speech; a loop on a synthetic voice runs to the decoder's limit.
-TOKENS_PER_SECOND = 12.0
 
 
 class WhisperTokens:
@@ -111,6 +107,6 @@ def dev_hypotheses(trainer, batch, feats, routing_mode: str) -> tuple[list[int],
     langs = torch.tensor([e.lang for e in batch], device=trainer.device)
     with trainer._autocast():
         out = model(feats, routing_mode, langs if routing_mode == "oracle" else None)
-        caps = [int(TOKENS_PER_SECOND * e.utt.duration) + 10 for e in batch]
+        caps = [token_budget(e.utt.duration) for e in batch]
         ids = generate(model, out, max_new_tokens=caps)
     return out.lang_ids.tolist(), [model.backbone.decode_tokens(t) for t in ids]
