@@ -223,6 +223,17 @@ distill() {  # distill NAME KD: the student of every expert
     --warmup-steps $(( student_steps / 10 + 1 )) --out "$exp/$name" --overwrite
 }
 
+decode_experts() {  # decode_experts IN OUTDIR MODELS: each expert (MODELS/expert_LANG/best) on its language's
+  local in=$1 o=$2 models=$3 name  # utterances of IN, joined into OUTDIR/experts.jsonl (the language given)
+  name=$(basename "$in" .jsonl)
+  : > "$o/experts.jsonl"
+  for l in $langs; do
+    "$hlora" prepare subset "$in" --languages "$l" -o "$o/$name.$l.jsonl"
+    "$hlora" decode "$o/$name.$l.jsonl" --model "$models/expert_$l/best" -o "$o/expert_$l.jsonl"
+    cat "$o/expert_$l.jsonl" >> "$o/experts.jsonl"
+  done
+}
+
 if want 7; then
   log 7 "LoRA language experts: experts, MoLE for L1 in $l1s, students (layerwise, logits, none), adding a language"
   read -r -a all <<< "$langs"; new=${all[-1]}; old="${all[*]:0:${#all[@]}-1}"
@@ -240,16 +251,11 @@ if want 7; then
   for l1 in $l1s; do fuse "mole_l1_$l1" "$l1" "$langs"; done
   for kd in layerwise logits none; do distill "student_$kd" "$kd"; done
   out=$exp/decode_test/experts; mkdir -p "$out"
-  : > "$out/experts_oracle.jsonl"
-  for l in $langs; do  # each expert on its own language's test utterances
-    "$hlora" prepare subset "$exp/test.jsonl" --languages "$l" -o "$out/test_$l.jsonl"
-    "$hlora" decode "$out/test_$l.jsonl" --model "$exp/expert_$l/best" -o "$out/expert_$l.jsonl"
-    cat "$out/expert_$l.jsonl" >> "$out/experts_oracle.jsonl"
-  done
+  decode_experts "$exp/test.jsonl" "$out" "$exp"
   "$hlora" decode "$exp/test.jsonl" --model "$exp/shared_lora/best" -o "$out/shared_lora.jsonl"
   "$hlora" decode "$exp/test.jsonl" --model "$exp/hlora_scratch/best" -o "$out/hlora.jsonl"
   names="shared-LoRA,HLoRA k=$main_k single pass,experts (language given)"
-  files=("$out/shared_lora.jsonl" "$out/hlora.jsonl" "$out/experts_oracle.jsonl")
+  files=("$out/shared_lora.jsonl" "$out/hlora.jsonl" "$out/experts.jsonl")
   for l1 in $l1s; do
     "$hlora" decode "$exp/test.jsonl" --model "$exp/mole_l1_$l1/best" -o "$out/mole_l1_$l1.jsonl"
     "$hlora" decode "$exp/test.jsonl" --model "$exp/mole_l1_$l1/best" --mode oracle -o "$out/mole_l1_${l1}_aware.jsonl"
@@ -380,12 +386,7 @@ YAML
     mkdir -p "$o"
     "$hlora" decode "$in" --whisper "$backbone" --whisper-languages "${langs// /,}" -o "$o/zero_shot.jsonl"
     "$hlora" decode "$in" --model "$s2s/shared_lora/best" -o "$o/shared_lora.jsonl"
-    : > "$o/experts.jsonl"
-    for l in $langs; do  # each expert on its own language's utterances
-      "$hlora" prepare subset "$in" --languages "$l" -o "$o/$set.$l.jsonl"
-      "$hlora" decode "$o/$set.$l.jsonl" --model "$s2s/expert_$l/best" -o "$o/expert_$l.jsonl"
-      cat "$o/expert_$l.jsonl" >> "$o/experts.jsonl"
-    done
+    decode_experts "$in" "$o" "$s2s"
     "$hlora" decode "$in" --model "$s2s/mole/best" -o "$o/mole_agnostic.jsonl"
     "$hlora" decode "$in" --model "$s2s/mole/best" --mode oracle -o "$o/mole_aware.jsonl"
     "$hlora" decode "$in" --model "$s2s/student/best" -o "$o/student.jsonl"
