@@ -71,5 +71,10 @@ class Dist:
             dist.barrier()
 
     def close(self) -> None:
+        """Leave the group together. The barrier lets every rank's last collective finish first: a
+        rank that raced ahead (its peer still writing the checkpoint) could otherwise exit while a
+        gloo worker thread still held that collective's tensors, and abort in interpreter shutdown
+        ("terminate called without an active exception")."""
         if self.enabled and dist.is_initialized():
+            dist.barrier()
             dist.destroy_process_group()
