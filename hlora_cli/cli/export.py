@@ -10,7 +10,7 @@ from rich.console import Console
 from hlora_cli.errors import HloraError
 from hlora_cli.files import atomic_dir, check_output_dir
 
-app = typer.Typer(help="Export a model: a merged transformers CTC model (hf) or peft adapters (peft).")
+app = typer.Typer(help="Export a model: a merged transformers model (hf: CTC, or Whisper), peft adapters or ONNX.")
 console = Console()
 
 MODEL = typer.Argument(..., help="Model directory (RUN_DIR/best).")
@@ -27,7 +27,7 @@ def _need(command: str, *modules: str) -> None:
         raise HloraError(f"{command} needs {' and '.join(missing)}: pip install 'hlora[export]'")
 
 
-def _load(model_dir: Path, out: Path, overwrite: bool):
+def _load(model_dir: Path, out: Path, overwrite: bool, check_seq2seq=None):
     from hlora_cli.model import load_model
     from hlora_cli.model.checkpoint import check_model_dir
 
@@ -37,10 +37,13 @@ def _load(model_dir: Path, out: Path, overwrite: bool):
     check_output_dir(out, overwrite)
     from hlora_cli.model.checkpoint import read_config
 
-    if read_config(model_dir).seq2seq:  # before loading the whole Whisper
+    config = read_config(model_dir)  # checked before the whole Whisper loads
+    if config.seq2seq and check_seq2seq is not None:
+        check_seq2seq(config)
+    elif config.seq2seq:
         raise HloraError(
-            f"{model_dir}: a seq2seq model (Whisper's decoder with LoRA): the hf, peft and onnx exports write "
-            "CTC encoders; decode it with `hlora decode --model`"
+            f"{model_dir}: a seq2seq model (Whisper's decoder with LoRA): the peft and onnx exports write CTC "
+            "encoders; `hlora export hf --lang LANG` writes it as a transformers Whisper"
         )
     return load_model(model_dir)
 
@@ -51,13 +54,24 @@ def hf(
     out: Path = OUT,
     lang: str = typer.Option(None, "--lang", help="The language to export (where LoRA or heads are per language)."),
     overwrite: bool = OVERWRITE,
+    allow_30s_input: bool = typer.Option(
+        False,
+        "--allow-30s-input",
+        help="seq2seq trained on --encoder-input true-length: export it anyway (transformers' Whisper reads 30 s).",
+    ),
 ) -> None:
-    """One language as a transformers HubertForCTC / Wav2Vec2ForCTC with its processor: LoRA folded
-    into the weights, the language's CTC head as lm_head. Loads with
+    """One language as a transformers model with its processor, every LoRA folded into the weights:
+    HubertForCTC / Wav2Vec2ForCTC with the language's CTC head as lm_head, or (seq2seq) a
+    WhisperForConditionalGeneration whose generation config forces the language. Loads with
     `pipeline("automatic-speech-recognition", model=OUT)`."""
     from hlora_cli.export.hf import export_hf
+    from hlora_cli.export.whisper import check_whisper_exportable, export_whisper
 
-    model = _load(model_dir, out, overwrite)
+    model = _load(model_dir, out, overwrite, lambda config: check_whisper_exportable(config, allow_30s_input))
+    if model.seq2seq:
+        code = atomic_dir(out, lambda tmp: export_whisper(model, lang, tmp, allow_30s_input))
+        console.print(f"{model.config.model_type} ({code}) -> {out} (Whisper, language forced, + processor)")
+        return
     code = atomic_dir(out, lambda tmp: export_hf(model, lang, tmp))  # an error leaves nothing written
     console.print(f"{model.config.model_type} ({code}) -> {out} ({model.backbone.kind} CTC model + processor)")
 

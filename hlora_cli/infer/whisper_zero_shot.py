@@ -1,5 +1,7 @@
 """Whisper zero-shot rows: an HF-format Whisper model detects the language (its own language
 tokens) and transcribes (greedy, or beams); results go through the same output and scoring path.
+A Whisper whose generation config forces a language (`hlora export hf` of a seq2seq model) is
+decoded in that language, without detection.
 Recordings over 30 s are decoded in windows, as seq2seq models are (infer/long_audio.py)."""
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ class WhisperZeroShot:
             raise HloraError(f"{model_dir}: not a transformers Whisper directory ({e})") from e
         gen = self.model.generation_config
         self.lang_ids = {tok.strip("<|>"): i for tok, i in gen.lang_to_id.items()}
+        self.forced = self._forced_language(gen.language) if getattr(gen, "language", None) else None
+        if self.forced and languages:
+            raise HloraError(
+                f"{model_dir}: its generation config forces language {self.forced} (an `hlora export hf` model): "
+                "--whisper-languages does not apply"
+            )
         if languages:  # restrict detection to a language set (as a multilingual system would)
             missing = [lang for lang in languages if lang not in self.lang_ids]
             if missing:
@@ -50,6 +58,33 @@ class WhisperZeroShot:
         self.device = resolve_device(self.options.device)  # --device and --dtype, as for --model
         self.dtype = check_dtype(self.options.dtype, self.device)
         self.model.to(self.device)
+
+    def _forced_language(self, language: str) -> str:
+        """The code of a generation config's `language` ("de", "<|de|>" or "german")."""
+        from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
+
+        code = language.strip("<|>").lower()
+        code = TO_LANGUAGE_CODE.get(code, code)
+        if code not in self.lang_ids:
+            raise HloraError(f"the generation config forces language '{language}', which has no language token")
+        return code
+
+    def languages(
+        self, feats: list[torch.Tensor], wins: list, by_item: dict[int, list[int]]
+    ) -> dict[int, tuple[str, dict[str, float]]]:
+        """Each recording's language and posteriors (`by_item`: its windows' indices): the forced
+        language of an exported model, or detected once from the windows' duration-weighted posteriors."""
+        if self.forced:
+            return {i: (self.forced, {self.forced: 1.0}) for i in by_item}
+        codes, step = list(self.lang_ids), self.batch_size
+        probs = torch.cat([self.detect(torch.stack(feats[b : b + step])) for b in range(0, len(feats), step)])
+        out = {}
+        for i, ns in by_item.items():
+            weights = torch.tensor([wins[n].end - wins[n].start for n in ns])
+            mean = (probs[ns] * weights[:, None]).sum(0) / weights.sum()
+            posteriors = {c: round(float(x), 4) for c, x in zip(codes, mean.tolist(), strict=True) if x >= 1e-4}
+            out[i] = codes[int(mean.argmax())], posteriors
+        return out
 
     @torch.no_grad()
     def detect(self, features: torch.Tensor) -> torch.Tensor:
@@ -65,8 +100,8 @@ class WhisperZeroShot:
     @torch.no_grad()
     def run(self, items: list[Item], on_progress: Callable[[float], None] | None = None) -> Report:
         """Every recording in windows of at most 30 s (text_windows: equal, no overlap, their texts
-        joined), its language detected once from the windows' duration-weighted posteriors, then
-        generated window by window with that language forced."""
+        joined), its language found once (`languages`), then generated window by window with that
+        language forced."""
         start = time.time()
         opt = self.options
         feats, wins, skipped = [], [], []
@@ -81,20 +116,13 @@ class WhisperZeroShot:
             fe = self.processor.feature_extractor
             feats += list(fe(waves, sampling_rate=16000, return_tensors="pt").input_features)
             wins += parts
-        codes = list(self.lang_ids)
-        step = self.batch_size
-        detected = [self.detect(torch.stack(feats[b : b + step])) for b in range(0, len(feats), step)]
-        probs = torch.cat(detected) if detected else None
         by_item: dict[int, list[int]] = {}
         for n, w in enumerate(wins):
             by_item.setdefault(w.item, []).append(n)
-        lang_of, mean_of = {}, {}
-        for i, ns in by_item.items():
-            weights = torch.tensor([wins[n].end - wins[n].start for n in ns])
-            mean = (probs[ns] * weights[:, None]).sum(0) / weights.sum()
-            lang_of[i], mean_of[i] = codes[int(mean.argmax())], mean
+        found = self.languages(feats, wins, by_item) if wins else {}
+        lang_of = {i: lang for i, (lang, _) in found.items()}
         texts = [""] * len(wins)
-        for lang in sorted(set(lang_of.values())):  # generate per detected language
+        for lang in sorted(set(lang_of.values())):  # generate per language
             idx = [n for n, w in enumerate(wins) if lang_of[w.item] == lang]
             for b in range(0, len(idx), self.batch_size):
                 part = idx[b : b + self.batch_size]
@@ -115,8 +143,7 @@ class WhisperZeroShot:
         for i, ns in by_item.items():
             it, lang = items[i], lang_of[i]
             text = " ".join(texts[n] for n in ns if texts[n])
-            lang_probs = {c: round(float(x), 4) for c, x in zip(codes, mean_of[i].tolist(), strict=True) if x >= 1e-4}
-            results.append(Result(it.id, lang, lang_probs, normalize(text, lang), [], it.duration))
+            results.append(Result(it.id, lang, found[i][1], normalize(text, lang), [], it.duration))
             audio += it.duration
             if on_progress:
                 on_progress(it.duration)

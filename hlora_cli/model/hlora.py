@@ -384,9 +384,8 @@ class CTCModel(nn.Module):
         """A copy of the backbone with every LoRA folded into its weights as language index `lang`
         is routed: shared LoRA as it is, routed layers that language's, fused layers their learned
         mix. No LoRA module is left in it: its `module` is a plain transformers encoder
-        (HubertModel, Wav2Vec2Model or WhisperEncoder), what `hlora export` writes."""
-        if self.seq2seq:
-            raise HloraError("a seq2seq model has no single-encoder form to fold: its decoder carries LoRA too")
+        (HubertModel, Wav2Vec2Model or WhisperEncoder), and for seq2seq its `generator` a plain
+        WhisperForConditionalGeneration (decoder LoRA folded too): what `hlora export` writes."""
         if self.is_merged:
             raise HloraError("fold an unmerged model: call unmerge() first")
         if not 0 <= lang < len(self.languages):
@@ -396,9 +395,8 @@ class CTCModel(nn.Module):
             for name, m in list(backbone.named_modules()):
                 if not isinstance(m, LoRALinear):
                     continue
-                i = layer_of(name)
-                if self.layer_lora[i] == "fused":
-                    delta = m._fused_delta(self.fusion_weights(i))
+                if not name.startswith("decoder.") and self.layer_lora[layer_of(name)] == "fused":
+                    delta = m._fused_delta(self.fusion_weights(layer_of(name)))
                 else:
                     delta = m.delta_weight()[lang if m.routed else 0]
                 m.base.weight += delta.to(m.base.weight.dtype)

@@ -9,7 +9,9 @@
 # language, MoLE for each L1, the distilled student with layer-wise / logits-only / no KD, adding a
 # language to a MoLE model against training HLoRA again); RESULTS.md at the end; stage 9: the same
 # experts systems on the whole Whisper (seq2seq: its own decoder with LoRA) against Whisper zero-shot,
-# written to RESULTS_seq2seq.md. Calls the hlora CLI, and local/long_audio.py to join clips.
+# written to RESULTS_seq2seq.md; stage 10: those experts exported as transformers Whisper models and
+# decoded again (RESULTS_export.md). Calls the hlora CLI, local/long_audio.py to join clips and
+# local/ct2_decode.py (stage 10, where ctranslate2 is installed).
 #   ./run.sh [--stage N] [--stop-stage M] [--backbone DIR] [--langs "en de ..."] [--train N] [--dev N]
 #            [--test N] [--ks "1 2 3 4 5"] [--main-k K] [--steps N] [--batch-seconds S] [--lr LR]
 #            [--head-lr LR] [--ctc-lr LR] [--bpe-size N] [--l1s "1 2 3 4 5"] [--main-l1 L1]
@@ -45,7 +47,7 @@ while [[ $# -gt 0 ]]; do
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
-hlora=$root/.venv/bin/hlora
+hlora=$root/.venv/bin/hlora py=$root/.venv/bin/python
 fuse_steps=${fuse_steps:-$(( steps / 3 + 1 ))}  # only fusion weights and router train
 student_steps=${student_steps:-$steps}  # the student starts from the experts' average
 mkdir -p "$exp"
@@ -179,7 +181,7 @@ fi
 
 if want 6; then
   log 6 "long audio: the test clips joined per language into recordings of >= 60 s, decoded in windows"
-  long=$exp/long hl=$exp/ablate/k$main_k/best py=$root/.venv/bin/python
+  long=$exp/long hl=$exp/ablate/k$main_k/best
   "$py" "$here/local/long_audio.py" concat "$exp/test.jsonl" "$long" --seconds 60
   "$hlora" decode "$long/long.jsonl" --model "$hl" -o "$long/windows.jsonl"
   "$py" "$here/local/long_audio.py" join "$long/long.jsonl" "$long/parts.json" "$exp/decode_test/hlora_k$main_k.jsonl" \
@@ -432,6 +434,60 @@ YAML
     echo "## Repetition loops: Whisper-base zero-shot on the TTS test set"
     echo
     cat "$out/test/loops.md"
+  } > "$results.tmp" && mv "$results.tmp" "$results"
+  echo "wrote $results"
+fi
+
+if want 10; then
+  log 10 "export: each seq2seq expert as a transformers Whisper (LoRA folded, language forced), decoded again"
+  s2s=$exp/seq2seq out=$exp/seq2seq/decode
+  allow=()  # transformers' Whisper reads 30 s windows: a true-length model's export runs on input it never saw
+  [[ $s2s_input == true-length ]] && allow=(--allow-30s-input)
+  for l in $langs; do
+    "$hlora" export hf "$s2s/expert_$l/best" --lang "$l" -o "$s2s/export/expert_$l" --overwrite "${allow[@]}"
+  done
+  # CTranslate2 (faster-whisper's engine), where it is installed: the exports converted, float32 and int8
+  ct2=(); "$py" -c "import ctranslate2" 2>/dev/null && ct2=(float32 int8)
+  for set in test real; do  # stage 9's experts.jsonl beside the exports decoded by `hlora decode --whisper`
+    in=$exp/$set.jsonl o=$out/$set
+    files=("$o/experts.jsonl" "$o/exported.jsonl")
+    names="experts in hlora ($s2s_input input),experts exported: transformers Whisper (30 s input)"
+    : > "$o/exported.jsonl"
+    for q in "${ct2[@]}"; do : > "$o/exported_ct2_$q.jsonl"; files+=("$o/exported_ct2_$q.jsonl"); done
+    for q in "${ct2[@]}"; do names+=",experts exported: CTranslate2 $q"; done
+    for l in $langs; do
+      "$hlora" prepare subset "$in" --languages "$l" -o "$o/$set.$l.jsonl"
+      "$hlora" decode "$o/$set.$l.jsonl" --whisper "$s2s/export/expert_$l" -o "$o/exported_$l.jsonl"
+      cat "$o/exported_$l.jsonl" >> "$o/exported.jsonl"
+      for q in "${ct2[@]}"; do
+        "$py" "$here/local/ct2_decode.py" "$s2s/export/expert_$l" "$o/$set.$l.jsonl" "$o/exported_ct2_${q}_$l.jsonl" \
+          --quantization "$q"
+        cat "$o/exported_ct2_${q}_$l.jsonl" >> "$o/exported_ct2_$q.jsonl"
+      done
+    done
+    "$hlora" score "$in" "${files[@]}" --markdown --systems "$names" > "$o/export.md"
+    cat "$o/export.md"
+  done
+  results=$here/RESULTS_export.md
+  [[ $exp == *smoke* ]] && results=$exp/RESULTS_export.md
+  {
+    echo "# Results: recipes/tts_ml stage 10, the seq2seq experts exported as transformers Whisper models"
+    echo
+    echo "\`hlora export hf MODEL --lang LANG\` folds every LoRA the language runs (encoder and decoder) into a"
+    echo "WhisperForConditionalGeneration whose generation config forces the language; \`hlora decode --whisper\`"
+    echo "decodes it in that language (no detection), on transformers' 30 s windows. Models: stage 9's experts"
+    echo "(encoder input: $s2s_input), greedy, the same token budget. MER: CER for ja and ko, WER otherwise."
+    echo "CTranslate2 rows (where \`pip install ctranslate2\` was done): local/ct2_decode.py converts each export."
+    echo "Reproduce: \`recipes/tts_ml/run.sh --exp $exp --langs \"$langs\" --stage 10 --stop-stage 10"
+    echo "--s2s-input $s2s_input\` (after stage 9)."
+    echo
+    echo "## TTS test set"
+    echo
+    cat "$out/test/export.md"
+    echo
+    echo "## Real clips"
+    echo
+    cat "$out/real/export.md"
   } > "$results.tmp" && mv "$results.tmp" "$results"
   echo "wrote $results"
 fi

@@ -125,6 +125,3 @@ def test_seq2seq_refuses_what_it_cannot_be(whisper_base):
         s2s_config(whisper_base, "ctc")
     with pytest.raises(HloraError, match="unknown encoder input 'padded'"):
         s2s_config(whisper_base, encoder_input="padded")
-    model = build_model(s2s_config(whisper_base))
-    with pytest.raises(HloraError, match="no single-encoder form"):
-        model.folded_backbone(0)

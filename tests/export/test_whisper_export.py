@@ -1,0 +1,109 @@
+"""`hlora export hf` of a seq2seq model: a plain transformers Whisper, every LoRA folded, its
+generation config forcing the language, writes the ids `hlora` decodes with that language."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import torch
+from transformers import GenerationConfig, WhisperForConditionalGeneration, WhisperProcessor, pipeline
+
+from hlora_cli.model import build_model, load_model, save_model
+from hlora_cli.model.backbone import _hf_config
+from tests.cli.inprocess import run_cli
+from tests.conftest import randomize_adapters, waves
+from tests.model.test_seq2seq import decode, s2s_config
+from text_normalization import normalize
+
+WAVS = waves([1.0, 1.6, 1.2], seed=7)
+
+
+def _model_dir(whisper_base: Path, root: Path, model_type: str, encoder_input: str = "30s") -> Path:
+    model = build_model(s2s_config(whisper_base, model_type, encoder_input)).eval()
+    randomize_adapters(model, scale=0.05)  # every language's LoRA differs, encoder and decoder
+    return save_model(model, root / f"{model_type}-{encoder_input}")
+
+
+def _generate(model: WhisperForConditionalGeneration, processor: WhisperProcessor, **kw) -> list[list[int]]:
+    special = set(processor.tokenizer.all_special_ids)
+    out = []
+    for w in WAVS:
+        feats = processor.feature_extractor(w, sampling_rate=16000, return_tensors="pt").input_features
+        with torch.no_grad():
+            ids = model.generate(feats, max_new_tokens=12, do_sample=False, **kw)
+        out.append([t for t in ids[0].tolist() if t not in special])
+    return out
+
+
+@pytest.mark.parametrize("model_type", ["hlora", "shared-lora"])
+def test_exported_whisper_generates_what_hlora_decodes_for_the_language(model_type, whisper_base, tmp_path):
+    model_dir = _model_dir(whisper_base, tmp_path, model_type)
+    model = load_model(model_dir).eval()
+    exported = {}
+    for lang in ("fr", "de"):
+        out = tmp_path / f"hf-{lang}"
+        r = run_cli("export", "hf", model_dir, "--lang", lang, "-o", out)
+        assert f"({lang}) -> {out}" in " ".join(r.stdout.split())
+        whisper = WhisperForConditionalGeneration.from_pretrained(out).eval()
+        processor = WhisperProcessor.from_pretrained(out)
+        assert GenerationConfig.from_pretrained(out).language == lang
+        assert not any(".lora_" in n for n in whisper.state_dict())
+        # no language passed: the generation config forces it, and Whisper's detection never runs
+        exported[lang] = _generate(whisper, processor)
+        ours = decode(model, WAVS, [lang] * len(WAVS))
+        assert exported[lang] == ours and all(ours)
+    # the pipeline searches with 5 beams (as openai's whisper): hlora's beam search of width 5
+    asr = pipeline("automatic-speech-recognition", model=str(tmp_path / "hf-de"), device="cpu")
+    said = asr({"raw": WAVS[0], "sampling_rate": 16000}, generate_kwargs={"max_new_tokens": 12})["text"]
+    beams = decode(model, WAVS[:1], ["de"], num_beams=5)[0]
+    assert said.strip() == processor.tokenizer.decode(beams, skip_special_tokens=True).strip()
+    # `hlora decode --whisper` decodes an export in its forced language, without detection
+    (tmp_path / "wav").mkdir()
+    for i, w in enumerate(WAVS):
+        sf.write(tmp_path / "wav" / f"u{i}.wav", w, 16000)
+    run_cli("decode", tmp_path / "wav", "--whisper", tmp_path / "hf-de", "--max-tokens-per-second", "0.1",
+            "-o", tmp_path / "hyp.jsonl")  # fmt: skip
+    rows = [json.loads(line) for line in (tmp_path / "hyp.jsonl").read_text().splitlines()]
+    # a budget of 0.1 tokens/s + 10: the first 10 of the 12 tokens generated above
+    texts = [
+        normalize(processor.tokenizer.decode(ids[:10], skip_special_tokens=True).strip(), "de")
+        for ids in exported["de"]
+    ]
+    assert [(r["lang"], r["lang_probs"], r["text"]) for r in rows] == [("de", {"de": 1.0}, t) for t in texts]
+    r = run_cli("decode", tmp_path / "wav", "--whisper", tmp_path / "hf-de", "--whisper-languages", "de,fr",
+                "-o", tmp_path / "x.jsonl", check=False)  # fmt: skip
+    assert r.returncode == 2 and "forces language de" in r.stderr and not (tmp_path / "x.jsonl").exists()
+    # The LoRA are folded in: the plain Whisper (no LoRA) forced to French writes other ids.
+    plain = WhisperForConditionalGeneration(_hf_config(model.config.backbone))
+    plain.load_state_dict(
+        {n.replace(".base.", "."): t for n, t in model.backbone.generator.state_dict().items() if ".lora_" not in n}
+    )
+    plain.generation_config = model.backbone.generator.generation_config
+    assert _generate(plain.eval(), processor, language="fr") != exported["fr"]
+    if model_type == "hlora":  # routed encoder top layer and decoder: each language its own weights
+        de = WhisperForConditionalGeneration.from_pretrained(tmp_path / "hf-de")
+        fr = WhisperForConditionalGeneration.from_pretrained(tmp_path / "hf-fr")
+        for name in ("model.encoder.layers.1.fc1.weight", "model.decoder.layers.0.encoder_attn.q_proj.weight"):
+            assert not torch.equal(de.state_dict()[name], fr.state_dict()[name])
+        assert torch.equal(de.state_dict()["model.encoder.layers.0.fc1.weight"],
+                           fr.state_dict()["model.encoder.layers.0.fc1.weight"])  # fmt: skip
+
+
+def test_whisper_export_refusals_write_nothing(whisper_base, tmp_path):
+    routed = _model_dir(whisper_base, tmp_path, "hlora")
+    r = run_cli("export", "hf", routed, "-o", tmp_path / "a", check=False)
+    assert r.returncode == 2 and "choose one with --lang (de, fr, en)" in r.stderr
+    r = run_cli("export", "peft", routed, "-o", tmp_path / "a", check=False)
+    assert r.returncode == 2 and "`hlora export hf --lang LANG` writes it as a transformers Whisper" in r.stderr
+    true_length = _model_dir(whisper_base, tmp_path, "hlora", "true-length")
+    r = run_cli("export", "hf", true_length, "--lang", "de", "-o", tmp_path / "a", check=False)
+    assert r.returncode == 2 and "--encoder-input true-length" in r.stderr and "--allow-30s-input" in r.stderr
+    assert not (tmp_path / "a").exists()
+    run_cli("export", "hf", true_length, "--lang", "de", "-o", tmp_path / "a", "--allow-30s-input")
+    assert json.loads((tmp_path / "a" / "generation_config.json").read_text())["language"] == "de"
+    # nothing routed and no --lang: Whisper's own language detection stays
+    r = run_cli("export", "hf", _model_dir(whisper_base, tmp_path, "shared-lora"), "-o", tmp_path / "s")
+    assert "(language detected)" in r.stdout and GenerationConfig.from_pretrained(tmp_path / "s").language is None
