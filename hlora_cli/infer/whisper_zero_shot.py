@@ -41,10 +41,10 @@ class WhisperZeroShot:
             raise HloraError(f"{model_dir}: not a transformers Whisper directory ({e})") from e
         gen = self.model.generation_config
         self.lang_ids = {tok.strip("<|>"): i for tok, i in gen.lang_to_id.items()}
-        self.forced = self._forced_language(gen.language) if getattr(gen, "language", None) else None
+        self.forced = self._forced_language(model_dir, gen.language) if getattr(gen, "language", None) else None
         if self.forced and languages:
             raise HloraError(
-                f"{model_dir}: its generation config forces language {self.forced} (an `hlora export hf` model): "
+                f"{model_dir}: its generation config forces language {self.forced} (as `hlora export hf` writes): "
                 "--whisper-languages does not apply"
             )
         if languages:  # restrict detection to a language set (as a multilingual system would)
@@ -59,14 +59,14 @@ class WhisperZeroShot:
         self.dtype = check_dtype(self.options.dtype, self.device)
         self.model.to(self.device)
 
-    def _forced_language(self, language: str) -> str:
+    def _forced_language(self, model_dir: str, language: str) -> str:
         """The code of a generation config's `language` ("de", "<|de|>" or "german")."""
         from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
 
         code = language.strip("<|>").lower()
         code = TO_LANGUAGE_CODE.get(code, code)
         if code not in self.lang_ids:
-            raise HloraError(f"the generation config forces language '{language}', which has no language token")
+            raise HloraError(f"{model_dir}: its generation config forces language '{language}', which has no token")
         return code
 
     def languages(

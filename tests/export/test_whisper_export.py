@@ -103,7 +103,18 @@ def test_whisper_export_refusals_write_nothing(whisper_base, tmp_path):
     assert r.returncode == 2 and "--encoder-input true-length" in r.stderr and "--allow-30s-input" in r.stderr
     assert not (tmp_path / "a").exists()
     run_cli("export", "hf", true_length, "--lang", "de", "-o", tmp_path / "a", "--allow-30s-input")
-    assert json.loads((tmp_path / "a" / "generation_config.json").read_text())["language"] == "de"
+    gen_file = tmp_path / "a" / "generation_config.json"
+    gen = json.loads(gen_file.read_text())
+    assert gen["language"] == "de"
+    # a generation config may name the language as transformers accepts it; one that has no token is refused
+    (tmp_path / "wav").mkdir()
+    sf.write(tmp_path / "wav" / "u.wav", WAVS[0], 16000)
+    gen_file.write_text(json.dumps({**gen, "language": "german"}))
+    run_cli("decode", tmp_path / "wav", "--whisper", tmp_path / "a", "-o", tmp_path / "g.jsonl")
+    assert json.loads((tmp_path / "g.jsonl").read_text())["lang"] == "de"
+    gen_file.write_text(json.dumps({**gen, "language": "klingon"}))
+    r = run_cli("decode", tmp_path / "wav", "--whisper", tmp_path / "a", "-o", tmp_path / "k.jsonl", check=False)
+    assert r.returncode == 2 and f"{tmp_path / 'a'}: its generation config forces language 'klingon'" in r.stderr
     # nothing routed and no --lang: Whisper's own language detection stays
     r = run_cli("export", "hf", _model_dir(whisper_base, tmp_path, "shared-lora"), "-o", tmp_path / "s")
     assert "(language detected)" in r.stdout and GenerationConfig.from_pretrained(tmp_path / "s").language is None
