@@ -32,6 +32,7 @@ from hlora_cli.model import CTCModel, ModelOutput
 from hlora_cli.model.backbone import Features
 from hlora_cli.model.whisper_decoder import TOKENS_PER_SECOND, generate, token_budget
 from hlora_cli.values import check_number
+from text_normalization import normalize
 
 MODES = ("single", "two-stage", "oracle")
 ROUTINGS = {"hard": "predicted", "soft": "soft", "top2": "top2"}  # --routing -> the model core's routing
@@ -388,9 +389,9 @@ class Recognizer:
         lang_idx = decoded.routed[i]
         code = given or (decided[0] if decided else self.model.languages[lang_idx])
         probs = decided[1] if decided else {}
-        if self.seq2seq:
+        if self.seq2seq:  # normalised as the training targets were, and as every other system writes
             text = " ".join(t for _, t in sorted(decoded.texts[i], key=lambda p: p[0].index) if t)
-            return Result(it.id, code, probs, text, [], it.duration)
+            return Result(it.id, code, probs, normalize(text, code), [], it.duration)
         hyp = self._hypothesis(stitch(decoded.parts[i], self.fps), lang_idx)
         return Result(it.id, code, probs, hyp.text, hyp.words, it.duration)
 

@@ -58,9 +58,8 @@ def test_zero_lora_reproduces_zero_shot_text_on_real_clips(zero_lora_model, whis
     assert r.returncode == 0, r.stderr[-2000:]
     zero_shot, ours = rows(tmp_path / "zs.jsonl"), rows(tmp_path / "s.jsonl")
     assert [zero_shot[i]["lang"] for i in CLIPS] == ["en", "de", "fr", "es"]  # Whisper's own LID agrees
-    for i, lang in zip(CLIPS, ["en", "de", "fr", "es"], strict=True):
-        # the zero-shot rows are normalised on output; ours keep Whisper's casing and punctuation
-        assert normalize(ours[i]["text"], lang) == zero_shot[i]["text"] and ours[i]["text"]
+    for i in CLIPS:  # both written normalised
+        assert ours[i]["text"] == zero_shot[i]["text"] and ours[i]["text"]
 
 
 def test_long_recording_is_decoded_in_windows(zero_lora_model, whisper_base, real_manifest, tmp_path):
