@@ -122,11 +122,14 @@ class WhisperZeroShot:
         found = self.languages(feats, wins, by_item) if wins else {}
         lang_of = {i: lang for i, (lang, _) in found.items()}
         texts = [""] * len(wins)
+        tokenizer = self.processor.tokenizer
+        special = set(tokenizer.all_special_ids)
         for lang in sorted(set(lang_of.values())):  # generate per language
             idx = [n for n, w in enumerate(wins) if lang_of[w.item] == lang]
             for b in range(0, len(idx), self.batch_size):
                 part = idx[b : b + self.batch_size]
-                cap = max(token_budget(wins[n].end - wins[n].start, opt.max_tokens_per_second) for n in part)
+                caps = [token_budget(wins[n].end - wins[n].start, opt.max_tokens_per_second) for n in part]
+                cap = max(caps)  # the batch runs to its longest budget; each window is cut to its own below
                 with autocast(self.device, self.dtype), quiet_generation():
                     ids = self.model.generate(
                         torch.stack([feats[n] for n in part]).to(self.device),
@@ -137,8 +140,8 @@ class WhisperZeroShot:
                         no_repeat_ngram_size=opt.no_repeat_ngram,
                         max_new_tokens=min(cap, self.model.config.max_target_positions - 4),
                     )
-                for n, t in zip(part, self.processor.batch_decode(ids, skip_special_tokens=True), strict=True):
-                    texts[n] = t.strip()
+                for n, row, own in zip(part, ids.tolist(), caps, strict=True):
+                    texts[n] = tokenizer.decode([t for t in row if t not in special][:own]).strip()
         results, audio = [], 0.0
         for i, ns in by_item.items():
             it, lang = items[i], lang_of[i]

@@ -13,6 +13,7 @@ from transformers import GenerationConfig, WhisperForConditionalGeneration, Whis
 
 from hlora_cli.model import build_model, load_model, save_model
 from hlora_cli.model.backbone import _hf_config
+from hlora_cli.model.whisper_decoder import token_budget
 from tests.cli.inprocess import run_cli
 from tests.conftest import randomize_adapters, waves
 from tests.model.test_seq2seq import decode, s2s_config
@@ -27,13 +28,15 @@ def _model_dir(whisper_base: Path, root: Path, model_type: str, encoder_input: s
     return save_model(model, root / f"{model_type}-{encoder_input}")
 
 
-def _generate(model: WhisperForConditionalGeneration, processor: WhisperProcessor, **kw) -> list[list[int]]:
+def _generate(
+    model: WhisperForConditionalGeneration, processor: WhisperProcessor, max_new_tokens: int = 12, **kw
+) -> list[list[int]]:
     special = set(processor.tokenizer.all_special_ids)
     out = []
     for w in WAVS:
         feats = processor.feature_extractor(w, sampling_rate=16000, return_tensors="pt").input_features
         with torch.no_grad():
-            ids = model.generate(feats, max_new_tokens=12, do_sample=False, **kw)
+            ids = model.generate(feats, max_new_tokens=max_new_tokens, do_sample=False, **kw)
         out.append([t for t in ids[0].tolist() if t not in special])
     return out
 
@@ -64,13 +67,16 @@ def test_exported_whisper_generates_what_hlora_decodes_for_the_language(model_ty
     (tmp_path / "wav").mkdir()
     for i, w in enumerate(WAVS):
         sf.write(tmp_path / "wav" / f"u{i}.wav", w, 16000)
-    run_cli("decode", tmp_path / "wav", "--whisper", tmp_path / "hf-de", "--max-tokens-per-second", "0.1",
+    run_cli("decode", tmp_path / "wav", "--whisper", tmp_path / "hf-de", "--max-tokens-per-second", "5",
             "-o", tmp_path / "hyp.jsonl")  # fmt: skip
     rows = [json.loads(line) for line in (tmp_path / "hyp.jsonl").read_text().splitlines()]
-    # a budget of 0.1 tokens/s + 10: the first 10 of the 12 tokens generated above
+    # 5 tokens/s + 10: 15, 18 and 16 tokens; batched together, each is still cut to its own budget
+    budgets = [token_budget(len(w) / 16000, 5.0) for w in WAVS]
+    assert budgets == [15, 18, 16]
+    longest = _generate(whisper, processor, max_new_tokens=18)  # whisper: the German export
+    assert all(len(ids) == 18 for ids in longest)  # a tiny random model loops to its cap
     texts = [
-        normalize(processor.tokenizer.decode(ids[:10], skip_special_tokens=True).strip(), "de")
-        for ids in exported["de"]
+        normalize(processor.tokenizer.decode(ids[:n]).strip(), "de") for ids, n in zip(longest, budgets, strict=True)
     ]
     assert [(r["lang"], r["lang_probs"], r["text"]) for r in rows] == [("de", {"de": 1.0}, t) for t in texts]
     r = run_cli("decode", tmp_path / "wav", "--whisper", tmp_path / "hf-de", "--whisper-languages", "de,fr",

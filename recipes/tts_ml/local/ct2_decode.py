@@ -47,21 +47,23 @@ def main() -> None:
     model = ctranslate2.models.Whisper(str(ct2_dir), device="cpu", compute_type=args.quantization)
     tokens = ["<|startoftranscript|>", f"<|{lang}|>", "<|transcribe|>", "<|notimestamps|>"]
     prompt = processor.tokenizer.convert_tokens_to_ids(tokens)
+    special = set(processor.tokenizer.all_special_ids)
     utts = list(read_manifest(args.manifest))
     rows = []
     for b in range(0, len(utts), BATCH):
         part = utts[b : b + BATCH]
         waves = [load_audio(u.audio, u.start, u.end) for u in part]
         feats = processor.feature_extractor(waves, sampling_rate=16000, return_tensors="np").input_features
-        budget = max(token_budget(len(w) / 16000) for w in waves)
+        budgets = [token_budget(len(w) / 16000) for w in waves]
         found = model.generate(
             ctranslate2.StorageView.from_array(np.ascontiguousarray(feats)),
             [prompt] * len(part),
             beam_size=1,
-            max_length=len(prompt) + budget,
+            max_length=len(prompt) + max(budgets),  # the batch's longest; each is cut to its own below
         )
-        for u, r in zip(part, found, strict=True):
-            text = processor.tokenizer.decode(r.sequences_ids[0], skip_special_tokens=True).strip()
+        for u, r, own in zip(part, found, budgets, strict=True):
+            ids = [t for t in r.sequences_ids[0] if t not in special][:own]
+            text = processor.tokenizer.decode(ids).strip()
             rows.append({"id": u.id, "lang": lang, "lang_probs": {lang: 1.0}, "text": normalize(text, lang)})
     body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     atomic_write(args.out, lambda p: p.write_text(body, encoding="utf-8"))
