@@ -17,7 +17,7 @@ from hlora_cli.errors import HloraError
 from hlora_cli.infer.inputs import Item, item_duration
 from hlora_cli.infer.long_audio import text_windows
 from hlora_cli.infer.runner import DecodeOptions, Report, Result
-from hlora_cli.model.whisper_decoder import quiet_generation, token_budget
+from hlora_cli.model.whisper_decoder import quiet_generation, text_tokens, token_budget
 from text_normalization import normalize
 
 
@@ -141,7 +141,7 @@ class WhisperZeroShot:
                         max_new_tokens=min(cap, self.model.config.max_target_positions - 4),
                     )
                 for n, row, own in zip(part, ids.tolist(), caps, strict=True):
-                    texts[n] = tokenizer.decode([t for t in row if t not in special][:own]).strip()
+                    texts[n] = tokenizer.decode(text_tokens(row, special, own)).strip()
         results, audio = [], 0.0
         for i, ns in by_item.items():
             it, lang = items[i], lang_of[i]

@@ -47,6 +47,13 @@ def token_budget(seconds: float, per_second: float = TOKENS_PER_SECOND) -> int:
     return int(per_second * seconds) + 10
 
 
+def text_tokens(ids: list[int], special: set[int], budget: int | None) -> list[int]:
+    """One generated row's text: special tokens (prefix, end) dropped, cut to the utterance's own
+    budget (a batch is generated to its longest budget)."""
+    text = [t for t in ids if t not in special]
+    return text if budget is None else text[:budget]
+
+
 class WhisperSeq2SeqBackbone(WhisperBackbone):
     """WhisperForConditionalGeneration behind the backbone interface: `encoder` as WhisperBackbone,
     plus `decoder` and `proj_out` (registered, so they move and freeze with the backbone) and the
@@ -236,8 +243,7 @@ def generate(
             return_timestamps=False,
         )
     special = set(bb.tokenizer.all_special_ids)
-    texts = [[t for t in row.tolist() if t not in special] for row in seqs]
-    result: list[list[int]] = [[] for _ in texts]
+    result: list[list[int]] = [[] for _ in codes]
     for pos, i in enumerate(order.tolist()):
-        result[i] = texts[pos][: caps[pos]] if caps[pos] is not None else texts[pos]
+        result[i] = text_tokens(seqs[pos].tolist(), special, caps[pos])
     return result

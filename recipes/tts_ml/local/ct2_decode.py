@@ -18,7 +18,7 @@ import numpy as np
 from hlora_cli.data.audio import load_audio
 from hlora_cli.data.manifest import read_manifest
 from hlora_cli.files import atomic_write
-from hlora_cli.model.whisper_decoder import token_budget
+from hlora_cli.model.whisper_decoder import text_tokens, token_budget
 from text_normalization import normalize
 
 BATCH = 8
@@ -62,8 +62,7 @@ def main() -> None:
             max_length=len(prompt) + max(budgets),  # the batch's longest; each is cut to its own below
         )
         for u, r, own in zip(part, found, budgets, strict=True):
-            ids = [t for t in r.sequences_ids[0] if t not in special][:own]
-            text = processor.tokenizer.decode(ids).strip()
+            text = processor.tokenizer.decode(text_tokens(r.sequences_ids[0], special, own)).strip()
             rows.append({"id": u.id, "lang": lang, "lang_probs": {lang: 1.0}, "text": normalize(text, lang)})
     body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     atomic_write(args.out, lambda p: p.write_text(body, encoding="utf-8"))
