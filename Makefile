@@ -42,11 +42,12 @@ kenlm: install
 demo: install system-deps
 	bash recipes/demo/run.sh
 
-# Every stage of recipes/tts_ml and recipes/mlc_slm at tiny sizes (a few training steps): a broken
-# stage fails.
+# Every stage of recipes/tts_ml, recipes/mlc_slm and recipes/real at tiny sizes (a few training
+# steps; recipes/real on a synthesised copy of its three corpora's layouts): a broken stage fails.
 smoke: install system-deps whisper-base kenlm
 	bash recipes/tts_ml/run.sh --smoke
 	bash recipes/mlc_slm/run.sh --smoke
+	bash recipes/real/run.sh --smoke
 
 lint: install
 	$(BIN)/ruff check hlora_cli text_normalization tests bench recipes

@@ -16,16 +16,20 @@ from text_normalization.iso639 import ISO_639_1, ISO_639_3
 
 @dataclass(frozen=True)
 class Normalizer:
-    """NFKC -> case folding -> punctuation removal -> [character splitting] -> spaces."""
+    """NFKC -> [script folding] -> case folding -> punctuation removal -> [character splitting] ->
+    spaces."""
 
     lang: str
     keep_apostrophes: bool = False  # English, French: `it's`, `l'homme`
     split_characters: bool = False  # Japanese, Korean, Thai, Chinese: scored by CER
+    fold_script: str | None = None  # an OpenCC conversion: Chinese in one script (`t2s`: Simplified)
 
     def __call__(self, text: str, keep_words: bool = False, prefix: bool = False) -> str:
         """Normalize one line. `keep_words` leaves word spacing as written (e.g. Korean eojeol) instead
         of splitting characters; `prefix` starts the result with the language token `<lang>`."""
         text = rules.strip_language_prefix(rules.nfkc(text).strip())
+        if self.fold_script:
+            text = rules.fold_chinese_script(text, self.fold_script)
         text = rules.fold_case(text)
         text = rules.remove_punctuation(text, keep_apostrophes=self.keep_apostrophes)
         text = rules.collapse_spaces(text)
@@ -38,7 +42,11 @@ _REGISTRY: dict[str, Normalizer] = {
     "en": Normalizer("en", keep_apostrophes=True),
     "fr": Normalizer("fr", keep_apostrophes=True),
     **{lang: Normalizer(lang) for lang in ("de", "es", "pt", "it", "ru", "vi")},
-    **{lang: Normalizer(lang, split_characters=True) for lang in ("ja", "ko", "th", "zh")},
+    **{lang: Normalizer(lang, split_characters=True) for lang in ("ja", "ko", "th")},
+    # Mandarin is written in Simplified or Traditional characters: score it in one script (Whisper
+    # writes Traditional for much Mandarin speech). Digits stay digits: `150` against `一百五十` is an
+    # error, as the reading of a number is part of the transcript.
+    "zh": Normalizer("zh", split_characters=True, fold_script="t2s"),
 }
 LANGUAGES = tuple(sorted(_REGISTRY))
 CER_LANGUAGES = tuple(lang for lang, n in _REGISTRY.items() if n.split_characters)

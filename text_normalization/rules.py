@@ -3,6 +3,7 @@ language. Every rule is idempotent, so their composition is too."""
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 
 import regex
@@ -18,6 +19,7 @@ _PREFIX = regex.compile(r"^(?:<[a-z]{2,3}(?:-[a-z0-9]+)?>\s*)+")
 _LETTER_APOSTROPHE = regex.compile(r"(?<=\p{L})'(?=\p{L})")
 _DIGIT_MARK = regex.compile(r"(?<=\d)[.,](?=\d)")
 _PUNCTUATION = regex.compile(r"\p{P}")
+_HAN = regex.compile(r"\p{Han}")
 
 
 def nfkc(text: str) -> str:
@@ -60,6 +62,22 @@ def split_characters(text: str) -> str:
     whole, as single tokens."""
     text = _SPLIT_CHAR.sub(lambda m: f" {m.group(0)} ", text)
     return collapse_spaces(text)
+
+
+@functools.lru_cache(maxsize=4)
+def _opencc(config: str):  # building a converter reads its dictionaries: once per process
+    import opencc
+
+    return opencc.OpenCC(config)
+
+
+def fold_chinese_script(text: str, config: str = "t2s") -> str:
+    """Traditional Chinese characters to Simplified (OpenCC's `t2s` conversion: 本保險 -> 本保险,
+    臺灣 -> 台湾), so that a script variant of the same word is never scored as an error. Text
+    without Han characters is returned as it is."""
+    if not _HAN.search(text):
+        return text
+    return _opencc(config).convert(text)
 
 
 def strip_language_prefix(text: str) -> str:

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hlora_cli.data.importers import ImportResult, ImportSummary, write_import
-from hlora_cli.data.manifest import read_manifest
+from hlora_cli.data.manifest import Utterance, read_manifest
 from hlora_cli.errors import HloraError
 
 app = typer.Typer(
@@ -18,6 +18,8 @@ app = typer.Typer(
 )
 console = Console()
 
+# What a Kaldi data dir holds that `prepare kaldi` reads: an output may be none of them.
+KALDI_INPUTS = ("wav.scp", "text", "segments", "utt2spk", "utt2lang")
 OUT = typer.Option(..., "-o", "--out", help="Manifest to write (JSONL); rejected rows go to OUT.rejected.jsonl.")
 LANGS = typer.Option(None, "--languages", help="Comma-separated language set; rows in other languages are rejected.")
 MAXDUR = typer.Option(30.0, "--max-duration", help="Reject utterances longer than this (seconds).")
@@ -50,7 +52,22 @@ def print_summary(s: ImportSummary) -> None:
         console.print("rejected: none")
 
 
+def _check_out(out: Path, inputs: list[Path]) -> None:
+    """OUT and OUT.rejected.jsonl (written, or removed when nothing is rejected) apart from the
+    files the importer reads; checked before any work."""
+    from hlora_cli.files import check_output
+
+    check_output(out, inputs, "manifest")
+    check_output(out.with_suffix(".rejected.jsonl"), inputs, "rejected rows' file")
+
+
 def _write_manifest(result: ImportResult, out: Path, languages: list[str] | None, max_duration: float) -> None:
+    """Write what an importer found; no output may be an audio file a row lists."""
+    from hlora_cli.files import check_not_listed
+
+    rows = [*result.utts, *(r.utt for r in result.rejected)]
+    listed = (u.audio if isinstance(u, Utterance) else str(u.get("audio", "")) for u in rows)
+    check_not_listed([out, out.with_suffix(".rejected.jsonl")], listed)
     print_summary(write_import(result, out, languages, max_duration))
 
 
@@ -65,6 +82,11 @@ def kaldi(
     allow_pipes: bool = typer.Option(
         False, "--allow-pipes", help="Run 'cmd |' entries of wav.scp (audio cached as wav)."
     ),
+    audio_root: Path = typer.Option(
+        None,
+        "--audio-root",
+        help="Folder that relative wav.scp paths start from (Kaldi recipes: where run.sh runs); default: the data dir.",
+    ),
     languages: str = LANGS,
     max_duration: float = MAXDUR,
 ) -> None:
@@ -72,8 +94,12 @@ def kaldi(
     from hlora_cli.data.importers.kaldi import import_kaldi
 
     langs = _languages(languages)
+    _check_out(out, [data_dir / name for name in KALDI_INPUTS])
+    if audio_root is not None and not audio_root.is_dir():
+        raise HloraError(f"--audio-root {audio_root}: not a directory")
     cache = out.parent / f"{out.stem}_pipe_audio"
-    _write_manifest(import_kaldi(data_dir, lang, lang_from_id, allow_pipes, cache), out, langs, max_duration)
+    result = import_kaldi(data_dir, lang, lang_from_id, allow_pipes, cache, audio_root)
+    _write_manifest(result, out, langs, max_duration)
 
 
 @app.command("export-kaldi")
@@ -106,6 +132,7 @@ def mlc_slm(
     from hlora_cli.data.importers.mlc_slm import import_mlc_slm
 
     langs = _languages(languages)
+    _check_out(out, sorted(root.rglob("*.txt")) if root.is_dir() else [])  # the segment transcripts
     _write_manifest(import_mlc_slm(root), out, langs, max_duration)
 
 
@@ -117,9 +144,61 @@ def folder(
     max_duration: float = MAXDUR,
 ) -> None:
     """Import a folder of audio files with same-named .txt transcripts."""
-    from hlora_cli.data.importers.folder import import_folder
+    from hlora_cli.data.importers.folder import audio_files, import_folder
 
+    if directory.is_dir():  # the folder's audio and transcripts are its inputs
+        _check_out(out, [p for _, a in audio_files(directory) for p in (a, a.with_suffix(".txt"))])
     _write_manifest(import_folder(directory, lang), out, None, max_duration)
+
+
+@app.command("deeply-ko")
+def deeply_ko(
+    root: Path = typer.Argument(..., help="The Korean-Read-Speech-Corpus folder (or its dataset/ folder)."),
+    out: Path = OUT,
+    max_duration: float = MAXDUR,
+) -> None:
+    """Import the Deeply Korean Read Speech Corpus (3 rooms x 3 distances x 2 phones, 2 readers)."""
+    from hlora_cli.data.importers.deeply_ko import TRANSCRIPTS, import_deeply_ko
+
+    _check_out(out, [root / TRANSCRIPTS, root / "dataset" / TRANSCRIPTS])
+    _write_manifest(import_deeply_ko(root), out, None, max_duration)
+
+
+@app.command("magicdata-tts")
+def magicdata_tts(
+    root: Path = typer.Argument(..., help="Corpus folder holding ProsodyLabeling/ and Wave/."),
+    out: Path = OUT,
+    lang: str = typer.Option("zh", "--lang", help="Language of the corpus."),
+    max_duration: float = MAXDUR,
+) -> None:
+    """Import a Magic Data Mandarin TTS corpus (prosody marks #1-#4 removed, 48 kHz audio read at 16 kHz)."""
+    from hlora_cli.data.importers.magicdata_tts import import_magicdata_tts
+    from text_normalization.registry import language_code
+
+    _check_out(out, sorted((root / "ProsodyLabeling").glob("*.txt")))
+    _write_manifest(import_magicdata_tts(root, language_code(lang, "--lang")), out, None, max_duration)
+
+
+@app.command()
+def split(
+    manifest: Path = typer.Argument(..., help="Manifest to split."),
+    out: Path = typer.Option(..., "-o", "--out", help="Manifest of the training side."),
+    test_out: Path = typer.Option(..., "--test-out", help="Manifest of the held-out side."),
+    by: str = typer.Option("text", "--by", help="Keep whole: text (each sentence), speaker or id."),
+    test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share of the groups held out, per language."),
+    seed: int = typer.Option(0, help="Seed of the draw."),
+) -> None:
+    """Split a manifest into train and test with no sentence (or speaker) on both sides."""
+    from hlora_cli.data.split import split_groups
+
+    _check_out(out, [manifest])
+    _check_out(test_out, [manifest, out, out.with_suffix(".rejected.jsonl")])
+    train, test = split_groups(read_manifest(manifest), by, test_fraction, seed)
+    write_import(ImportResult(train), out)
+    write_import(ImportResult(test), test_out)
+    for side, rows in (("train", train), ("test", test)):
+        groups = len({(u.lang, u.text_norm or u.text) for u in rows}) if by == "text" else None
+        console.print(f"{side}: {len(rows)} utterances" + (f", {groups} sentences" if groups is not None else ""))
 
 
 @app.command()
@@ -135,6 +214,8 @@ def cv(
     from hlora_cli.data.importers.cv import import_cv
 
     langs = _languages(languages)
+    tsv = tsv_or_dir / f"{split}.tsv" if tsv_or_dir.is_dir() else tsv_or_dir
+    _check_out(out, [tsv])
     _write_manifest(import_cv(tsv_or_dir, split, lang), out, langs, max_duration)
 
 
@@ -230,17 +311,27 @@ def subset(
         help="Keep only the utterances listed here (first field of each line: an id list, Kaldi text, "
         "wav.scp or utt2spk); repeatable.",
     ),
+    per_language: int = typer.Option(
+        None, "--per-language", help="Keep at most N utterances of each language, drawn at random (--seed)."
+    ),
+    seed: int = typer.Option(0, help="Seed of the --per-language draw."),
     max_duration: float = MAXDUR,
 ) -> None:
-    """Keep the utterances in the given languages and/or id lists (the others go to OUT.rejected.jsonl)."""
-    from hlora_cli.data.id_lists import select_ids
+    """Keep the utterances in the given languages and/or id lists, or a random sample of each
+    language (the others go to OUT.rejected.jsonl)."""
+    from hlora_cli.data.id_lists import sample_per_language, select_ids
 
-    if not languages and not ids:
-        raise HloraError("prepare subset: give --languages, --ids or both")
+    if not languages and not ids and per_language is None:
+        raise HloraError("prepare subset: give --languages, --ids, --per-language or a combination")
+    if per_language is not None and per_language < 1:
+        raise HloraError(f"--per-language {per_language}: keep at least 1")
+    _check_out(out, [manifest, *(ids or [])])
     langs = _languages(languages)
     result = ImportResult(read_manifest(manifest))
     if ids:
         result, missing = select_ids(result.utts, ids)
         if missing:
             console.print(f"[yellow]note:[/] {missing} listed id(s) are not in {manifest}")
+    if per_language is not None:
+        result = sample_per_language(result, per_language, seed)
     _write_manifest(result, out, langs, max_duration)

@@ -38,3 +38,28 @@ def select_ids(utts: list[Utterance], lists: list[Path]) -> tuple[ImportResult, 
         )
     rejected = [Rejected(u, NOT_LISTED) for u in utts if u.id not in wanted]
     return ImportResult(kept, rejected), len(wanted) - len(kept)
+
+
+NOT_SAMPLED = "not in the --per-language sample"
+
+
+def sample_per_language(result: ImportResult, n: int, seed: int = 0) -> ImportResult:
+    """At most `n` rows of each language, drawn at random (seeded) and kept in the input's order;
+    the others are rejected with reason NOT_SAMPLED."""
+    import random
+
+    rng = random.Random(seed)
+    by_lang: dict[str, list[int]] = {}
+    for i, u in enumerate(result.utts):
+        by_lang.setdefault(u.lang, []).append(i)
+    keep: set[int] = set()
+    for lang in sorted(by_lang):
+        rows = by_lang[lang]
+        keep.update(rows if len(rows) <= n else rng.sample(rows, n))
+    out = ImportResult(rejected=list(result.rejected))
+    for i, u in enumerate(result.utts):
+        if i in keep:
+            out.utts.append(u)
+        else:
+            out.rejected.append(Rejected(u, NOT_SAMPLED))
+    return out

@@ -18,7 +18,16 @@ from hlora_cli.data.audio import SAMPLE_RATE, load_audio
 from hlora_cli.data.manifest import Utterance
 from hlora_cli.errors import HloraError
 
-ESPEAK_VOICES = {"en": "en-us", "de": "de", "fr": "fr-fr", "es": "es", "pt": "pt-br", "ko": "ko", "it": "it"}
+ESPEAK_VOICES = {
+    "en": "en-us",
+    "de": "de",
+    "fr": "fr-fr",
+    "es": "es",
+    "pt": "pt-br",
+    "ko": "ko",
+    "it": "it",
+    "zh": "cmn",
+}
 # Voice variants: training uses these ...
 TRAIN_VARIANTS = ["m1", "m2", "m3", "m4", "f1", "f2", "f3"]
 # ... and test only these, never heard in training.

@@ -21,3 +21,30 @@ def run_cli(*args, check=True):
     if check:
         assert r.returncode == 0, (r.stderr, r.stdout[-2000:])
     return r
+
+
+def run_main(*args) -> tuple[int, str]:
+    """`hlora ARGS` through the real entry point, `hlora_cli.cli.main.main`, in this process:
+    (exit status, what it printed on stderr). Unlike run_cli, nothing is inferred: the status is
+    the one main() exits with."""
+    import contextlib
+    import io
+    import sys
+
+    from hlora_cli.cli import main as cli_main
+
+    stderr, argv = io.StringIO(), sys.argv
+    sys.argv = ["hlora", *(str(a) for a in args)]
+    cli_main._state["debug"] = False
+    err_file = cli_main.err.file
+    cli_main.err.file = stderr
+    try:
+        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+            cli_main.main()
+        code = 0
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else 1
+    finally:
+        sys.argv = argv
+        cli_main.err.file = err_file
+    return code, stderr.getvalue()

@@ -88,7 +88,7 @@ def _check_wav_entry(rec: str, fields: list[str], where: str, allow_pipes: bool)
         raise HloraError(f"{where}: recording '{rec}' has extra fields after the path (a pipe must end with '|')")
 
 
-def _wav_entry(rec: str, fields: list[str], where: str, data_dir: Path, cache: Path) -> str:
+def _wav_entry(rec: str, fields: list[str], where: str, audio_root: Path, cache: Path) -> str:
     """The audio path of a checked wav.scp entry (a pipe runs once, into `cache`); Unusable for a
     pipe that fails and for audio inside a Kaldi archive."""
     entry = " ".join(fields)
@@ -110,7 +110,7 @@ def _wav_entry(rec: str, fields: list[str], where: str, data_dir: Path, cache: P
             "archive; write it out as wav files (e.g. wav-copy) and list those"
         )
     path = Path(fields[0])
-    return str(path if path.is_absolute() else (data_dir / path))
+    return str(path if path.is_absolute() else (audio_root / path))
 
 
 def import_kaldi(
@@ -119,10 +119,12 @@ def import_kaldi(
     lang_from_id: bool = False,
     allow_pipes: bool = False,
     pipe_cache: Path | None = None,
+    audio_root: Path | None = None,
 ) -> ImportResult:
     """Rows from a Kaldi data dir. The language comes from utt2lang, else --lang, else (with
     `lang_from_id`) the id's prefix before the first '_' or '-'. Recordings that cannot be read
-    (a failing pipe, an ark entry) have their utterances rejected, with the line named."""
+    (a failing pipe, an ark entry) have their utterances rejected, with the line named. Relative
+    paths start from `audio_root` (default: the data dir)."""
     if lang is not None:
         lang = language_code(lang, "--lang")
     if not data_dir.is_dir():
@@ -149,7 +151,7 @@ def import_kaldi(
         if rec not in resolved:
             n, fields = recordings[rec]
             try:
-                resolved[rec] = _wav_entry(rec, fields, f"{wav_scp}:{n}", data_dir, cache)
+                resolved[rec] = _wav_entry(rec, fields, f"{wav_scp}:{n}", audio_root or data_dir, cache)
             except Unusable as e:
                 resolved[rec] = e
         return resolved[rec]
