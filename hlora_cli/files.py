@@ -39,12 +39,16 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
-def check_output_dir(out: str | Path, overwrite: bool, what: str = "output directory") -> Path:
+def check_output_dir(
+    out: str | Path, overwrite: bool, what: str = "output directory", inputs: Iterable[str | Path | None] = ()
+) -> Path:
     """An output directory a command will create: refused when something is already there (unless
-    `overwrite`, and then only a directory), or when it cannot be made. Checked before any work."""
+    `overwrite`, and then only a directory), when it is, lies in or holds an input (check_apart), or
+    when it cannot be made. Checked before any work."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise HloraError(f"{out}: is a file; give a directory for the {what}")
+    check_apart(out, inputs, what)
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise HloraError(f"{out}: exists and is not empty; give another {what} or --overwrite to replace it")
     check_parent(out, what)
@@ -81,18 +85,50 @@ def atomic_dir(out: Path, write: Callable[[Path], T]) -> T:
         raise
 
 
-def check_output(out: str | Path, inputs: Iterable[str | Path] = (), what: str = "output") -> Path:
-    """An output file the command may write: not a directory, not one of its inputs (after
-    resolving links), in a directory that exists or can be made. Checked before any work."""
+def check_output(out: str | Path, inputs: Iterable[str | Path | None] = (), what: str = "output") -> Path:
+    """An output file the command may write: not a directory, apart from its inputs (check_apart),
+    in a directory that exists or can be made. Checked before any work."""
     out = Path(out)
     if out.is_dir():
         raise HloraError(f"{out}: is a directory; give a file name for the {what}")
-    resolved = out.resolve()
-    for source in inputs:
-        if Path(source).exists() and Path(source).resolve() == resolved:
-            raise HloraError(f"{out}: the {what} would overwrite the input {source}; choose another name")
+    check_apart(out, inputs, what)
     check_parent(out, what)
     return out
+
+
+def check_apart(out: str | Path, inputs: Iterable[str | Path | None], what: str = "output") -> None:
+    """The one rule for every command's outputs: an output is not one of its inputs, not inside an
+    input directory (a model, a backbone, a corpus folder), and an output directory holds no input,
+    all compared after resolving links. Inputs that do not exist (a hub id), empty and None are
+    skipped."""
+    out = Path(out)
+    resolved = out.resolve()
+    for source in inputs:
+        if source is None or str(source) == "" or not Path(source).exists():
+            continue
+        src = Path(source).resolve()
+        if src == resolved:
+            raise HloraError(f"{out}: the {what} would overwrite the input {source}; choose another name")
+        if src.is_dir() and resolved.is_relative_to(src):
+            raise HloraError(f"{out}: the {what} would be written inside the input {source}; choose a path outside it")
+        if src.is_relative_to(resolved):
+            raise HloraError(f"{out}: the {what} would replace the input {source}, which it holds; choose another path")
+
+
+def check_not_listed(outputs: Iterable[str | Path], listed: Iterable[str], what: str = "audio file") -> None:
+    """No output is one of the files an input lists (a manifest's audio): only an output that
+    exists can be one, and only a listed file of its name (or its link target's) is resolved, so a
+    million-row manifest costs no million system calls."""
+    names: dict[str, Path] = {}
+    for out in map(Path, outputs):
+        if out.exists():
+            names[out.name] = names[out.resolve().name] = out
+    if not names:
+        return
+    for path in listed:
+        out = names.get(os.path.basename(path))
+        if out is not None and Path(path).resolve() == out.resolve():
+            raise HloraError(f"{out}: the output would overwrite the {what} {path}, which the input lists")
 
 
 def check_parent(path: Path, what: str = "output") -> None:

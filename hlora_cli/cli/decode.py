@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hlora_cli.errors import HloraError
+from hlora_cli.files import check_not_listed
 from hlora_cli.infer.inputs import collect_inputs, item_duration
 from hlora_cli.infer.output import PartialOutput, check_no_partial, check_outputs, kaldi_path, write_meta
 from hlora_cli.infer.runner import DecodeOptions, Recognizer, Report, chunks
@@ -156,8 +157,10 @@ def decode(
     if out is None and resume:
         raise HloraError("--resume continues the decode into -o OUT: give the same -o as the interrupted run")
     check_number("--chunk-seconds", chunk_seconds, 0, open_low=True)
-    if out is not None:
-        check_outputs(out, [*inputs, *(p for p in (model, lid_model, onnx) if p is not None)])
+    outputs: list[Path] = []
+    if out is not None:  # apart from the manifests, every model, backbone and LM (an audio folder may hold OUT)
+        read = [p for p in inputs if not Path(p).is_dir()] + [model, lid_model, onnx, whisper]
+        outputs = check_outputs(out, [*read, *(x.split("=", 1)[-1] for x in lm or [])])
         if not resume:
             check_no_partial(out)
     if onnx is not None and (routing != "hard" or device not in ("auto", "cpu") or dtype != "fp32"):
@@ -201,6 +204,7 @@ def decode(
         no_repeat_ngram=no_repeat_ngram,
     )
     items = collect_inputs(inputs)
+    check_not_listed(outputs, (it.audio for it in items))
     if whisper is not None:
         from hlora_cli.infer.whisper_zero_shot import WhisperZeroShot
 

@@ -8,7 +8,7 @@ import typer
 
 from hlora_cli.cli.decode import console, print_skipped, run_with_progress
 from hlora_cli.errors import HloraError
-from hlora_cli.files import check_output
+from hlora_cli.files import check_not_listed, check_output
 from hlora_cli.infer.inputs import collect_inputs
 from hlora_cli.infer.output import check_outputs, write_results
 from hlora_cli.infer.runner import DecodeOptions, Recognizer
@@ -31,9 +31,10 @@ def lid(
     from hlora_cli.score.metrics import lid_confusion
     from hlora_cli.score.report import plot_confusion
 
-    check_outputs(out, [*inputs, model], meta=False)
+    read = [p for p in inputs if not Path(p).is_dir()] + [model]
+    outputs = check_outputs(out, read, meta=False)
     if plot is not None:
-        check_output(plot, inputs, "--plot output")
+        outputs.append(check_output(plot, [*read, *outputs], "--plot output"))
     from hlora_cli.model.checkpoint import check_model_dir
 
     check_model_dir(model)
@@ -41,6 +42,7 @@ def lid(
         mode="single", batch_seconds=batch_seconds, device=device, dtype=dtype, num_workers=num_workers
     )
     items = collect_inputs(inputs)
+    check_not_listed(outputs, (it.audio for it in items))
     if plot is not None and not any(it.lang for it in items):
         raise HloraError(f"--plot {plot}: the inputs carry no reference language, so there is no confusion to plot")
     m = load_model(model)

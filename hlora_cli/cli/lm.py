@@ -37,6 +37,11 @@ def build(
         if any(t < 0 for t in thresholds) or len(thresholds) > order:
             raise HloraError(f"--prune {prune}: at most {order} non-negative counts (one per order)")
     texts = texts_by_language(manifests)
+    from hlora_cli.files import check_output
+
+    for lang in sorted(texts):  # what build_lm writes for each language: none may be an input
+        for suffix in (".arpa", ".bin"):
+            check_output(out_dir / f"{lang}{suffix}", manifests, "language model")
     if not texts:
         raise HloraError(f"{', '.join(map(str, manifests))}: no text to build a language model from")
     wanted = language_list(languages) if languages else sorted(texts)

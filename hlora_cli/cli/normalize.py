@@ -28,12 +28,11 @@ def normalize(
         return
     if out is None:
         raise HloraError("give -o OUT.jsonl to normalize a manifest, or --lang L to normalize one line of text")
-    from hlora_cli.files import check_output
+    from hlora_cli.files import check_not_listed, check_output
 
     check_output(out, [source], "normalized manifest")
-    utts = [
-        replace(u, text_norm=normalize_text(u.text, u.lang, keep_words=keep_words, prefix=prefix))
-        for u in read_manifest(source)
-    ]
+    rows = read_manifest(source)
+    check_not_listed([out], (u.audio for u in rows))
+    utts = [replace(u, text_norm=normalize_text(u.text, u.lang, keep_words=keep_words, prefix=prefix)) for u in rows]
     write_manifest(out, utts)
     Console().print(f"normalized {len(utts)} utterances -> {out}")

@@ -86,6 +86,37 @@ def save_model_dir(model: CTCModel, target: Path) -> None:
 
 # What a run writes in RUN_DIR: --overwrite removes these and nothing else.
 RUN_FILES = ("train.yaml", "metrics.jsonl", CHECKPOINT, "best", "last", "tensorboard")
+LOCK = ".lock"
+
+
+def foreign_files(run_dir: Path) -> list[str]:
+    """What a directory that holds no run (no train.yaml, no checkpoint) holds but our lock, sorted:
+    even a `best/` or `metrics.jsonl` there is the user's, not ours to append to or replace."""
+    return sorted(p.name for p in run_dir.iterdir() if p.name != LOCK)
+
+
+def lock_run_dir(run_dir: Path) -> object:
+    """An exclusive lock on RUN_DIR for as long as the returned object lives (the process's life):
+    a second training into the same directory stops at once instead of interleaving its
+    checkpoints and metrics with the first's."""
+    import fcntl
+
+    handle = open(run_dir / LOCK, "a+")  # noqa: SIM115  (held open: the lock lives with the handle)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip()
+        handle.close()
+        raise HloraError(
+            f"{run_dir}: another training is writing this run{f' (pid {holder})' if holder else ''}; "
+            "wait for it to end or give another --out"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
 
 
 def remove_run_files(run_dir: Path) -> None:

@@ -22,7 +22,7 @@ from hlora_cli.data.loader import Job, Loaded, Segment, default_workers, load_in
 from hlora_cli.data.vocab import Vocab, norm_text
 from hlora_cli.device import autocast, check_dtype, resolve_device
 from hlora_cli.errors import HloraError
-from hlora_cli.files import atomic_write, json_text
+from hlora_cli.files import atomic_write, check_apart, json_text
 from hlora_cli.infer.ctc_decode import greedy_hypothesis
 from hlora_cli.model import BackboneRef, CTCModel, LIDConfig, LoRAConfig, ModelConfig, build_model
 from hlora_cli.model.backbone import detect_kind
@@ -228,10 +228,9 @@ class Trainer:
         self.step, self.best, self.evals_since_best, self.bad_in_a_row, self.bad_total = 0, None, 0, 0, 0
         self.last_eval: dict = {}
         self.unreadable: dict[str, str] = {}  # utterance id -> why its audio was left out
+        self._open_run_dir()
         if resume:
             self._restore()
-        elif self.dist.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.dist.is_main:  # on resume too: the settings it goes on with (e.g. more steps)
             cfg.save(self.run_dir / "train.yaml")
         self.tensorboard = self._tensorboard()
@@ -257,6 +256,12 @@ class Trainer:
     def _check_run_dir(self, overwrite: bool) -> None:
         if self.run_dir.exists() and not self.run_dir.is_dir():
             raise HloraError(f"{self.run_dir}: is a file; --out names the run directory")
+        cfg = self.cfg  # the run directory is replaced as a whole: it may hold, or lie in, no input
+        check_apart(
+            self.run_dir,
+            [cfg.train, cfg.dev, cfg.vocab, cfg.backbone, cfg.init_from, *(cfg.experts or [])],
+            "run directory",
+        )
         holds_run = (self.run_dir / "train.yaml").exists() or (self.run_dir / run_state.CHECKPOINT).exists()
         if self.resume:
             if not (self.run_dir / run_state.CHECKPOINT).exists():
@@ -265,9 +270,25 @@ class Trainer:
             raise HloraError(
                 f"{self.run_dir} holds another run: pass --resume to continue it or --overwrite to replace it"
             )
-        elif holds_run and self.dist.is_main:
-            run_state.remove_run_files(self.run_dir)  # what we wrote; other files in RUN_DIR stay
-        if self.dist.is_main and self.run_dir.is_dir():
+        elif not holds_run and self.run_dir.is_dir():
+            foreign = run_state.foreign_files(self.run_dir)
+            if foreign:  # the user's folder: never appended to, replaced or cleaned by us
+                raise HloraError(
+                    f"{self.run_dir}: holds no hlora run but other files ({', '.join(foreign[:3])}); "
+                    "give a new or empty directory for the run"
+                )
+        # Nothing is removed here: --overwrite replaces the old run only once every input has been
+        # read and the model built (_open_run_dir), so a bad option never costs the old run.
+        self._replace_run = holds_run and not self.resume
+
+    def _open_run_dir(self) -> None:
+        """Make and lock RUN_DIR (one training at a time), then clear what an old run or a killed
+        write left: called after every check, so an error above leaves the directory as it was."""
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._lock = run_state.lock_run_dir(self.run_dir)
+            if self._replace_run:
+                run_state.remove_run_files(self.run_dir)  # what we wrote; other files in RUN_DIR stay
             run_state.remove_partial_writes(self.run_dir)
         self.dist.barrier()
 

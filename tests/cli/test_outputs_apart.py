@@ -1,0 +1,122 @@
+"""One output rule for every command (reliability, round 3): an output is never an input, never
+inside a model, backbone or corpus it reads, never an audio file a manifest lists, and an output
+directory holds no input. Each case through `main()`: exit 2, one `error:` line naming the file, and
+every file byte-identical."""
+
+import hashlib
+import json
+import shutil
+
+import pytest
+
+from hlora_cli.model import build_model, save_model
+from tests.cli.inprocess import run_main
+from tests.conftest import tiny_config
+from tests.data.helpers import write_audio
+
+
+def snapshot(root):
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+        for p in sorted(root.rglob("*"))
+    }
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("apart")
+    save_model(build_model(tiny_config("whisper", k=2)), root / "m")
+    rows = [
+        {"id": f"en{i}", "audio": str(write_audio(root / "aud" / f"en{i}.wav", 0.6)), "lang": "en", "text": "a b"}
+        for i in range(2)
+    ]
+    (root / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (root / "x.rejected.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    kd = root / "kd"
+    kd.mkdir()
+    (kd / "wav.scp").write_text(f"en0 {root / 'aud' / 'en0.wav'}\n")
+    (kd / "text").write_text("en0 a b\n")
+    folder = root / "f"
+    write_audio(folder / "en0.wav", 0.5)
+    (folder / "en0.txt").write_text("a b\n")
+    (root / "lm").mkdir()
+    shutil.copy(root / "t.jsonl", root / "lm" / "en.arpa")  # a manifest that happens to be named so
+    return root
+
+
+CASES = [
+    (
+        "decode-into-model",
+        lambda r: ["decode", r / "t.jsonl", "--model", r / "m", "-o", r / "m" / "config.json"],
+        "{r}/m/config.json: the output would be written inside the input {r}/m; choose a path outside it",
+    ),
+    (
+        "decode-over-adapters",
+        lambda r: ["decode", r / "t.jsonl", "--model", r / "m", "-o", r / "m" / "adapters.safetensors"],
+        "{r}/m/adapters.safetensors: the output would be written inside the input {r}/m; choose a path outside it",
+    ),
+    (
+        "decode-over-listed-audio",
+        lambda r: ["decode", r / "t.jsonl", "--model", r / "m", "-o", r / "aud" / "en0.wav"],
+        "{r}/aud/en0.wav: the output would overwrite the audio file {r}/aud/en0.wav, which the input lists",
+    ),
+    (
+        "decode-folder-over-its-audio",
+        lambda r: ["decode", r / "aud", "--model", r / "m", "-o", r / "aud" / "en1.wav"],
+        "{r}/aud/en1.wav: the output would overwrite the audio file {r}/aud/en1.wav, which the input lists",
+    ),
+    (
+        "lid-into-model",
+        lambda r: ["lid", r / "t.jsonl", "--model", r / "m", "-o", r / "m" / "config.json"],
+        "{r}/m/config.json: the output would be written inside the input {r}/m; choose a path outside it",
+    ),
+    (
+        "lid-plot-into-model",
+        lambda r: ["lid", r / "t.jsonl", "--model", r / "m", "-o", r / "out.jsonl", "--plot", r / "m" / "config.json"],
+        "{r}/m/config.json: the --plot output would be written inside the input {r}/m; choose a path outside it",
+    ),
+    (
+        "subset-over-input",
+        lambda r: ["prepare", "subset", r / "t.jsonl", "--languages", "en", "-o", r / "t.jsonl"],
+        "{r}/t.jsonl: the manifest would overwrite the input {r}/t.jsonl; choose another name",
+    ),
+    (
+        "subset-rejects-over-input",
+        lambda r: ["prepare", "subset", r / "x.rejected.jsonl", "--languages", "en", "-o", r / "x.jsonl"],
+        "{r}/x.rejected.jsonl: the rejected rows' file would overwrite the input {r}/x.rejected.jsonl; "
+        "choose another name",
+    ),
+    (
+        "kaldi-over-text",
+        lambda r: ["prepare", "kaldi", r / "kd", "--lang", "en", "-o", r / "kd" / "text"],
+        "{r}/kd/text: the manifest would overwrite the input {r}/kd/text; choose another name",
+    ),
+    (
+        "folder-over-transcript",
+        lambda r: ["prepare", "folder", r / "f", "--lang", "en", "-o", r / "f" / "en0.txt"],
+        "{r}/f/en0.txt: the manifest would overwrite the input {r}/f/en0.txt; choose another name",
+    ),
+    (
+        "normalize-over-listed-audio",
+        lambda r: ["normalize", r / "t.jsonl", "-o", r / "aud" / "en1.wav"],
+        "{r}/aud/en1.wav: the output would overwrite the audio file {r}/aud/en1.wav, which the input lists",
+    ),
+    (
+        "lm-over-its-manifest",
+        lambda r: ["lm", "build", r / "lm" / "en.arpa", "-o", r / "lm"],
+        "{r}/lm/en.arpa: the language model would overwrite the input {r}/lm/en.arpa; choose another name",
+    ),
+    (
+        "ct2-into-itself",
+        lambda r: ["backbone", "import-ct2", r / "m", r / "m", "--overwrite"],
+        "{r}/m: the HF model directory would overwrite the input {r}/m; choose another name",
+    ),
+]
+
+
+@pytest.mark.parametrize("name, argv, message", CASES, ids=[c[0] for c in CASES])
+def test_an_output_is_never_an_input(world, name, argv, message):
+    before = snapshot(world)
+    code, err = run_main(*argv(world))
+    assert code == 2 and err.strip() == "error: " + message.format(r=world), err
+    assert snapshot(world) == before
