@@ -12,7 +12,14 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from hlora_cli.errors import HloraError
 from hlora_cli.files import check_not_listed
 from hlora_cli.infer.inputs import collect_inputs, item_duration
-from hlora_cli.infer.output import PartialOutput, check_no_partial, check_outputs, kaldi_path, write_meta
+from hlora_cli.infer.output import (
+    PartialOutput,
+    check_no_partial,
+    check_outputs,
+    kaldi_path,
+    partial_path,
+    write_meta,
+)
 from hlora_cli.infer.runner import DecodeOptions, Recognizer, Report, chunks
 from hlora_cli.values import check_number
 
@@ -69,6 +76,13 @@ def stream(run, items, out: Path | None, system: dict, resume: bool, chunk_secon
     log = console if out is not None else Console(stderr=True)
     partial = PartialOutput(out, resume, system) if out is not None else None
     if partial is not None and partial.done:
+        foreign = partial.done_ids - {it.id for it in items}
+        if foreign:  # results of other inputs would end up in OUT beside these
+            raise HloraError(
+                f"{partial_path(out) if partial_path(out).exists() else out}: the earlier decode holds "
+                f"{len(foreign)} utterance(s) these inputs lack (e.g. '{sorted(foreign)[0]}'): resume with the "
+                "same inputs, or decode into another -o"
+            )
         items = [it for it in items if it.id not in partial.done_ids]
         log.print(f"resuming: {len(partial.done)} utterance(s) already decoded, {len(items)} to go", soft_wrap=True)
     skipped: list[tuple[str, str]] = []
@@ -205,12 +219,13 @@ def decode(
     )
     items = collect_inputs(inputs)
     check_not_listed(outputs, (it.audio for it in items))
+    sources = " ".join(str(Path(p).resolve()) for p in inputs)  # recorded: --resume takes the same inputs
     if whisper is not None:
         from hlora_cli.infer.whisper_zero_shot import WhisperZeroShot
 
         langs = [x.strip() for x in whisper_languages.split(",")] if whisper_languages else None
         run = WhisperZeroShot(whisper, languages=langs, options=options).run
-        system = {"whisper": whisper, **_generation(options)}
+        system = {"inputs": sources, "whisper": whisper, **_generation(options)}
         stream(run, items, out, system, resume, chunk_seconds, "whisper")
         return
     from hlora_cli.model import load_model
@@ -224,6 +239,7 @@ def decode(
         main_model = load_model(model)
     recognizer = Recognizer(main_model, options, first)
     system = {
+        "inputs": sources,
         "model": str(model if onnx is None else onnx),
         **({"onnx": True, "int8": main_model.int8} if onnx is not None else {}),
         "mode": mode,

@@ -60,7 +60,7 @@ class PartialOutput:
     at the first chunk's results (an error before them leaves nothing behind)."""
 
     # what must not change between an interrupted decode and its resumption (device, dtype may)
-    SAME = ("model", "onnx", "whisper", "mode", "routing", "decoder", "lid_model")
+    SAME = ("inputs", "model", "onnx", "whisper", "mode", "routing", "decoder", "lid_model")
 
     def __init__(self, out: Path, resume: bool, settings: dict | None = None) -> None:
         self.path = partial_path(out)

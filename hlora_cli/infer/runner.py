@@ -139,6 +139,13 @@ class Recognizer:
             raise HloraError("a lidlora model has no LID head: decode it with --mode oracle or --mode two-stage")
         if options.mode == "two-stage" and not lid_model.has_lid:
             raise HloraError("the --lid-model has no LID: use a ctc, shared-lora or hlora model")
+        if options.mode == "two-stage" and len(model.languages) > 1:
+            missing = sorted(set(model.languages) - set(lid_model.languages))
+            if lid_model.one_language or missing:  # it would route every utterance to what it knows
+                raise HloraError(
+                    f"the --lid-model tells only {', '.join(lid_model.languages)} apart, the model decodes "
+                    f"{', '.join(model.languages)}: give a first stage whose LID covers every language of the model"
+                )
         self.device = resolve_device(options.device)
         self.dtype = check_dtype(options.dtype, self.device)
         self.model, self.lid_model = self._ready(model, options), self._ready(lid_model, options)

@@ -106,3 +106,30 @@ def test_resume_needs_out_and_a_finished_output_has_nothing_left(data, tmp_path)
     before = (tmp_path / "hyp.jsonl").read_text()
     r = _decode(model, manifest, "-o", tmp_path / "hyp.jsonl", "--resume")
     assert "8 utterance(s) already decoded, 0 to go" in r.stdout and (tmp_path / "hyp.jsonl").read_text() == before
+
+
+def test_resume_with_other_inputs_is_refused(data, tmp_path):
+    from tests.cli.inprocess import run_main
+
+    model, manifest = data
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(line + "\n" for line in manifest.read_text().splitlines()[:3]))
+    out = tmp_path / "hyp.jsonl"
+    _decode(model, manifest, "-o", out)
+    before = out.read_bytes()
+    code, err = run_main("decode", other, "--model", model, "--num-workers", "0", "-o", out, "--resume")
+    assert code == 2 and err.strip() == (
+        f"error: {tmp_path / 'hyp.meta.json'}: the earlier decode of {out} used inputs {manifest.resolve()}, "
+        f"this one {other.resolve()}: resume with the same settings, or decode into another -o"
+    ), err
+    assert out.read_bytes() == before
+    # a finished output with no recorded inputs (an older hlora): the rows themselves tell
+    meta = json.loads((tmp_path / "hyp.meta.json").read_text())
+    del meta["inputs"]
+    (tmp_path / "hyp.meta.json").write_text(json.dumps(meta))
+    code, err = run_main("decode", other, "--model", model, "--num-workers", "0", "-o", out, "--resume")
+    assert code == 2 and err.strip() == (
+        f"error: {out}: the earlier decode holds 5 utterance(s) these inputs lack (e.g. 'u3'): resume with the same "
+        "inputs, or decode into another -o"
+    ), err
+    assert out.read_bytes() == before

@@ -1,11 +1,12 @@
 import json
+from pathlib import Path
 
 import pytest
 
 from hlora_cli.data.importers import write_import
 from hlora_cli.data.importers.cv import import_cv
 from hlora_cli.data.importers.folder import import_folder
-from hlora_cli.data.importers.kaldi import export_kaldi, import_kaldi
+from hlora_cli.data.importers.kaldi import export_kaldi, import_kaldi, pipe_cache_path
 from hlora_cli.data.importers.mlc_slm import import_mlc_slm
 from hlora_cli.data.manifest import read_manifest
 from hlora_cli.errors import HloraError
@@ -78,8 +79,33 @@ def test_kaldi_pipe_refused_unless_allowed(tmp_path):
         import_kaldi(d, lang_from_id=True)
     (d / "wav.scp").write_text(f"rec1 {tmp_path}/wav/rec1.wav\nrec2 cat {tmp_path}/wav/rec2.wav |\n")
     result = import_kaldi(d, lang_from_id=True, allow_pipes=True, pipe_cache=tmp_path / "cache")
-    assert result.utts[-1].audio == str(tmp_path / "cache" / "rec2.wav")
-    assert (tmp_path / "cache" / "rec2.wav").read_bytes() == (tmp_path / "wav" / "rec2.wav").read_bytes()
+    cached = pipe_cache_path(tmp_path / "cache", "rec2", f"cat {tmp_path}/wav/rec2.wav |")
+    assert result.utts[-1].audio == str(cached) and cached.parent == tmp_path / "cache"
+    assert cached.read_bytes() == (tmp_path / "wav" / "rec2.wav").read_bytes()
+
+
+def test_kaldi_pipe_cache_follows_the_command_and_stays_in_its_folder(tmp_path):
+    d = kaldi_dir(tmp_path)
+    write_audio(tmp_path / "wav" / "long.wav", 6.0)
+    cache = tmp_path / "cache"
+    (d / "segments").unlink()
+    (d / "text").write_text("en_a short\n")
+    (d / "wav.scp").write_text(f"en_a cat {tmp_path}/wav/rec1.wav |\n")
+    assert import_kaldi(d, "en", allow_pipes=True, pipe_cache=cache).utts[0].audio.endswith(".wav")
+    first = write_import(import_kaldi(d, "en", allow_pipes=True, pipe_cache=cache), tmp_path / "a.jsonl")
+    assert first.per_language["en"] == (1, 4.0 / 3600)
+    # wav.scp changed: the same recording id with another command is not the stale 4 s file
+    (d / "wav.scp").write_text(f"en_a cat {tmp_path}/wav/long.wav |\n")
+    second = write_import(import_kaldi(d, "en", allow_pipes=True, pipe_cache=cache), tmp_path / "b.jsonl")
+    assert second.per_language["en"] == (1, 6.0 / 3600)
+    # a recording id that climbs out of the cache, or an absolute one, still lands inside it
+    (tmp_path / "escaped.wav").write_bytes(b"a file of the user's")
+    for rec in ("../../escaped", "/abs/escaped", ".hidden"):
+        (d / "text").write_text(f"{rec} short\n")
+        (d / "wav.scp").write_text(f"{rec} cat {tmp_path}/wav/rec1.wav |\n")
+        (audio,) = [u.audio for u in import_kaldi(d, "en", allow_pipes=True, pipe_cache=cache).utts]
+        assert Path(audio).parent == cache and not Path(audio).name.startswith("."), audio
+    assert (tmp_path / "escaped.wav").read_bytes() == b"a file of the user's"
 
 
 def test_kaldi_missing_files_and_bad_lines(tmp_path):

@@ -74,6 +74,16 @@ def test_mode_errors(items):
         Recognizer(model("lidlora", 0), DecodeOptions(mode="single"))
     with pytest.raises(HloraError, match="two-stage decoding needs --lid-model"):
         Recognizer(model("hlora", 0), DecodeOptions(mode="two-stage"))
+    # an expert as first stage knows one language: it would route everything there
+    config = tiny_config("whisper", "expert")
+    config.languages, config.vocabs = [LANGS[0]], {LANGS[0]: config.vocabs[LANGS[0]]}
+    expert = build_model(config).eval()
+    with pytest.raises(HloraError) as e:
+        Recognizer(model("lidlora", 0), DecodeOptions(mode="two-stage"), lid_model=expert)
+    assert str(e.value) == (
+        f"the --lid-model tells only {LANGS[0]} apart, the model decodes {', '.join(LANGS)}: give a first stage "
+        "whose LID covers every language of the model"
+    )
     with pytest.raises(HloraError, match="oracle decoding needs a language for u0"):
         Recognizer(model("hlora", 0), DecodeOptions(mode="oracle")).run(items)
 

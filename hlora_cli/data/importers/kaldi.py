@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import subprocess
@@ -88,12 +89,23 @@ def _check_wav_entry(rec: str, fields: list[str], where: str, allow_pipes: bool)
         raise HloraError(f"{where}: recording '{rec}' has extra fields after the path (a pipe must end with '|')")
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def pipe_cache_path(cache: Path, rec: str, command: str) -> Path:
+    """Where a pipe's audio is kept: a file named by the recording id (made safe: no `/`, no
+    leading dot, so it stays inside the cache folder) and a hash of the command, so a cached file
+    is reused only for the same command and a changed wav.scp runs its pipe again."""
+    digest = hashlib.sha256(command.encode("utf-8")).hexdigest()[:16]
+    return cache / f"{_UNSAFE.sub('_', rec).lstrip('.')[:100]}-{digest}.wav"
+
+
 def _wav_entry(rec: str, fields: list[str], where: str, audio_root: Path, cache: Path) -> str:
     """The audio path of a checked wav.scp entry (a pipe runs once, into `cache`); Unusable for a
     pipe that fails and for audio inside a Kaldi archive."""
     entry = " ".join(fields)
     if entry.endswith("|"):
-        out = cache / f"{rec}.wav"
+        out = pipe_cache_path(cache, rec, entry)
         if not out.exists():
             wav = subprocess.run(entry[:-1], shell=True, capture_output=True, check=False)
             if wav.returncode != 0 or not wav.stdout:
