@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from hlora_cli.cli.progress import TrainProgress, print_summary
+from hlora_cli.errors import HloraError
 from hlora_cli.train.config import flag_overrides, load_config
 from hlora_cli.train.trainer import Trainer
 
@@ -168,6 +169,8 @@ def run_training(options: dict) -> None:
     out, config, resume, overwrite = (options.pop(k) for k in ("out", "config", "resume", "overwrite"))
     overrides = flag_overrides(options)
     base = out / "train.yaml" if resume and config is None else config
+    if resume and config is None and not (out / "train.yaml").exists():
+        raise HloraError(f"{out}: nothing to resume (no run was saved there: no train.yaml)")
     cfg = load_config(base, overrides)
     trainer = Trainer(cfg, out, resume=resume, overwrite=overwrite)
     console = Console(quiet=not trainer.dist.is_main)

@@ -196,6 +196,7 @@ class TrainConfig:
             ("--l1", self.l1, 1, inf, False, False, True),
             ("--kd-cos-weight", self.kd_cos_weight, 0, inf, False, False, False),
             ("--kd-js-weight", self.kd_js_weight, 0, inf, False, False, False),
+            ("--seed", self.seed, 0, 2**32 - 1, False, False, False),  # numpy's seed range
         ]
         for flag, value, low, high, open_low, open_high, optional in checks:
             check_number(flag, value, low, high, open_low=open_low, open_high=open_high, optional=optional)
@@ -239,8 +240,15 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> TrainConfig:
             loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         except FileNotFoundError as e:
             raise HloraError(f"{path}: config file not found") from e
-        except yaml.YAMLError as e:
-            raise HloraError(f"{path}: not valid YAML ({e})") from e
+        except IsADirectoryError as e:
+            raise HloraError(f"{path}: is a directory, expected a YAML file") from e
+        except UnicodeDecodeError as e:
+            raise HloraError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start})") from e
+        except yaml.YAMLError as e:  # one line: where and what, as an editor would show it
+            mark = getattr(e, "problem_mark", None)
+            where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+            what = " ".join(str(getattr(e, "problem", None) or e).split())
+            raise HloraError(f"{path}{where}: not valid YAML ({what})") from e
         if not isinstance(loaded, dict):
             raise HloraError(f"{path}: expected a mapping of settings")
         known = {f.name for f in fields(TrainConfig)}
@@ -252,15 +260,49 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> TrainConfig:
     return TrainConfig(**values)
 
 
-_NUMBERS = {f.name: f.type for f in fields(TrainConfig) if f.type in ("float", "int", "float | None", "int | None")}
+_TYPES = {f.name: f.type for f in fields(TrainConfig)}
 
 
 def _coerce(path: Path, key: str, value: Any) -> Any:
-    """YAML 1.1 reads `1e-3` (no dot) as a string; accept it as the number it is meant to be."""
-    number_type = _NUMBERS.get(key)
-    if number_type is None or value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
+    """A YAML value checked against its setting's type, as the CLI checks a flag: YAML 1.1 reads
+    `1e-3` (no dot) as a string, taken as the number it is meant to be; `true` is no number, 2.7 no
+    step count, 'no' no boolean, 5 no list of languages."""
+    kind = _TYPES[key]
+    optional = kind.endswith("| None")
+    kind = kind.removesuffix(" | None")
+    if value is None:
+        if optional:
+            return None
+        raise HloraError(f"{path}: setting {key} needs a value")
+    if kind in ("int", "float"):
+        if isinstance(value, bool):
+            raise HloraError(f"{path}: setting {key} must be a number, got {value!r}")
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise HloraError(f"{path}: setting {key} must be a number, got {value!r}") from None
+        if not isinstance(value, (int, float)):
+            raise HloraError(f"{path}: setting {key} must be a number, got {value!r}")
+        if kind == "float":
+            return float(value)
+        if isinstance(value, float) and not value.is_integer():
+            raise HloraError(f"{path}: setting {key} must be a whole number, got {value!r}")
+        return int(value)
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise HloraError(f"{path}: setting {key} must be true or false, got {value!r}")
         return value
-    try:
-        return float(value) if number_type.startswith("float") else int(value)
-    except (TypeError, ValueError):
-        raise HloraError(f"{path}: setting {key} must be a number, got {value!r}") from None
+    if kind == "str":
+        if not isinstance(value, str):
+            raise HloraError(f"{path}: setting {key} must be a string, got {value!r}")
+        return value
+    if kind == "list[str]":
+        if isinstance(value, str):
+            return [x.strip() for x in value.split(",") if x.strip()]
+        if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+            raise HloraError(
+                f"{path}: setting {key} must be a list of strings (or one comma-separated string), got {value!r}"
+            )
+        return value
+    return value

@@ -230,7 +230,11 @@ class Trainer:
         self.unreadable: dict[str, str] = {}  # utterance id -> why its audio was left out
         self._open_run_dir()
         if resume:
-            self._restore()
+            try:
+                self._restore()
+            except BaseException:
+                self.release()
+                raise
         if self.dist.is_main:  # on resume too: the settings it goes on with (e.g. more steps)
             cfg.save(self.run_dir / "train.yaml")
         self.tensorboard = self._tensorboard()
@@ -577,6 +581,19 @@ class Trainer:
 
     # --- the loop ------------------------------------------------------------------------
     def fit(self, on_step: Callback | None = None, on_eval: Callback | None = None) -> TrainSummary:
+        """Train to the end (or an early stop); the run directory is unlocked when it returns or fails."""
+        try:
+            return self._fit(on_step, on_eval)
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Unlock the run directory: another training may write it from now on."""
+        lock, self._lock = getattr(self, "_lock", None), None
+        if lock is not None:
+            lock.close()
+
+    def _fit(self, on_step: Callback | None, on_eval: Callback | None) -> TrainSummary:
         cfg = self.cfg
         start = time.time()
         stop = False
