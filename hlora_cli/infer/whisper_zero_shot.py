@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -34,12 +35,23 @@ class WhisperZeroShot:
         from hlora_cli.model.backbone import quiet_transformers
 
         quiet_transformers()
+        local = Path(model_dir)
+        if local.is_dir() and not ((local / "tokenizer.json").is_file() or (local / "vocab.json").is_file()):
+            raise HloraError(  # transformers would decode every utterance to an empty text
+                f"{model_dir}: no tokenizer (tokenizer.json, or vocab.json and merges.txt); copy Whisper's "
+                "tokenizer files into it"
+            )
         try:
             self.processor = WhisperProcessor.from_pretrained(model_dir)
             self.model = WhisperForConditionalGeneration.from_pretrained(model_dir).eval()
         except OSError as e:
             raise HloraError(f"{model_dir}: not a transformers Whisper directory ({e})") from e
         gen = self.model.generation_config
+        if not getattr(gen, "lang_to_id", None):
+            raise HloraError(
+                f"{model_dir}: its generation config has no language tokens (lang_to_id): zero-shot decoding needs "
+                "a multilingual Whisper with its decoder and generation_config.json"
+            )
         self.lang_ids = {tok.strip("<|>"): i for tok, i in gen.lang_to_id.items()}
         self.forced = self._forced_language(model_dir, gen.language) if getattr(gen, "language", None) else None
         if self.forced and languages:

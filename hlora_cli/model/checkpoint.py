@@ -95,6 +95,12 @@ def load_model(model_dir: str | Path, backbone: str | None = None) -> CTCModel:
     if set(state) != expected:
         missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
         raise HloraError(f"{path}: weights do not match the config (missing {missing[:3]}, unexpected {extra[:3]})")
+    finite = (n for n, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all())
+    broken = next(finite, None)
+    if broken is not None:  # it would decode every utterance to an empty text
+        raise HloraError(
+            f"{path}: {broken} holds NaN or infinite values; the training diverged: retrain, e.g. with a lower --lr"
+        )
     with torch.no_grad():
         params = dict(model.named_parameters())
         for name, t in state.items():

@@ -138,6 +138,10 @@ class ModelConfig:
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
+        for name in ("k", "l1"):  # counts of layers: a string or a boolean here is a hand-edited config
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                raise HloraError(f"{name} must be a whole number of layers, got {value!r}")
         self.model_type = canonical_model_type(self.model_type)
         if self.backbone_mode not in BACKBONE_MODES:
             raise HloraError(f"unknown backbone mode '{self.backbone_mode}': choose {', '.join(BACKBONE_MODES)}")
@@ -189,4 +193,12 @@ class ModelConfig:
         d["lid"] = LIDConfig(**d.get("lid", {}))
         d["layout"] = Layout(**d["layout"]) if d.get("layout") else None
         d.setdefault("format_version", 1)  # written before the field existed: k counted routed layers
+        version = d["format_version"]
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise HloraError(f"format_version {version!r} is not a format version")
+        if version > FORMAT_VERSION:
+            raise HloraError(
+                f"format_version {version}: written by a newer hlora (this one reads up to {FORMAT_VERSION}); "
+                "upgrade hlora to load it"
+            )
         return cls(**d)

@@ -108,6 +108,11 @@ def score(
         r, h = [p[0] for p in pairs], [p[1] for p in pairs]
         ws, wd, wi, wn = _edits(r, h, words=True)
         cs, cd, ci, cn = _edits([_chars(x, lang) for x in r], [_chars(x, lang) for x in h], words=False)
+        if not wn or not cn:  # errors per reference unit, of no units: undefined, not 400 %
+            raise HloraError(
+                f"language {lang}: its {len(pairs)} reference(s) hold no words once normalized, so an error rate "
+                "is undefined: score against references with text"
+            )
         wer, cer = (ws + wd + wi) / max(1, wn), (cs + cd + ci) / max(1, cn)
         by_char = get_normalizer(lang).split_characters
         s, d, i = (cs, cd, ci) if by_char else (ws, wd, wi)

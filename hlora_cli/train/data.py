@@ -44,6 +44,12 @@ def load_examples(
     utts = read_manifest(path)
     if not utts:
         raise HloraError(f"{path}: manifest is empty")
+    twice = [utt_id for utt_id, n in Counter(u.id for u in utts).items() if n > 1]
+    if twice:  # as decode refuses them: results, checkpoints' skip lists and dev scores key by id
+        raise HloraError(
+            f"{path}: {len(twice)} utterance id(s) appear more than once (e.g. '{twice[0]}'); "
+            "give each utterance its own id (`hlora prepare subset` drops repeats into OUT.rejected.jsonl)"
+        )
     codes = {code: resolve_language(code, languages) for code in {u.lang for u in utts}}
     resolved = [codes[u.lang] for u in utts]
     other = 0
