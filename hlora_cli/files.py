@@ -27,16 +27,28 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call write(tmp) on a temporary file beside `path`, then rename it over `path`. The file gets
     the mode a plain open() would (0666 less the umask), not mkstemp's 0600."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as e:
+        raise _unwritable(path, e) from e
     os.close(fd)
     try:
         write(Path(tmp))
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) or isinstance(e, RuntimeError) and "writ" in str(e):  # a full disk, say
+            raise _unwritable(path, e) from e
         raise
+
+
+def _unwritable(path: Path, e: BaseException) -> HloraError:
+    """The error a failed write gives: the file the user asked for (never our hidden temporary
+    beside it) and the system's reason."""
+    reason = e.strerror if isinstance(e, OSError) and e.strerror else " ".join(str(e).split())[:200]
+    return HloraError(f"{path}: cannot be written ({reason})")
 
 
 def check_output_dir(
@@ -61,8 +73,11 @@ def atomic_dir(out: Path, write: Callable[[Path], T]) -> T:
     `out` held before is removed only after the new directory is complete (the caller has checked
     it may be replaced: check_output_dir)."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as e:
+        raise _unwritable(out, e) from e
     try:
         result = write(tmp)
         os.chmod(tmp, 0o777 & ~_umask())

@@ -51,6 +51,12 @@ def _root(
 def main() -> None:
     import warnings
 
+    # A terminal in a non-UTF-8 locale (LANG=C) cannot encode a Korean id or text: print such a
+    # character as an escape instead of failing after the work is done.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure") and "utf" not in (stream.encoding or "").lower():
+            stream.reconfigure(errors="backslashreplace")
+
     # Warnings (a truncated audio file, say) as one line each, like errors.
     warnings.showwarning = lambda message, *args, **kwargs: err.print(
         f"[yellow]warning:[/] {message}", soft_wrap=True, highlight=False

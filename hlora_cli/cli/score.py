@@ -105,6 +105,19 @@ def _report_missing(console: Console, sets: dict[str, SetScore]) -> None:
             console.print(f"{label}: {s.missing} reference(s) without a hypothesis scored as empty (all deletions)")
 
 
+def _read_meta(path: Path) -> dict:
+    """A decode's OUT.meta.json (its RTF), {} when there is none."""
+    if not path.exists():
+        return {}
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise HloraError(f"{path}: not a decode's meta file (not JSON: {e}); remove it or decode again") from e
+    if not isinstance(meta, dict):
+        raise HloraError(f"{path}: not a decode's meta file (expected a JSON object)")
+    return meta
+
+
 def _systems(
     paths: list[Path], names: list[str], as_markdown: bool, json_out: Path | None, metric: str, missing_as_empty: bool
 ) -> None:
@@ -116,8 +129,9 @@ def _systems(
         raise HloraError(f"--systems has {len(names)} names for {len(hyps)} hypothesis file(s)")
     rows = {}
     for name, hyp in zip(names, hyps, strict=True):
-        meta = json.loads(meta_path(hyp).read_text()) if meta_path(hyp).exists() else {}
-        rows[name] = (score_files(ref, hyp, missing_as_empty), meta.get("rtf"))
+        meta = _read_meta(meta_path(hyp))
+        rtf = meta.get("rtf")
+        rows[name] = (score_files(ref, hyp, missing_as_empty), rtf if isinstance(rtf, (int, float)) else None)
     _report_missing(Console(stderr=True), {n: r[0] for n, r in rows.items()})
     if as_markdown:
         print(systems_markdown(rows, metric), end="")

@@ -44,8 +44,12 @@ class WhisperZeroShot:
         try:
             self.processor = WhisperProcessor.from_pretrained(model_dir)
             self.model = WhisperForConditionalGeneration.from_pretrained(model_dir).eval()
-        except OSError as e:
-            raise HloraError(f"{model_dir}: not a transformers Whisper directory ({e})") from e
+        except (OSError, ValueError) as e:
+            raise HloraError(f"{model_dir}: not a transformers Whisper directory ({str(e).splitlines()[0]})") from e
+        except Exception as e:  # safetensors' own error: a model file cut short
+            if type(e).__name__ != "SafetensorError":
+                raise
+            raise HloraError(f"{model_dir}: model.safetensors is not readable (cut short or corrupt: {e})") from e
         gen = self.model.generation_config
         if not getattr(gen, "lang_to_id", None):
             raise HloraError(

@@ -9,6 +9,8 @@ between layers.
 from __future__ import annotations
 
 import hashlib
+import json
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -298,13 +300,35 @@ def load_backbone(ref: BackboneRef, encoder_input: str | None = None) -> Backbon
     if ref.source is None and ref.config is None:
         raise HloraError("a backbone needs a source (directory or hub id) or a config")
     if ref.source is not None:
+        _check_kind(ref)
         try:
             return _load_backbone(ref, encoder_input)
+        except pickle.UnpicklingError as e:  # torch's weights_only loader met more than tensors
+            raise HloraError(
+                f"{ref.source}: its pytorch_model.bin holds pickled objects beyond tensors: refused, nothing in it "
+                "was run; give the model as model.safetensors"
+            ) from e
         except (OSError, ValueError) as e:  # a missing directory, a bad config.json, no hub access
             looks_local = Path(ref.source).expanduser().exists() or ref.source.startswith((".", "/", "~"))
             what = "cannot be loaded" if looks_local else "is not a local directory, and the hub id cannot be loaded"
             raise HloraError(f"{ref.source}: backbone {what} ({str(e).splitlines()[0][:200]})") from e
+        except Exception as e:
+            if type(e).__name__ != "SafetensorError":
+                raise
+            raise HloraError(f"{ref.source}: model.safetensors is not readable (cut short or corrupt: {e})") from e
     return _load_backbone(ref, encoder_input)
+
+
+def _check_kind(ref: BackboneRef) -> None:
+    """A local backbone of another kind than the config names (a HuBERT given for a Whisper model)
+    is named as such, before transformers fails somewhere inside on its shapes."""
+    config = Path(ref.source).expanduser() / "config.json"
+    try:
+        found = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return  # not local, or no readable config: the loader says what is wrong
+    if isinstance(found, str) and found != ref.kind:
+        raise HloraError(f"{ref.source}: is a {found} model, and this model was built on a {ref.kind} backbone")
 
 
 def _load_backbone(ref: BackboneRef, encoder_input: str | None = None) -> Backbone:

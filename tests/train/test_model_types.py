@@ -7,6 +7,7 @@ import pytest
 
 from hlora_cli.data.manifest import read_manifest
 from hlora_cli.data.vocab import Vocab, build_vocab, from_tokens
+from hlora_cli.errors import HloraError
 from hlora_cli.model import load_model
 from tests.cli.inprocess import run_cli
 from tests.train.conftest import make_corpus, train_args
@@ -239,8 +240,9 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_the_next_start_cleans_up(
     real_save = run_state.torch.save
     run_state.torch.save = full_disk
     try:
-        with pytest.raises(OSError, match="No space left"):
+        with pytest.raises(HloraError) as e:  # the checkpoint's own name, not the hidden temporary's
             trainer.fit()
+        assert str(e.value) == f"{run / 'checkpoint.pt'}: cannot be written (No space left on device)"
     finally:
         run_state.torch.save = real_save
     assert run_state.load_checkpoint(run)["step"] == before == 2  # the previous checkpoint survived
