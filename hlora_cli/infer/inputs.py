@@ -60,7 +60,13 @@ def _where(it: Item) -> str:
 
 
 def item_duration(item: Item) -> float:
-    """Seconds of audio (reads the header when the manifest does not say)."""
+    """Seconds of audio (reads the header when the manifest does not say). A FIFO or a device is
+    refused here, before anything opens it: reading one would block the decode."""
+    path = Path(item.audio)
+    if not path.is_file():
+        raise HloraError(
+            f"{item.audio}: {'a directory' if path.is_dir() else 'not a regular file'}; give an audio file"
+        )
     if item.duration is None:
         item.duration = segment_duration(item.audio, item.start, item.end)
     return item.duration

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from hlora_cli.data.audio import audio_info
+from hlora_cli.data.audio import SAMPLE_RATE, audio_info
 from hlora_cli.data.batching import duration_batches
 from hlora_cli.data.loader import Job, Segment, default_workers, load_in_background
 from hlora_cli.device import autocast, check_dtype, resolve_device
@@ -158,6 +158,8 @@ class Recognizer:
             raise HloraError("--lm fuses a KenLM into CTC beam search; a seq2seq model decodes with Whisper's decoder")
         self.workers = default_workers() if options.num_workers is None else options.num_workers
         self.fps = model.backbone.frames_per_second
+        # shorter audio gives no frame: skipped with its file named (either model's, two-stage)
+        self.min_samples = max(getattr(m.backbone, "min_samples", 0) for m in (model, lid_model) if m is not None)
         self._beams: dict[int, BeamDecoder] = {}
         unknown = sorted(set(options.lms) - set(model.languages))
         if unknown:
@@ -256,8 +258,14 @@ class Recognizer:
         ok, skipped = [], []
         for i, it in enumerate(items):
             try:
-                if item_duration(it) <= 0:
+                duration = item_duration(it)  # (refuses a FIFO before anything opens it)
+                if duration <= 0:
                     raise HloraError(f"{it.audio}: empty segment")
+                if duration * SAMPLE_RATE < self.min_samples:
+                    raise HloraError(
+                        f"{it.audio}: {duration * 1000:.0f} ms of audio, shorter than one frame of the encoder "
+                        f"({self.min_samples} samples)"
+                    )
                 if it.end is not None:  # said here with the segment's times, not a window's
                     total = audio_info(it.audio).duration
                     if it.end > total + 0.01:

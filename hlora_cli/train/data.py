@@ -26,6 +26,11 @@ class Examples:
         return [e.utt.duration for e in self.examples]
 
 
+# Shorter clips give no frame (or one) to any encoder here (Whisper needs 20 ms, HuBERT 25 ms):
+# skipped in training, as longer ones are, instead of failing the batch they land in.
+MIN_SECONDS = 0.05
+
+
 def load_examples(
     path: str | Path,
     vocab: Vocab,
@@ -75,6 +80,9 @@ def load_examples(
         duration = u.duration if u.duration is not None else segment_duration(u.audio, u.start, u.end)
         if duration > max_duration:
             out.skipped["over max duration"] += 1
+            continue
+        if duration < MIN_SECONDS:  # one bad clip must not stop the run at its batch
+            out.skipped[f"shorter than {MIN_SECONDS * 1000:.0f} ms"] += 1
             continue
         text = strip_language_prefix(norm_text(u)).strip()
         if not text:

@@ -27,19 +27,25 @@ def run_main(*args) -> tuple[int, str]:
     """`hlora ARGS` through the real entry point, `hlora_cli.cli.main.main`, in this process:
     (exit status, what it printed on stderr). Unlike run_cli, nothing is inferred: the status is
     the one main() exits with."""
+    code, _, err = run_main_output(*args)
+    return code, err
+
+
+def run_main_output(*args) -> tuple[int, str, str]:
+    """As run_main, with stdout too: (exit status, stdout, stderr)."""
     import contextlib
     import io
     import sys
 
     from hlora_cli.cli import main as cli_main
 
-    stderr, argv = io.StringIO(), sys.argv
+    stdout, stderr, argv = io.StringIO(), io.StringIO(), sys.argv
     sys.argv = ["hlora", *(str(a) for a in args)]
     cli_main._state["debug"] = False
     err_file = cli_main.err.file
     cli_main.err.file = stderr
     try:
-        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):
             cli_main.main()
         code = 0
     except SystemExit as stop:
@@ -47,4 +53,4 @@ def run_main(*args) -> tuple[int, str]:
     finally:
         sys.argv = argv
         cli_main.err.file = err_file
-    return code, stderr.getvalue()
+    return code, stdout.getvalue(), stderr.getvalue()
