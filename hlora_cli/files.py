@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
@@ -75,6 +76,7 @@ def atomic_dir(out: Path, write: Callable[[Path], T]) -> T:
     out = Path(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
+        _clear_killed_writes(out)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     except OSError as e:
         raise _unwritable(out, e) from e
@@ -98,6 +100,20 @@ def atomic_dir(out: Path, write: Callable[[Path], T]) -> T:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _clear_killed_writes(out: Path) -> None:
+    """What an atomic_dir write killed half-way left beside OUT (hidden `.OUT.XXXXXXXX` folders,
+    ours by name): the user's previous OUT put back if the kill came between the two renames, the
+    rest removed, so reruns leave no hidden folders behind."""
+    pattern = re.compile(rf"\.{re.escape(out.name)}\.(old\.)?[a-z0-9_]{{8}}")
+    for path in sorted(out.parent.glob(f".{out.name}.*")):
+        if not (path.is_dir() and pattern.fullmatch(path.name)):
+            continue
+        kept = path / out.name
+        if path.name.startswith(f".{out.name}.old.") and kept.is_dir() and not out.exists():
+            os.replace(kept, out)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def check_output(out: str | Path, inputs: Iterable[str | Path | None] = (), what: str = "output") -> Path:
@@ -147,12 +163,15 @@ def check_not_listed(outputs: Iterable[str | Path], listed: Iterable[str], what:
 
 
 def check_parent(path: Path, what: str = "output") -> None:
-    """The nearest existing ancestor of `path` must be a directory (so `path` can be made)."""
+    """The nearest existing ancestor of `path` must be a directory we may write in (so `path` can be
+    made): found before a model is loaded, not after the work."""
     parent = Path(path).parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
         raise HloraError(f"{path}: {parent} is a file, so the {what} cannot be written there")
+    if not os.access(parent, os.W_OK | os.X_OK):  # a read-only folder or file system
+        raise HloraError(f"{path}: {parent} is not writable, so the {what} cannot be written there")
 
 
 def _finite(obj: Any) -> Any:

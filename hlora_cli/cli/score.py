@@ -16,10 +16,11 @@ from hlora_cli.score.report import markdown, plot_confusion, rich_table, write_j
 
 def read_hyps(path: Path) -> dict[str, tuple[str | None, str]]:
     """Decode JSONL (id, lang, text) or a Kaldi text file (id text)."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError as e:
-        raise HloraError(f"{path}: hypothesis file not found") from e
+    from hlora_cli.data.importers import read_text
+
+    if not path.exists():
+        raise HloraError(f"{path}: hypothesis file not found")
+    lines = read_text(path).split("\n")  # a byte-order mark dropped: `{` starts a JSON line still
     out: dict[str, tuple[str | None, str]] = {}
     for n, line in enumerate(lines, 1):
         if not line.strip():
@@ -35,8 +36,8 @@ def read_hyps(path: Path) -> dict[str, tuple[str | None, str]]:
             if lang is not None and not isinstance(lang, str):
                 raise HloraError(f"{path}:{n}: the lang of {utt} is {json.dumps(lang)}, not a string")
         else:
-            utt, _, text = line.partition(" ")
-            lang = None
+            utt, *rest = line.split(maxsplit=1)  # Kaldi: the id, then a space or a tab
+            text, lang = rest[0] if rest else "", None
         if utt in out:
             raise HloraError(f"{path}:{n}: duplicate hypothesis id {utt}")
         out[utt] = (lang, text)

@@ -101,9 +101,9 @@ def load_audio(path: str | Path, start: float | None = None, end: float | None =
         first = 0 if start is None else int(round(start * sr))
         last = total if end is None else int(round(end * sr))
         if first < 0 or last <= first:
-            raise HloraError(f"{path}: empty or negative segment {start}-{end} s")
+            raise HloraError(f"{path}: {segment_text(start, end)} is empty or starts before the file")
         if last > total + int(0.01 * sr):  # 10 ms of slack for rounded timestamps
-            raise HloraError(f"{path}: segment {start:.2f}-{end:.2f} s ends after the file's end ({total / sr:.2f} s)")
+            raise HloraError(f"{path}: {segment_text(start, end)} ends after the file's end ({total / sr:.2f} s)")
         try:
             f.seek(first)
             wanted = min(last, total) - first
@@ -121,3 +121,11 @@ def load_audio(path: str | Path, start: float | None = None, end: float | None =
     if sr != SAMPLE_RATE:
         x = soxr.resample(x, sr, SAMPLE_RATE, quality="HQ")
     return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def segment_text(start: float | None, end: float | None) -> str:
+    """`segment from -1.00 s to 0.30 s`: times as a person reads them (a bare `-1.0-0.3` reads as a
+    range of negative numbers, and float sums print 0.30000000000000004)."""
+    a = "the start" if start is None else f"{start:.2f} s"
+    b = "the end" if end is None else f"{end:.2f} s"
+    return f"segment from {a} to {b}"

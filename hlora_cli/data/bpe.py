@@ -55,7 +55,12 @@ def train_bpe(lines: list[str], size: int, symbols: list[str] | None = None) -> 
 
 @lru_cache(maxsize=64)
 def _processor(model_b64: str):
-    return _spm().SentencePieceProcessor(model_proto=base64.b64decode(model_b64))
+    """The sentencepiece model serialized in a vocab.json; one that does not parse (a hand edit, a
+    file cut short) is an error, not a crash inside sentencepiece."""
+    try:
+        return _spm().SentencePieceProcessor(model_proto=base64.b64decode(model_b64, validate=True))
+    except (ValueError, TypeError, RuntimeError) as e:  # binascii.Error is a ValueError
+        raise HloraError(f"a BPE model in the vocabulary is not a sentencepiece model ({e})") from e
 
 
 def pieces(model_b64: str, symbols: list[str] | None = None) -> list[str]:

@@ -139,6 +139,13 @@ class Vocab:
         for lang, tokens in vocab.languages.items():
             if tokens[:3] != SPECIALS:
                 raise HloraError(f"{path}: inventory of {lang} must start with {SPECIALS}")
+        from hlora_cli.data.bpe import _processor
+
+        for key, model in vocab.bpe.items():  # parsed now: a broken one is named before training starts
+            try:
+                _processor(model)
+            except HloraError as e:
+                raise HloraError(f"{path}: bpe[{key!r}]: {e}") from e
         return vocab
 
 

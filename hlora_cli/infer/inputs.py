@@ -19,6 +19,7 @@ class Item:
     end: float | None = None
     lang: str | None = None  # known language (manifest), for oracle decoding and LID accuracy
     duration: float | None = None
+    source: str | None = None  # the manifest it came from, for messages
 
 
 def collect_inputs(inputs: list[str]) -> list[Item]:
@@ -30,7 +31,7 @@ def collect_inputs(inputs: list[str]) -> list[Item]:
         if not path.exists():
             raise HloraError(f"{path}: no such file or folder")
         if path.is_file() and path.suffix == ".jsonl":
-            items += [Item(u.id, u.audio, u.start, u.end, u.lang, u.duration) for u in read_manifest(path)]
+            items += [Item(u.id, u.audio, u.start, u.end, u.lang, u.duration, str(path)) for u in read_manifest(path)]
         elif path.is_dir():
             files = audio_files(path)
             if not files:

@@ -22,6 +22,7 @@ import torch
 
 from hlora_cli.data.audio import SAMPLE_RATE, audio_info
 from hlora_cli.data.batching import duration_batches
+from hlora_cli.data.langs import resolve_language
 from hlora_cli.data.loader import Job, Segment, default_workers, load_in_background
 from hlora_cli.device import autocast, check_dtype, resolve_device
 from hlora_cli.errors import HloraError
@@ -348,7 +349,14 @@ class Recognizer:
                 code = items[i].lang or self.opt.lang
                 if code is None:
                     raise HloraError(f"oracle decoding needs a language for {items[i].id}: use a manifest or --lang")
-                known[i] = code
+                resolved = resolve_language(code, self.model.languages)  # `en-US` rows -> `en`, as training
+                if resolved is None:
+                    where = f"{items[i].source}: " if items[i].source else ""
+                    raise HloraError(
+                        f"{where}{items[i].id}: its language {code} has no LoRA/head in this model (it knows "
+                        f"{', '.join(self.model.languages)}); oracle decoding needs the utterance's language"
+                    )
+                known[i] = resolved
         multi = {w.item for w in wins if w.index > 0}
         if mode == "oracle" or (mode == "single" and not multi):
             return known, {}

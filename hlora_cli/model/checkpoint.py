@@ -7,9 +7,12 @@ Both are written atomically, so a crash never leaves a half-written model behind
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import torch
+from safetensors.torch import load as load_safetensors
 from safetensors.torch import load_file, save_file
 
 from hlora_cli.errors import HloraError
@@ -55,9 +58,14 @@ def check_model_dir(path: Path) -> Path:
 def read_config(model_dir: str | Path) -> ModelConfig:
     path = Path(model_dir) / CONFIG
     try:
-        return ModelConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        return _config(path.read_text(encoding="utf-8"), path)
     except FileNotFoundError as e:
         raise HloraError(f"{path}: no such file; is {model_dir} a model directory?") from e
+
+
+def _config(text: str, path: Path) -> ModelConfig:
+    try:
+        return ModelConfig.from_dict(json.loads(text))
     except (json.JSONDecodeError, TypeError, KeyError, ValueError, AttributeError, HloraError) as e:
         raise HloraError(f"{path}: not a valid hlora model config ({e})") from e
 
@@ -72,11 +80,56 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
         raise HloraError(f"{path}: not a readable safetensors file (cut short or corrupt: {e})") from e
 
 
+def _weights(data: bytes, path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_safetensors(data)
+    except Exception as e:  # as read_weights
+        raise HloraError(f"{path}: not a readable safetensors file (cut short or corrupt: {e})") from e
+
+
+def _being_replaced(model_dir: Path) -> bool:
+    """A training is swapping a new model into `model_dir` (train/state.save_model_dir: NAME.tmp is
+    written, NAME is renamed to NAME.old, NAME.tmp to NAME, NAME.old removed)."""
+    return any(model_dir.with_name(model_dir.name + s).exists() for s in (".tmp", ".old"))
+
+
+def read_model_dir(model_dir: Path, tries: int = 80) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    """Config and weights read from one and the same directory: through a descriptor of the
+    directory, so a training that swaps a new `best/` in meanwhile gives the old model or the new
+    one, never a mix or a missing file (a read that loses the race tries again, for up to 2 s)."""
+    if os.open in os.supports_dir_fd:
+        for _ in range(tries):
+            try:
+                fd = os.open(model_dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            except OSError:
+                fd = None
+            if fd is not None:
+                try:
+                    config = _config(_read_at(fd, CONFIG).decode("utf-8"), model_dir / CONFIG)
+                    name = weights_file(config)
+                    return config, _weights(_read_at(fd, name), model_dir / name)
+                except FileNotFoundError:
+                    pass
+                finally:
+                    os.close(fd)
+            if not _being_replaced(model_dir):
+                break
+            time.sleep(0.025)
+    config = read_config(model_dir)  # not being replaced: the plain reads say what is wrong
+    return config, read_weights(model_dir / weights_file(config))
+
+
+def _read_at(dir_fd: int, name: str) -> bytes:
+    fd = os.open(name, os.O_RDONLY, dir_fd=dir_fd)
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
 def load_model(model_dir: str | Path, backbone: str | None = None) -> CTCModel:
     """Rebuild a saved model in eval mode. `backbone` overrides where the encoder is loaded from
     (a moved directory); its weights must still match the saved fingerprint."""
     model_dir = Path(model_dir)
-    config = read_config(model_dir)
+    config, state = read_model_dir(model_dir)
     ref = config.backbone
     if backbone is not None:
         ref = BackboneRef(ref.kind, backbone, None, ref.seed, ref.fingerprint, ref.tokenizer)
@@ -90,7 +143,6 @@ def load_model(model_dir: str | Path, backbone: str | None = None) -> CTCModel:
         )
     model = CTCModel(config, bb)
     path = model_dir / weights_file(config)
-    state = read_weights(path)
     expected = set(model.saved_state_dict())
     if set(state) != expected:
         missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)

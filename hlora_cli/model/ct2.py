@@ -45,11 +45,20 @@ class _Reader:
 
 
 def read_ct2(path: Path) -> dict[str, np.ndarray]:
-    """Every variable of a CTranslate2 model.bin as float32 (int8 dequantized), aliases resolved."""
+    """Every variable of a CTranslate2 model.bin as float32 (int8 dequantized), aliases resolved. A
+    file cut short or crafted (sizes past its end, shapes that do not fit, an alias to nothing) is
+    one error naming it."""
     try:
         data = memoryview(np.fromfile(path, dtype=np.uint8))
     except FileNotFoundError as e:
         raise HloraError(f"{path}: not found; a CTranslate2 model directory holds model.bin") from e
+    try:
+        return _parse_ct2(data, path)
+    except (ValueError, KeyError, IndexError, TypeError, UnicodeDecodeError, struct.error, MemoryError) as e:
+        raise HloraError(f"{path}: not a readable CTranslate2 model.bin (cut short or corrupt: {e})") from e
+
+
+def _parse_ct2(data: memoryview, path: Path) -> dict[str, np.ndarray]:
     r = _Reader(data, path)
     (version,) = r.take("<I")
     if version != 6:

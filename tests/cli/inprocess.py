@@ -42,7 +42,7 @@ def run_main_output(*args) -> tuple[int, str, str]:
     stdout, stderr, argv = io.StringIO(), io.StringIO(), sys.argv
     sys.argv = ["hlora", *(str(a) for a in args)]
     cli_main._state["debug"] = False
-    err_file = cli_main.err.file
+    err_file = cli_main.err._file  # None: it follows sys.stderr (pytest capture), so restore that
     cli_main.err.file = stderr
     try:
         with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):
@@ -52,5 +52,5 @@ def run_main_output(*args) -> tuple[int, str, str]:
         code = stop.code if isinstance(stop.code, int) else 1
     finally:
         sys.argv = argv
-        cli_main.err.file = err_file
+        cli_main.err._file = err_file
     return code, stdout.getvalue(), stderr.getvalue()

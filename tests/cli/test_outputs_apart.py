@@ -120,3 +120,45 @@ def test_an_output_is_never_an_input(world, name, argv, message):
     code, err = run_main(*argv(world))
     assert code == 2 and err.strip() == "error: " + message.format(r=world), err
     assert snapshot(world) == before
+
+
+def test_a_killed_directory_write_leaves_nothing_after_the_rerun(tmp_path):
+    from hlora_cli.files import atomic_dir
+
+    out = tmp_path / "exp"
+    (tmp_path / ".exp.k2j4_x9a").mkdir()  # a killed export's half-written folder
+    (tmp_path / ".exp.k2j4_x9a" / "model.onnx").write_text("half")
+    (tmp_path / ".exp.old.abcdefgh" / "exp").mkdir(parents=True)  # killed between the two renames
+    (tmp_path / ".exp.old.abcdefgh" / "exp" / "card.md").write_text("the user's previous export")
+    (tmp_path / ".exp.notes").write_text("not ours: kept")
+    atomic_dir(out, lambda d: (d / "card.md").write_text("new"))
+    assert (out / "card.md").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".exp.notes", "exp"]
+    # a rerun after the kill that fails before writing still gives the user's export back
+    (tmp_path / ".exp.old.abcdefgh" / "exp").mkdir(parents=True)
+    (tmp_path / ".exp.old.abcdefgh" / "exp" / "card.md").write_text("previous")
+    shutil.rmtree(out)
+
+    def fail(d):
+        raise RuntimeError("export failed")
+
+    with pytest.raises(RuntimeError):
+        atomic_dir(out, fail)
+    assert (out / "card.md").read_text() == "previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".exp.notes", "exp"]
+
+
+def test_an_unwritable_output_folder_is_found_before_any_work(tmp_path, monkeypatch):
+    import os as os_module
+
+    from hlora_cli.files import check_output
+
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    real_access = os_module.access
+    monkeypatch.setattr(os_module, "access", lambda p, mode: False if str(p) == str(locked) else real_access(p, mode))
+    with pytest.raises(Exception) as e:
+        check_output(locked / "sub" / "o.jsonl", [], "output")
+    assert (
+        str(e.value) == f"{locked / 'sub' / 'o.jsonl'}: {locked} is not writable, so the output cannot be written there"
+    )

@@ -92,3 +92,63 @@ def test_a_non_utf8_terminal_gets_escapes_not_a_traceback():
     )
     assert r.returncode == 0, r.stderr.decode()
     assert r.stdout.decode("ascii").strip() == "\\uc548 \\ub155 \\ud558 \\uc138 \\uc694"
+
+
+def test_a_hypothesis_file_with_a_byte_order_mark_is_jsonl_still(tmp_path):
+    (tmp_path / "ref.jsonl").write_text('{"id": "u0", "audio": "x.wav", "lang": "en", "text": "a b"}\n')
+    (tmp_path / "hyp.jsonl").write_bytes(b'\xef\xbb\xbf{"id": "u0", "lang": "de", "text": "a b"}\n')
+    (tmp_path / "hyp.text").write_text("u0\ta b\n")  # Kaldi text with a tab
+    from hlora_cli.cli.score import read_hyps
+
+    assert read_hyps(tmp_path / "hyp.jsonl") == {"u0": ("de", "a b")}
+    assert read_hyps(tmp_path / "hyp.text") == {"u0": (None, "a b")}
+
+
+def test_a_crafted_ctranslate2_model_is_one_line(tmp_path):
+    import struct
+
+    def string(s: str) -> bytes:
+        return struct.pack("<H", len(s) + 1) + s.encode() + b"\0"
+
+    def model(nbytes: int, shape=(1000, 1000), alias: str | None = None) -> bytes:
+        body = struct.pack("<I", 6) + string("whisper") + struct.pack("<II", 1, 1) + string("encoder/conv1/weight")
+        body += (
+            struct.pack("<B", len(shape)) + struct.pack("<" + "I" * len(shape), *shape) + struct.pack("<BI", 0, nbytes)
+        )
+        body += b"\0" * min(nbytes, 64)
+        if alias:
+            body += struct.pack("<I", 1) + string("x") + string(alias)
+        return body
+
+    src = tmp_path / "ct2"
+    src.mkdir()
+    (src / "config.json").write_text("{}")
+    (src / "tokenizer.json").write_text("{}")
+    for name, data in {
+        "sizes past the end": model(4_000_000),
+        "a shape that does not fit": model(64, shape=(3, 5)),
+        "an alias to nothing": model(64, shape=(4, 4), alias="nothing"),
+    }.items():
+        (src / "model.bin").write_bytes(data)
+        code, err = run_main("backbone", "import-ct2", src, tmp_path / f"out_{len(name)}")
+        assert code == 2 and len(err.strip().splitlines()) == 1, (name, err)
+        assert err.startswith(f"error: {src / 'model.bin'}: "), (name, err)
+        assert not (tmp_path / f"out_{len(name)}").exists()
+
+
+def test_a_garbage_bpe_model_in_a_vocab_is_named(tmp_path):
+    from hlora_cli.data.vocab import SPECIALS
+
+    (tmp_path / "vocab.json").write_text(
+        json.dumps({"languages": {"en": [*SPECIALS, "a"]}, "shared": [], "bpe": {"en": "bm90IGEgbW9kZWw="}})
+    )
+    from hlora_cli.data.vocab import Vocab
+    from hlora_cli.errors import HloraError
+
+    try:
+        Vocab.load(tmp_path / "vocab.json")
+        raise AssertionError("loaded")
+    except HloraError as e:
+        assert str(e).startswith(
+            f"{tmp_path / 'vocab.json'}: bpe['en']: a BPE model in the vocabulary is not a sentencepiece model ("
+        ), e

@@ -52,9 +52,12 @@ def test_missing_corrupt_and_empty_files_are_clear_errors(tmp_path):
 
 def test_segment_beyond_end_is_a_clear_error(tmp_path):
     path = write_audio(tmp_path / "a.wav", 2.0)
-    with pytest.raises(HloraError, match=r"a.wav: segment 1.00-3.00 s ends after the file's end \(2.00 s\)"):
+    with pytest.raises(HloraError, match=r"a.wav: segment from 1.00 s to 3.00 s ends after the file's end \(2.00 s\)"):
         load_audio(path, 1.0, 3.0)
     assert audio_info(path).duration == 2.0
+    with pytest.raises(HloraError) as e:  # not "-1.0-0.30000000000000004 s"
+        load_audio(path, -1.0, 0.1 + 0.2)
+    assert str(e.value) == f"{path}: segment from -1.00 s to 0.30 s is empty or starts before the file"
 
 
 def test_every_real_clip_reads_as_16k_mono_float32(real_manifest):

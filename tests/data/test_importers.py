@@ -164,7 +164,9 @@ def test_mlc_slm_strict_errors(tmp_path):
     with pytest.raises(HloraError, match=r"0011_002.txt:1: START and END must be seconds"):
         import_mlc_slm(tmp_path / "mlc")
     (tmp_path / "mlc" / "Japanese" / "0011_002.txt").write_text("2.0 1.0 O1 ok\n", encoding="utf-8")
-    with pytest.raises(HloraError, match=r"0011_002.txt:1: segment 2.0-1.0 s is empty or negative"):
+    with pytest.raises(
+        HloraError, match=r"0011_002.txt:1: segment from 2.00 s to 1.00 s is empty or starts before 0 s"
+    ):
         import_mlc_slm(tmp_path / "mlc")
     (tmp_path / "mlc" / "Japanese" / "0011_002.txt").unlink()
     write_audio(tmp_path / "mlc" / "Klingon" / "x.wav", 1.0)

@@ -88,3 +88,49 @@ def test_baseline_and_lidlora_round_trip(tmp_path):
                 model(feats, "oracle", torch.tensor([1])).ctc_logprobs,
                 loaded(feats, "oracle", torch.tensor([1])).ctc_logprobs,
             )
+
+
+def test_a_reader_sees_the_old_or_the_new_model_while_a_training_swaps_it(tmp_path):
+    """train/state.save_model_dir replaces RUN/best while `decode RUN/best` may read it: every read
+    gives one whole model (its config and weights from one directory), never a missing file."""
+    import threading
+
+    import torch
+
+    from hlora_cli.model import build_model
+    from hlora_cli.model.checkpoint import read_model_dir
+    from hlora_cli.train.state import save_model_dir
+    from tests.conftest import randomize_adapters, tiny_config
+
+    models = []
+    for seed in (1, 2):
+        m = build_model(tiny_config("whisper", k=2))
+        randomize_adapters(m, seed=seed)
+        models.append(m)
+    key = sorted(models[0].saved_state_dict())[-1]
+    versions = [m.saved_state_dict()[key].clone() for m in models]
+    assert not torch.equal(*versions)
+    best = tmp_path / "best"
+    save_model_dir(models[0], best)
+    stop, errors = threading.Event(), []
+
+    def writer():
+        i = 0
+        while not stop.is_set():
+            i += 1
+            save_model_dir(models[i % 2], best)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        for _ in range(150):
+            try:
+                _, state = read_model_dir(best)
+            except Exception as e:  # noqa: BLE001  (any failure is the finding)
+                errors.append(repr(e))
+                continue
+            assert any(torch.equal(state[key], v) for v in versions)
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors, errors[:3]

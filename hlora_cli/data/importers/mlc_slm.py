@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hlora_cli.data.audio import segment_text
 from hlora_cli.data.importers import ImportResult, read_lines
 from hlora_cli.data.manifest import Rejected, Utterance
 from hlora_cli.errors import HloraError
@@ -69,7 +70,7 @@ def parse_transcript(txt: Path) -> list[tuple[float, float, str, str]]:
         except ValueError:
             raise HloraError(f"{txt}:{n}: START and END must be seconds, got {fields[0]!r} {fields[1]!r}") from None
         if not 0 <= start < end:
-            raise HloraError(f"{txt}:{n}: segment {start}-{end} s is empty or negative")
+            raise HloraError(f"{txt}:{n}: {segment_text(start, end)} is empty or starts before 0 s")
         segments.append((start, end, fields[2], fields[3].strip()))
     return segments
 
