@@ -172,14 +172,14 @@ def import_ct2(src: str | Path, dst: str | Path, overwrite: bool = False) -> Pat
         raise HloraError(f"{dst}: is a file; give a directory for the HF model")
     if dst.is_dir() and any(dst.iterdir()) and not overwrite:
         raise HloraError(f"{dst}: not empty; pass --overwrite to replace the model files in it (others are kept)")
-    from hlora_cli.files import check_apart
-
-    check_apart(dst, [src], "HF model directory")  # the conversion would rewrite its own input
     for name in ("model.bin", "config.json", "tokenizer.json"):
         if not (src / name).exists():
             raise HloraError(
                 f"{src / name}: missing; a CTranslate2 Whisper directory has model.bin, config.json, tokenizer.json"
             )
+    from hlora_cli.files import check_apart
+
+    check_apart(dst, [src], "HF model directory")  # the conversion would rewrite its own input
     v = read_ct2(src / "model.bin")
     try:
         ct2_cfg = json.loads((src / "config.json").read_text(encoding="utf-8"))

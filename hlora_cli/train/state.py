@@ -98,12 +98,14 @@ def foreign_files(run_dir: Path) -> list[str]:
 def lock_run_dir(run_dir: Path) -> object:
     """An exclusive lock on RUN_DIR for as long as the returned object lives (the process's life):
     a second training into the same directory stops at once instead of interleaving its
-    checkpoints and metrics with the first's."""
+    checkpoints and metrics with the first's. A POSIX record lock (lockf), not flock: it belongs to
+    this process alone, so the data loader's forked workers, which inherit the descriptor, do not
+    keep it after a kill."""
     import fcntl
 
     handle = open(run_dir / LOCK, "a+")  # noqa: SIM115  (held open: the lock lives with the handle)
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         handle.seek(0)
         holder = handle.read().strip()

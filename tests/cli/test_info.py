@@ -50,4 +50,7 @@ def test_help_lists_every_command():
     r = hlora("export", "--help")
     assert _listed(r.stdout) == ["hf", "peft", "onnx"]
     r = hlora("prepare", "--help")
-    assert _listed(r.stdout) == ["kaldi", "export-kaldi", "mlc-slm", "folder", "cv", "vocab", "synth", "subset"]
+    assert _listed(r.stdout) == [
+        "kaldi", "export-kaldi", "mlc-slm", "folder", "deeply-ko", "magicdata-tts", "split", "cv", "vocab", "synth",
+        "subset",
+    ]  # fmt: skip

@@ -99,7 +99,7 @@ def test_id_lists_that_select_nothing_are_errors(tmp_path, content, message):
     assert r.returncode == 2 and message in r.stderr
     assert not (tmp_path / "s.jsonl").exists()
     r = run_cli("prepare", "subset", tmp_path / "clips.jsonl", "-o", tmp_path / "s.jsonl", check=False)
-    assert r.returncode == 2 and "give --languages, --ids or both" in r.stderr
+    assert r.returncode == 2 and "give --languages, --ids, --per-language or a combination" in r.stderr
 
 
 def test_results_table_puts_the_paper_beside_ours(tmp_path):

@@ -7,7 +7,6 @@ import shutil
 
 import pytest
 
-from hlora_cli.train.state import lock_run_dir
 from tests.cli.inprocess import run_main
 from tests.train.conftest import make_corpus, train_args
 
@@ -121,17 +120,26 @@ def test_fuse_into_an_experts_run_is_refused(trained):
 
 
 def test_one_training_at_a_time(tiny_backbone, trained, tmp_path):
+    import subprocess
+    import sys
+
     _, manifest, vocab = trained
     run = tmp_path / "run"
     run.mkdir()
-    held = lock_run_dir(run)  # another process's training, as far as flock can tell
+    holder = subprocess.Popen(  # another training, as far as the lock can tell
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from hlora_cli.train.state import "
+         "lock_run_dir; h = lock_run_dir(Path(sys.argv[1])); print('locked', flush=True); time.sleep(60)", str(run)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
     try:
+        assert holder.stdout.readline().strip() == "locked"
         code, err = run_main(*train_args(tiny_backbone, manifest, vocab, run, "--max-steps", "1"))
     finally:
-        held.close()
+        holder.kill()
+        holder.wait()
     assert code == 2 and err.strip() == (
-        f"error: {run}: another training is writing this run (pid {__import__('os').getpid()}); wait for it to end "
-        "or give another --out"
+        f"error: {run}: another training is writing this run (pid {holder.pid}); wait for it to end or give "
+        "another --out"
     )
     assert not (run / "metrics.jsonl").exists()
-    assert run_main(*train_args(tiny_backbone, manifest, vocab, run, "--max-steps", "1"))[0] == 0
+    assert run_main(*train_args(tiny_backbone, manifest, vocab, run, "--max-steps", "1"))[0] == 0  # the holder died
