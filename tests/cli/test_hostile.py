@@ -311,6 +311,107 @@ CASES = [
 ]
 
 
+# The error each case gives (the start of its one line; `{r}` is the world's folder): a case that
+# fails for another reason than the one it tests is caught. Exit-1 cases: the skip line on stdout.
+EXPECTED = {
+    "decode-out-is-input": "error: {r}/test.jsonl: the output would overwrite the input {r}/test.jsonl; choose another name",
+    "decode-out-is-dir": "error: {r}/adir: is a directory; give a file name for the output",
+    "decode-model-is-file": "error: {r}/afile: not a model directory (RUN_DIR/best holds config.json and the weights)",
+    "decode-model-missing": "error: {r}/nope: not a model directory (RUN_DIR/best holds config.json and the weights)",
+    "decode-no-model": "error: give --model DIR, --onnx DIR (an export) or --whisper DIR (a Whisper zero-shot run)",
+    "decode-model-and-whisper": "error: --whisper DIR decodes zero-shot on its own: give it without --model, --onnx or --lid-model",
+    "decode-beam-0": "error: --beam-width 0: must be a finite number in [1, inf]",
+    "decode-window-small": "error: --window 0.01: must be a finite number in [1, inf]",
+    "decode-window-overlap": "error: --window 2.0 must be longer than --overlap 3.0",
+    "decode-batch-0": "error: --batch-seconds 0.0: must be a finite number in (0, inf]",
+    "decode-lm-alpha-nan": "error: --lm-alpha nan: must be a finite number in [0, inf]",
+    "decode-lm-missing": "error: {r}/x.bin: not found: no language model file (--lm de={r}/x.bin)",
+    "decode-lm-dir": "error: {r}/adir: is a directory, not language model file (--lm de={r}/adir)",
+    "decode-lm-bad-form": "error: --lm de: expected LANG=PATH, e.g. --lm en=en.bin",
+    "decode-lm-language": "error: --lm xx={r}/bad.arpa: 'xx' is not a language code: use ISO 639-1 (en) or ISO 639-3 (yue), optionally with a region (en-IN), or register a normalizer for it",
+    "decode-lm-corrupt": "error: {r}/bad.arpa: not a readable KenLM model (ARPA or binary) for --lm de (",
+    "decode-mode": "error: unknown mode 'nope': choose single, two-stage or oracle",
+    "decode-routing": "error: unknown routing 'x': choose hard, soft, top2",
+    "decode-decoder": "error: unknown decoder x: choose greedy or beam",
+    "decode-device": "error: --device tpu: not a device (auto, cpu, cuda or cuda:N)",
+    "decode-dtype": "error: --dtype fp8: choose fp32, bf16, fp16",
+    "decode-threads-0": "error: --threads 0: must be a finite number in [1, inf]",
+    "decode-two-stage-alone": "error: two-stage decoding needs --lid-model (a ctc, shared-lora or hlora model)",
+    "decode-lidlora-single": "error: a lidlora model has no LID head: decode it with --mode oracle or --mode two-stage",
+    "decode-oracle-no-lang": "error: oracle decoding needs a language for u0: use a manifest or --lang",
+    "decode-missing-input": "error: {r}/none.wav: no such file or folder",
+    "decode-unreadable": "skipped bad: {r}/bad.wav: cannot read audio (",
+    "decode-nan-audio": "skipped nan: {r}/nan.wav: has non-finite samples (NaN or Inf); fix or remove the file",
+    "decode-corrupt-model": "error: {r}/m_cut/adapters.safetensors: not a readable safetensors file (cut short or corrupt: ",
+    "decode-bad-config": "error: {r}/m_badcfg/config.json: not a valid hlora model config (",
+    "decode-empty-manifest": "error: {r}/empty.jsonl: no audio to decode (an empty manifest or folder)",
+    "lid-out-is-input": "error: {r}/test.jsonl: the output would overwrite the input {r}/test.jsonl; choose another name",
+    "lid-plot-no-refs": "error: --plot {r}/out/p.png: the inputs carry no reference language, so there is no confusion to plot",
+    "lid-model-file": "error: {r}/afile: not a model directory (RUN_DIR/best holds config.json and the weights)",
+    "lid-no-lid-head": "error: a lidlora model has no LID head: decode it with --mode oracle or --mode two-stage",
+    "lid-dtype": "error: --dtype fp16 runs on CUDA only: use bf16 or fp32 on the CPU",
+    "score-json-is-input": "error: {r}/hyp.jsonl: the --json output would overwrite the input {r}/hyp.jsonl; choose another name",
+    "score-json-dir": "error: {r}/adir: is a directory; give a file name for the --json output",
+    "score-null-text": "error: {r}/test.jsonl vs {r}/hyp_null.jsonl: {r}/hyp_null.jsonl:1: the text of u0 is null, not a string",
+    "score-duplicate": "error: {r}/test.jsonl vs {r}/hyp_dup.jsonl: {r}/hyp_dup.jsonl:2: duplicate hypothesis id u0",
+    "score-no-text": "error: {r}/test.jsonl vs {r}/hyp_notext.jsonl: {r}/hyp_notext.jsonl:1: expected a JSON object with id and text ('text')",
+    "score-missing-hyp": "error: {r}/test.jsonl vs {r}/hyp_partial.jsonl: ids do not match: 1 reference id(s) without hypothesis (u1...) (--missing-as-empty scores the first as empty)",
+    "score-odd-files": "error: give REF HYP pairs (an even number of files)",
+    "score-missing-file": "error: {r}/test.jsonl vs {r}/none.jsonl: {r}/none.jsonl: hypothesis file not found",
+    "score-systems-names": "error: --systems has 2 names for 1 hypothesis file(s)",
+    "score-metric": "error: --metric x: choose mer, cer or wer",
+    "train-lr-nan": "error: --lr nan: must be a finite number in (0, inf]",
+    "train-lr-negative": "error: --lr -1.0: must be a finite number in (0, inf]",
+    "train-head-lr-inf": "error: --head-lr inf: must be a finite number in (0, inf]",
+    "train-dropout": "error: --lora-dropout 1.0: must be a finite number in [0, 1)",
+    "train-steps-0": "error: --max-steps 0: must be a finite number in [1, inf]",
+    "train-batch-0": "error: --batch-seconds 0.0: must be a finite number in (0, inf]",
+    "train-rank-0": "error: --lora-rank 0: must be a finite number in [1, inf]",
+    "train-eval-0": "error: --eval-every 0: must be a finite number in [1, inf]",
+    "train-route-prob": "error: --predicted-route-prob 2.0: must be a finite number in [0, 1]",
+    "train-model-type": "error: unknown model type 'nope': choose from ctc, shared-lora, lidlora, hlora, expert, mole, student",
+    "train-soft-lidlora": "error: --train-routing soft needs an hlora model (a LID head below routed layers)",
+    "train-routing": "error: unknown --train-routing maybe: choose oracle, predicted, soft",
+    "train-lid-head": "error: unknown --lid-head x: choose pooled or frame",
+    "train-freeze-hlora": "error: --freeze-layers applies to the fully fine-tuned ctc model only",
+    "train-batching": "error: unknown batching x: choose mixed or sorted",
+    "train-metric": "error: unknown --metric x: choose cer, loss or lid_acc",
+    "train-schedule": "error: unknown schedule x: choose linear, cosine or constant",
+    "train-out-file": "error: {r}/afile: is a file; --out names the run directory",
+    "train-resume-nothing": "error: {r}/adir: nothing to resume (no run was saved there: no train.yaml)",
+    "train-config-missing": "error: {r}/none.yaml: config file not found",
+    "train-config-bad-number": "error: {r}/bad.yaml: setting lr must be a number, got 'abc'",
+    "train-config-list": "error: {r}/list.yaml: expected a mapping of settings",
+    "train-no-vocab": "error: {r}/none.json: vocab file not found",
+    "train-no-steps": "error: give --max-steps or --epochs",
+    "normalize-out-is-input": "error: {r}/test.jsonl: the normalized manifest would overwrite the input {r}/test.jsonl; choose another name",
+    "normalize-out-dir": "error: {r}/adir: is a directory; give a file name for the normalized manifest",
+    "normalize-no-out": "error: give -o OUT.jsonl to normalize a manifest, or --lang L to normalize one line of text",
+    "vocab-coverage-missing": "error: {r}/none.jsonl: coverage manifest not found",
+    "vocab-out-is-input": "error: {r}/test.jsonl: the vocabulary would overwrite the input {r}/test.jsonl; choose another name",
+    "vocab-out-dir": "error: {r}/adir: is a directory; give a file name for the vocabulary",
+    "vocab-unit": "error: --unit x: choose char or bpe",
+    "vocab-empty": "error: {r}/empty.jsonl: manifest is empty",
+    "lm-order-1": "error: --order 1: choose 2..10 (KenLM's lmplz, as built here)",
+    "lm-order-50": "error: --order 50: choose 2..10 (KenLM's lmplz, as built here)",
+    "lm-prune": "error: --prune abc: expected comma-separated integers, e.g. 0,0,1",
+    "lm-out-file": "error: {r}/afile: is a file; -o names the folder for the language models",
+    "lm-empty": "error: {r}/empty.jsonl: no text to build a language model from",
+    "info-file": "error: {r}/afile: not a model directory (RUN_DIR/best holds config.json and the weights)",
+    "info-missing": "error: {r}/nope: not a model directory (RUN_DIR/best holds config.json and the weights)",
+    "info-cut-weights": "error: {r}/m_cut/adapters.safetensors: not a readable safetensors file (cut short or corrupt: ",
+    "info-bad-config": "error: {r}/m_badcfg/config.json: not a valid hlora model config (",
+    "ct2-nonempty-target": "error: {r}/user_dir: not empty; pass --overwrite to replace the model files in it (others are kept)",
+    "ct2-target-file": "error: {r}/afile: is a file; give a directory for the HF model",
+    "ct2-no-model": "error: {r}/adir/model.bin: missing; a CTranslate2 Whisper directory has model.bin, config.json, tokenizer.json",
+    "usage-misspelt-option": "error: No such option: --modle (Possible options: --dev, --model-type)",
+    "usage-missing-argument": "error: Missing argument 'inputs'.",
+    "usage-unknown-command": "error: No such command 'trian'. Did you mean 'train'?",
+    "usage-not-a-number": "error: Invalid value for '--lr': Input should be a valid number, unable to parse string as a number",
+    "usage-not-an-int": "error: Invalid value for '--k': Input should be a valid integer, unable to parse string as an integer",
+}
+
+
 @pytest.mark.parametrize("name, argv, code", CASES, ids=[c[0] for c in CASES])
 def test_hostile_input(world, capsys, monkeypatch, name, argv, code):
     from hlora_cli.cli import main as cli_main
@@ -322,12 +423,16 @@ def test_hostile_input(world, capsys, monkeypatch, name, argv, code):
     cli_main._state["debug"] = False
     with pytest.raises(SystemExit) as stop:
         cli_main.main()
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
     assert stop.value.code == code, err
     assert "Traceback" not in err
+    expected = EXPECTED[name].format(r=world)
     if code == 2:
         lines = err.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: "), err
+        assert len(lines) == 1 and lines[0].startswith(expected), (expected, err)
+    else:
+        assert expected in " ".join(captured.out.split()), (expected, captured.out)
     after = _snapshot(world)
     changed = {p for p in set(before) | set(after) if before.get(p) != after.get(p) and not p.startswith("out")}
     assert not changed, f"{name} changed {sorted(changed)}"
