@@ -160,7 +160,7 @@ class Recognizer:
         self.workers = default_workers() if options.num_workers is None else options.num_workers
         self.fps = model.backbone.frames_per_second
         # shorter audio gives no frame: skipped with its file named (either model's, two-stage)
-        self.min_samples = max(getattr(m.backbone, "min_samples", 0) for m in (model, lid_model) if m is not None)
+        self.min_samples = max(m.backbone.frontend.min_samples for m in (model, lid_model) if m is not None)
         self._beams: dict[int, BeamDecoder] = {}
         unknown = sorted(set(options.lms) - set(model.languages))
         if unknown:

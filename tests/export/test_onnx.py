@@ -83,6 +83,18 @@ def test_int8_export_is_smaller_and_decodes(manifest, tmp_path):
     assert size["int8"] < 0.6 * size["fp32"]
     rows = _decode(manifest, tmp_path / "q.jsonl", "--onnx", tmp_path / "int8")
     assert len(rows) == 6 and json.loads((tmp_path / "q.meta.json").read_text())["int8"] is True
+    # a clip shorter than one encoder frame is skipped, naming its file; the others decode
+    import numpy as np
+    import soundfile as sf
+
+    sf.write(str(tmp_path / "tiny.wav"), np.zeros(160, dtype=np.float32), 16000)
+    with_tiny = tmp_path / "with_tiny.jsonl"
+    tiny = {"id": "tiny", "audio": str(tmp_path / "tiny.wav"), "lang": "de", "text": "a"}
+    with_tiny.write_text(manifest.read_text() + json.dumps(tiny) + "\n")
+    r = run_cli("decode", with_tiny, "--onnx", tmp_path / "int8", "--num-workers", "0", "-o", tmp_path / "t.jsonl",
+                check=False)  # fmt: skip
+    assert r.returncode == 1 and len(_rows(tmp_path / "t.jsonl")) == 6
+    assert "10 ms of audio, shorter than one frame of the encoder" in " ".join(r.stdout.split())
 
 
 def test_onnx_export_and_decode_errors(manifest, tmp_path):
