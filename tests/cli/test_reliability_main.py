@@ -157,3 +157,37 @@ def tiny_backbone_dir(tmp_path_factory):
     WhisperModel(WhisperConfig(**TINY["whisper"])).save_pretrained(out)
     WhisperFeatureExtractor(feature_size=80).save_pretrained(out)
     return out
+
+
+def test_oracle_maps_a_region_code_as_training_does(world, tmp_path):
+    rows = [json.loads(line) for line in (world / "t.jsonl").read_text().splitlines()]
+    (tmp_path / "us.jsonl").write_text("".join(json.dumps({**r, "lang": r["lang"] + "-US"}) + "\n" for r in rows))
+    code, err = run_main("decode", tmp_path / "us.jsonl", "--model", world / "m", "--mode", "oracle",
+                         "--num-workers", "0", "-o", tmp_path / "o.jsonl")  # fmt: skip
+    assert code == 0, err
+    decoded = {d["id"]: d["lang"] for d in map(json.loads, (tmp_path / "o.jsonl").read_text().splitlines())}
+    assert decoded == {r["id"]: r["lang"] for r in rows}  # en-US rows decoded as en, de-US as de
+    (tmp_path / "fr.jsonl").write_text(json.dumps({**rows[0], "lang": "ko"}) + "\n")
+    code, err = run_main("decode", tmp_path / "fr.jsonl", "--model", world / "m", "--mode", "oracle",
+                         "--num-workers", "0", "-o", tmp_path / "f.jsonl")  # fmt: skip
+    langs = ", ".join(tiny_config("whisper").languages)
+    assert code == 2 and err.strip() == (
+        f"error: {tmp_path / 'fr.jsonl'}: en0: its language ko has no LoRA/head in this model (it knows {langs}); "
+        "oracle decoding needs the utterance's language"
+    ), err
+
+
+def test_a_backbone_of_another_kind(world, tmp_path):
+    from transformers import HubertConfig, HubertModel
+
+    HubertModel(HubertConfig(**TINY["hubert"])).save_pretrained(tmp_path / "hubert")
+    config = json.loads((world / "m" / "config.json").read_text())  # a Whisper model, its backbone moved
+    (tmp_path / "m").mkdir()
+    for name in os.listdir(world / "m"):
+        (tmp_path / "m" / name).write_bytes((world / "m" / name).read_bytes())
+    config["backbone"]["source"] = str(tmp_path / "hubert")
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    code, err = run_main("decode", world / "t.jsonl", "--model", tmp_path / "m", "-o", tmp_path / "o.jsonl")
+    assert code == 2 and err.strip() == (
+        f"error: {tmp_path / 'hubert'}: is a hubert model, and this model was built on a whisper backbone"
+    ), err

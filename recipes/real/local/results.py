@@ -254,6 +254,43 @@ def write(args: argparse.Namespace) -> None:
     tmp.replace(args.results)
 
 
+README_ROWS = (  # the rows the README quotes, in its order
+    "zero_shot",
+    "zero_shot_given",
+    "s2s_shared_lora",
+    "s2s_experts",
+    "s2s_mole_l1_2_aware",
+    "s2s_mole_l1_2",
+    "s2s_student_layerwise",
+    "s2s_student_logits",
+    "s2s_student_none",
+    "s2s_hlora",
+    "s2s_hlora_oracle",
+    "ctc_ctc",
+    "ctc_shared_lora",
+    "ctc_lidlora_oracle",
+    "ctc_two_stage",
+    "ctc_hlora_k3",
+    "ctc_hlora_oracle",
+    "ctc_hlora_lm",
+)
+BEGIN, END = "<!-- recipes/real results: begin -->", "<!-- recipes/real results: end -->"
+
+
+def readme(args: argparse.Namespace) -> None:
+    """The README's table (the main rows of RESULTS.md) and the claims, between its markers."""
+    test = json.loads((args.exp / "decode/test/scores.json").read_text())
+    ks = sorted({s.removeprefix("ctc_hlora_k") for s in test if s.startswith("ctc_hlora_k")})
+    l1s = sorted({s.split("_")[3] for s in test if s.startswith("s2s_mole_l1_")})
+    rows = [r for r in systems(ks, l1s, "3") if r[0] in README_ROWS]
+    block = [BEGIN, *table(test, rows, LANGS), "", *claims(test, l1s, ks, "3"), END]
+    text = args.readme.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{args.readme}: no {BEGIN} ... {END} markers")
+    head, rest = text.split(BEGIN, 1)
+    args.readme.write_text(head + "\n".join(block) + rest.split(END, 1)[1])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -267,6 +304,9 @@ def main() -> None:
     j = sub.add_parser("join")
     j.add_argument("out", type=Path)
     j.add_argument("parts", type=Path, nargs="+")
+    m = sub.add_parser("readme")
+    m.add_argument("exp", type=Path)
+    m.add_argument("readme", type=Path)
     w = sub.add_parser("write")
     w.add_argument("exp", type=Path)
     w.add_argument("results", type=Path)
@@ -276,7 +316,7 @@ def main() -> None:
     w.add_argument("--s2s-steps", type=int, default=80)
     w.add_argument("--ctc-steps", type=int, default=300)
     args = p.parse_args()
-    {"score": score, "join": join, "write": write}[args.cmd](args)
+    {"score": score, "join": join, "write": write, "readme": readme}[args.cmd](args)
 
 
 if __name__ == "__main__":
