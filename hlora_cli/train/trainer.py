@@ -284,6 +284,7 @@ class Trainer:
         # Nothing is removed here: --overwrite replaces the old run only once every input has been
         # read and the model built (_open_run_dir), so a bad option never costs the old run.
         self._replace_run = holds_run and not self.resume
+        self.dist.barrier()  # every rank has looked before the main one changes anything
 
     def _open_run_dir(self) -> None:
         """Make and lock RUN_DIR (one training at a time), then clear what an old run or a killed
