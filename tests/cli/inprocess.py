@@ -54,3 +54,14 @@ def run_main_output(*args) -> tuple[int, str, str]:
         sys.argv = argv
         cli_main.err._file = err_file
     return code, stdout.getvalue(), stderr.getvalue()
+
+
+def snapshot(root) -> dict[str, str]:
+    """Every path below `root` -> the sha256 of its bytes ("dir" for a folder): equal snapshots before
+    and after a command mean it changed, added and removed nothing there."""
+    import hashlib
+
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+        for p in sorted(root.rglob("*"))
+    }

@@ -2,7 +2,6 @@
 process): each must end with exit status 1 or 2 and, for 2, exactly one line `error: ...` naming
 the problem, never a traceback, and must leave every file it was not asked to write unchanged."""
 
-import hashlib
 import json
 import shutil
 import sys
@@ -12,15 +11,9 @@ import pytest
 import soundfile as sf
 
 from hlora_cli.model import build_model, save_model
+from tests.cli.inprocess import snapshot
 from tests.conftest import tiny_config
 from tests.data.helpers import write_audio
-
-
-def _snapshot(root):
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-        for p in sorted(root.rglob("*"))
-    }
 
 
 @pytest.fixture(scope="module")
@@ -416,7 +409,7 @@ EXPECTED = {
 def test_hostile_input(world, capsys, monkeypatch, name, argv, code):
     from hlora_cli.cli import main as cli_main
 
-    before = _snapshot(world)
+    before = snapshot(world)
     args = [str(a) for a in argv(world)]
     monkeypatch.setattr(sys, "argv", ["hlora", *args])
     monkeypatch.setenv("COLUMNS", "400")
@@ -433,6 +426,6 @@ def test_hostile_input(world, capsys, monkeypatch, name, argv, code):
         assert len(lines) == 1 and lines[0].startswith(expected), (expected, err)
     else:
         assert expected in " ".join(captured.out.split()), (expected, captured.out)
-    after = _snapshot(world)
+    after = snapshot(world)
     changed = {p for p in set(before) | set(after) if before.get(p) != after.get(p) and not p.startswith("out")}
     assert not changed, f"{name} changed {sorted(changed)}"

@@ -3,23 +3,15 @@ inside a model, backbone or corpus it reads, never an audio file a manifest list
 directory holds no input. Each case through `main()`: exit 2, one `error:` line naming the file, and
 every file byte-identical."""
 
-import hashlib
 import json
 import shutil
 
 import pytest
 
 from hlora_cli.model import build_model, save_model
-from tests.cli.inprocess import run_main
+from tests.cli.inprocess import run_main, snapshot
 from tests.conftest import tiny_config
 from tests.data.helpers import write_audio
-
-
-def snapshot(root):
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-        for p in sorted(root.rglob("*"))
-    }
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +33,9 @@ def world(tmp_path_factory):
     (folder / "en0.txt").write_text("a b\n")
     (root / "lm").mkdir()
     shutil.copy(root / "t.jsonl", root / "lm" / "en.arpa")  # a manifest that happens to be named so
+    (root / "ct2").mkdir()
+    for name in ("model.bin", "config.json", "tokenizer.json"):  # what import-ct2 looks for first
+        (root / "ct2" / name).write_text("{}")
     return root
 
 
@@ -108,8 +103,8 @@ CASES = [
     ),
     (
         "ct2-into-itself",
-        lambda r: ["backbone", "import-ct2", r / "m", r / "m", "--overwrite"],
-        "{r}/m: the HF model directory would overwrite the input {r}/m; choose another name",
+        lambda r: ["backbone", "import-ct2", r / "ct2", r / "ct2", "--overwrite"],
+        "{r}/ct2: the HF model directory would overwrite the input {r}/ct2; choose another name",
     ),
 ]
 

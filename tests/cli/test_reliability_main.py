@@ -2,7 +2,6 @@
 point (`main()`): the exit status, the one `error:` line (or the skip line) naming the file or value,
 and every file that was there before byte-identical."""
 
-import hashlib
 import json
 import os
 
@@ -12,16 +11,9 @@ import soundfile as sf
 import torch
 
 from hlora_cli.model import build_model, save_model
-from tests.cli.inprocess import run_main, run_main_output
+from tests.cli.inprocess import run_main, run_main_output, snapshot
 from tests.conftest import TINY, tiny_config
 from tests.data.helpers import write_audio
-
-
-def snapshot(root):
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-        for p in sorted(root.rglob("*"))
-    }
 
 
 class Evil:

@@ -2,20 +2,12 @@
 user's folder, and takes one training at a time (issue: reliability, round 3: data loss). Each case
 goes through `main()` and leaves every file it was not asked to write byte-identical."""
 
-import hashlib
 import shutil
 
 import pytest
 
-from tests.cli.inprocess import run_main
+from tests.cli.inprocess import run_main, snapshot
 from tests.train.conftest import make_corpus, train_args
-
-
-def snapshot(root):
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-        for p in sorted(root.rglob("*"))
-    }
 
 
 @pytest.fixture(scope="module")
