@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from hlora_cli.errors import HloraError
+from hlora_cli.export.card import model_card
 from hlora_cli.files import atomic_dir, check_output_dir
 
 app = typer.Typer(help="Export a model: a merged transformers model (hf: CTC, or Whisper), peft adapters or ONNX.")
@@ -69,10 +70,33 @@ def hf(
 
     model = _load(model_dir, out, overwrite, lambda config: check_whisper_exportable(config, allow_30s_input))
     if model.seq2seq:
-        code = atomic_dir(out, lambda tmp: export_whisper(model, lang, tmp, allow_30s_input))
+        what = (
+            "A transformers WhisperForConditionalGeneration with its processor: every LoRA of its language (encoder"
+            " and decoder) folded into the weights; its generation config forces the language."
+        )
+
+        def write_whisper(tmp: Path) -> str:
+            code = export_whisper(model, lang, tmp, allow_30s_input)
+            card = model_card(
+                model, model_dir, [code] if code in model.languages else model.languages, "transformers", what
+            )
+            (tmp / "README.md").write_text(card, encoding="utf-8")
+            return code
+
+        code = atomic_dir(out, write_whisper)
         console.print(f"{model.config.model_type} ({code}) -> {out} (Whisper, language forced, + processor)")
         return
-    code = atomic_dir(out, lambda tmp: export_hf(model, lang, tmp))  # an error leaves nothing written
+    what = (
+        f"A transformers {model.backbone.kind} CTC model with its processor: every LoRA of its language folded into"
+        ' the weights, its CTC head as lm_head. `pipeline("automatic-speech-recognition", model=DIR)` loads it.'
+    )
+
+    def write(tmp: Path) -> str:
+        code = export_hf(model, lang, tmp)
+        (tmp / "README.md").write_text(model_card(model, model_dir, [code], "transformers", what), encoding="utf-8")
+        return code
+
+    code = atomic_dir(out, write)  # an error leaves nothing written
     console.print(f"{model.config.model_type} ({code}) -> {out} ({model.backbone.kind} CTC model + processor)")
 
 
@@ -85,7 +109,17 @@ def peft(model_dir: Path = MODEL, out: Path = OUT, overwrite: bool = OVERWRITE) 
     from hlora_cli.export.peft import export_peft
 
     model = _load(model_dir, out, overwrite)
-    names = atomic_dir(out, lambda tmp: export_peft(model, tmp))
+    what = (
+        "peft LoRA adapters for the plain transformers encoder: `shared/` (the layers below the routing point) and"
+        " one folder per language (all that language runs, with its CTC head)."
+    )
+
+    def write(tmp: Path) -> list[str]:
+        names = export_peft(model, tmp)
+        (tmp / "README.md").write_text(model_card(model, model_dir, model.languages, "peft", what), encoding="utf-8")
+        return names
+
+    names = atomic_dir(out, write)
     console.print(f"{model.config.model_type}: adapters {', '.join(names)} -> {out}")
 
 
