@@ -12,6 +12,7 @@ from hlora_cli.data.langs import resolve_language
 from hlora_cli.data.manifest import read_manifest
 from hlora_cli.data.vocab import Vocab, norm_text
 from hlora_cli.errors import HloraError
+from text_normalization import normalize
 from text_normalization.rules import strip_language_prefix
 
 
@@ -24,6 +25,16 @@ class Examples:
     @property
     def durations(self) -> list[float]:
         return [e.utt.duration for e in self.examples]
+
+
+def target_text(u, words: bool) -> str:
+    """What a model learns to write for `u`: its normalized text, characters spaced apart for the
+    languages scored by CER (a CTC head's units). With `words` (Whisper's decoder, whose tokenizer
+    reads words: `保险` is one token, `保 险` two that Whisper never saw together), the normalized text
+    as written, without that spacing; scoring spaces both sides alike."""
+    if words:
+        return normalize(u.text, u.lang, keep_words=True)
+    return norm_text(u)
 
 
 # Shorter clips give no frame (or one) to any encoder here (Whisper needs 20 ms, HuBERT 25 ms):
@@ -72,6 +83,7 @@ def load_examples(
             "add them to the vocab and --languages, or remove them"
         )
     prefix = shared_head and vocab.has_prefix_tokens(languages)
+    words = getattr(vocab, "word_targets", False)
     index = {lang: i for i, lang in enumerate(languages)}
     out = Examples([])
     if other:
@@ -84,7 +96,7 @@ def load_examples(
         if duration < MIN_SECONDS:  # one bad clip must not stop the run at its batch
             out.skipped[f"shorter than {MIN_SECONDS * 1000:.0f} ms"] += 1
             continue
-        text = strip_language_prefix(norm_text(u)).strip()
+        text = strip_language_prefix(target_text(u, words)).strip()
         if not text:
             out.skipped["empty text"] += 1
             continue

@@ -34,6 +34,9 @@ class WhisperTokens:
         self.languages = {lang: [] for lang in languages}
         self.bpe_models: dict[str, str] = {}
 
+    # Targets as written (no character spacing for ja/ko/th/zh): Whisper's tokenizer reads words.
+    word_targets = True
+
     def has_prefix_tokens(self, languages: list[str]) -> bool:
         return False
 

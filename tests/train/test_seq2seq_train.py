@@ -180,3 +180,30 @@ def test_seq2seq_trains_in_bf16_and_decodes_with_beams_on_the_gpu(s2s_backbone, 
     rows = decode_rows(tmp_path / "run" / "best", corpus, tmp_path / "hyp.jsonl", *gpu, *beams)
     meta = json.loads((tmp_path / "hyp.meta.json").read_text())
     assert len(rows) == 8 and meta["device"].startswith("cuda") and meta["beams"] == 2
+
+
+def test_seq2seq_targets_are_words_as_written_not_spaced_characters(whisper_base, tmp_path):
+    """Whisper's tokenizer reads words: `保险` is one token it knows, `保 险` two it never saw together.
+    The spaced characters a CTC head learns for ja/ko/zh would teach the decoder to write homophones
+    (seen on real Mandarin: 保险 -> 保显 after fine-tuning)."""
+    from hlora_cli.data.manifest import Utterance, write_manifest
+    from hlora_cli.data.vocab import build_vocab
+    from hlora_cli.train.data import load_examples
+    from hlora_cli.train.seq2seq import WhisperTokens
+    from tests.data.helpers import write_audio
+    from text_normalization import normalize
+
+    utts = [
+        Utterance("zh0", str(write_audio(tmp_path / "zh0.wav", 1.0)), "zh", "本保險每年一百五十元。"),
+        Utterance("ko0", str(write_audio(tmp_path / "ko0.wav", 1.0)), "ko", "저 식당 음식이 정말 맛있나 봐요."),
+    ]
+    for u in utts:
+        u.text_norm = normalize(u.text, u.lang)  # as `hlora normalize` writes it: characters spaced
+    write_manifest(tmp_path / "t.jsonl", utts)
+    tokens = WhisperTokens(str(whisper_base), ["ko", "zh"])
+    examples = load_examples(tmp_path / "t.jsonl", tokens, ["ko", "zh"], True, 30.0)
+    written = {e.utt.id: tokens.tokenizer.decode(e.targets) for e in examples.examples}
+    assert written == {"zh0": "本保险每年一百五十元", "ko0": "저 식당 음식이 정말 맛있나 봐요"}
+    # a CTC head's targets stay characters
+    ctc = load_examples(tmp_path / "t.jsonl", build_vocab(utts), ["ko", "zh"], False, 30.0)
+    assert [len(e.targets) for e in ctc.examples] == [10, 13]
