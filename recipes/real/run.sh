@@ -14,7 +14,7 @@
 # interrupted training resumes from its checkpoint: run it again to continue.
 #   ./run.sh --data-root DIR [--stage N] [--stop-stage M] [--exp DIR] [--quick] [--smoke]
 #            [--n-test N] [--n-dev N] [--ks "1 3 5"] [--main-k K] [--l1s "2 4"] [--ctc-steps N]
-#            [--s2s-steps N] [--threads N]
+#            [--s2s-steps N] [--ctc-batch-seconds S] [--threads N]
 # DIR holds the repositories as cloned: DIR/speechocean762, DIR/Korean-Read-Speech-Corpus,
 # DIR/Domain-Open-source-Datasets.
 set -euo pipefail
@@ -23,7 +23,7 @@ root=$(cd "$here/../.." && pwd)
 shared=${SHARED:-$root/../shared}
 stage=1; stop_stage=9; data_root=""; exp=${EXP:-$root/exp/real}
 langs="en ko zh"; n_test=60; n_dev=8; ks="1 3 5"; main_k=3; l1s="2 4"; main_l1=2
-ctc_steps=300; ctc_batch=12; s2s_steps=80; s2s_batch=30; expert_rank=32; mode=full; threads=""
+ctc_steps=300; ctc_batch=24; s2s_steps=80; s2s_batch=30; expert_rank=32; mode=full; threads=""
 backbone=${BACKBONE:-${HLORA_CACHE:-$HOME/.cache/hlora}/whisper-base}
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -32,8 +32,8 @@ while [[ $# -gt 0 ]]; do
     --backbone) backbone=$2; shift 2 ;;  --n-test) n_test=$2; shift 2 ;;  --n-dev) n_dev=$2; shift 2 ;;
     --ks) ks=$2; shift 2 ;;  --main-k) main_k=$2; shift 2 ;;  --l1s) l1s=$2; shift 2 ;;
     --main-l1) main_l1=$2; shift 2 ;;  --ctc-steps) ctc_steps=$2; shift 2 ;;  --s2s-steps) s2s_steps=$2; shift 2 ;;
-    --threads) threads=$2; shift 2 ;;
-    --quick) mode=quick; n_test=30; ks="3"; l1s="2"; ctc_steps=120; s2s_steps=40; exp=${EXP:-$root/exp/real_quick}
+    --threads) threads=$2; shift 2 ;;  --ctc-batch-seconds) ctc_batch=$2; shift 2 ;;
+    --quick) mode=quick; n_test=20; ks="3"; l1s="2"; ctc_steps=100; s2s_steps=30; exp=${EXP:-$root/exp/real_quick}
              shift ;;
     --smoke) mode=smoke; n_test=4; n_dev=2; ks="3"; l1s="2"; ctc_steps=3; ctc_batch=20; s2s_steps=2; expert_rank=4
              exp=$root/exp/real_smoke; shift ;;

@@ -227,7 +227,7 @@ def write(args: argparse.Namespace) -> None:
         f"Seq2seq: the whole Whisper (encoder and decoder LoRA), true-length encoder input, experts rank 32"
         f" for {steps} steps of 30 s; shared LoRA and HLoRA {3 * steps} steps (the three experts' compute);"
         f" MoLE: fusion weights and router only; students rank 96 (the experts' ranks together) for {steps}"
-        f" steps. CTC: LoRA rank 16, {ctc_steps} steps of 12 s mixed-language batches each; ctc full"
+        f" steps. CTC: LoRA rank 16, {ctc_steps} steps of 24 s mixed-language batches each; ctc full"
         " fine-tune at lr 1e-4.",
         "",
         "## Test set",
