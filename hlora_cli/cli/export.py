@@ -33,9 +33,7 @@ def _load(model_dir: Path, out: Path, overwrite: bool, check_seq2seq=None):
     from hlora_cli.model.checkpoint import check_model_dir
 
     check_model_dir(model_dir)
-    if out.resolve() == model_dir.resolve() or model_dir.resolve().is_relative_to(out.resolve()):
-        raise HloraError(f"{out}: the export would replace the model directory {model_dir}; choose another -o")
-    check_output_dir(out, overwrite)
+    check_output_dir(out, overwrite, "export directory", inputs=[model_dir])  # never the model, in it or around it
     from hlora_cli.model.checkpoint import read_config
 
     config = read_config(model_dir)  # checked before the whole Whisper loads
@@ -47,6 +45,20 @@ def _load(model_dir: Path, out: Path, overwrite: bool, check_seq2seq=None):
             "encoders; `hlora export hf --lang LANG` writes it as a transformers Whisper"
         )
     return load_model(model_dir)
+
+
+def _export_with_card(out: Path, export, model, model_dir: Path, library: str, what: str):
+    """Write an export and its model card (README.md) into OUT as one atomic directory: an error
+    leaves nothing written. The card's languages: the one exported (what `export` returns, where
+    it is a language of the model), else all of the model's."""
+
+    def write(tmp: Path):
+        result = export(tmp)
+        languages = [result] if result in model.languages else model.languages
+        (tmp / "README.md").write_text(model_card(model, model_dir, languages, library, what), encoding="utf-8")
+        return result
+
+    return atomic_dir(out, write)
 
 
 @app.command("hf")
@@ -75,15 +87,9 @@ def hf(
             " and decoder) folded into the weights; its generation config forces the language."
         )
 
-        def write_whisper(tmp: Path) -> str:
-            code = export_whisper(model, lang, tmp, allow_30s_input)
-            card = model_card(
-                model, model_dir, [code] if code in model.languages else model.languages, "transformers", what
-            )
-            (tmp / "README.md").write_text(card, encoding="utf-8")
-            return code
-
-        code = atomic_dir(out, write_whisper)
+        code = _export_with_card(
+            out, lambda tmp: export_whisper(model, lang, tmp, allow_30s_input), model, model_dir, "transformers", what
+        )
         console.print(f"{model.config.model_type} ({code}) -> {out} (Whisper, language forced, + processor)")
         return
     what = (
@@ -91,12 +97,7 @@ def hf(
         ' the weights, its CTC head as lm_head. `pipeline("automatic-speech-recognition", model=DIR)` loads it.'
     )
 
-    def write(tmp: Path) -> str:
-        code = export_hf(model, lang, tmp)
-        (tmp / "README.md").write_text(model_card(model, model_dir, [code], "transformers", what), encoding="utf-8")
-        return code
-
-    code = atomic_dir(out, write)  # an error leaves nothing written
+    code = _export_with_card(out, lambda tmp: export_hf(model, lang, tmp), model, model_dir, "transformers", what)
     console.print(f"{model.config.model_type} ({code}) -> {out} ({model.backbone.kind} CTC model + processor)")
 
 
@@ -114,12 +115,7 @@ def peft(model_dir: Path = MODEL, out: Path = OUT, overwrite: bool = OVERWRITE) 
         " one folder per language (all that language runs, with its CTC head)."
     )
 
-    def write(tmp: Path) -> list[str]:
-        names = export_peft(model, tmp)
-        (tmp / "README.md").write_text(model_card(model, model_dir, model.languages, "peft", what), encoding="utf-8")
-        return names
-
-    names = atomic_dir(out, write)
+    names = _export_with_card(out, lambda tmp: export_peft(model, tmp), model, model_dir, "peft", what)
     console.print(f"{model.config.model_type}: adapters {', '.join(names)} -> {out}")
 
 

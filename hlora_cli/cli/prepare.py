@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hlora_cli.data.importers import ImportResult, ImportSummary, write_import
+from hlora_cli.data.importers import ImportResult, ImportSummary, rejected_path, write_import
 from hlora_cli.data.manifest import Utterance, read_manifest
 from hlora_cli.errors import HloraError
 
@@ -58,7 +58,7 @@ def _check_out(out: Path, inputs: list[Path]) -> None:
     from hlora_cli.files import check_output
 
     check_output(out, inputs, "manifest")
-    check_output(out.with_suffix(".rejected.jsonl"), inputs, "rejected rows' file")
+    check_output(rejected_path(out), inputs, "rejected rows' file")
 
 
 def _write_manifest(result: ImportResult, out: Path, languages: list[str] | None, max_duration: float) -> None:
@@ -67,7 +67,7 @@ def _write_manifest(result: ImportResult, out: Path, languages: list[str] | None
 
     rows = [*result.utts, *(r.utt for r in result.rejected)]
     listed = (u.audio if isinstance(u, Utterance) else str(u.get("audio", "")) for u in rows)
-    check_not_listed([out, out.with_suffix(".rejected.jsonl")], listed)
+    check_not_listed([out, rejected_path(out)], listed)
     print_summary(write_import(result, out, languages, max_duration))
 
 
@@ -192,7 +192,7 @@ def split(
     from hlora_cli.data.split import split_groups
 
     _check_out(out, [manifest])
-    _check_out(test_out, [manifest, out, out.with_suffix(".rejected.jsonl")])
+    _check_out(test_out, [manifest, out, rejected_path(out)])
     train, test = split_groups(read_manifest(manifest), by, test_fraction, seed)
     write_import(ImportResult(train), out)
     write_import(ImportResult(test), test_out)

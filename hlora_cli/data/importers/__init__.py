@@ -62,6 +62,11 @@ def _reason_key(reason: str) -> str:
     return reason.split(":")[0]
 
 
+def rejected_path(out: Path) -> Path:
+    """Where an import into OUT puts the rows it rejects (removed when there are none)."""
+    return out.with_suffix(".rejected.jsonl")
+
+
 def write_import(
     result: ImportResult, out: Path, languages: list[str] | None = None, max_duration: float = 30.0
 ) -> ImportSummary:
@@ -69,7 +74,7 @@ def write_import(
     ok, rejected = validate(result.utts, languages=languages, max_duration=max_duration)
     rejected = result.rejected + rejected
     write_manifest(out, ok)
-    rejected_file = out.with_suffix(".rejected.jsonl")
+    rejected_file = rejected_path(out)
     if rejected:
         write_rejected(rejected_file, rejected)
     else:
