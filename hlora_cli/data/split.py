@@ -29,10 +29,10 @@ def split_groups(
         raise HloraError(f"--by {by}: choose {', '.join(SPLIT_KEYS)}")
     if not 0 < test_fraction < 1:
         raise HloraError(f"--test-fraction {test_fraction:g}: give a fraction between 0 and 1")
-    key = SPLIT_KEYS[by]
+    keys = [SPLIT_KEYS[by](u) for u in utts]  # once each: the text key normalizes
     groups: dict[str, dict[str, None]] = defaultdict(dict)  # lang -> keys in first-seen order
-    for u in utts:
-        groups[u.lang][key(u)] = None
+    for u, k in zip(utts, keys, strict=True):
+        groups[u.lang][k] = None
     rng = random.Random(seed)
     test_keys: set[str] = set()
     for lang in sorted(groups):
@@ -41,6 +41,6 @@ def split_groups(
         if len(keys) > 1:
             n_test = min(max(n_test, 1), len(keys) - 1)  # both sides non-empty where there are two groups
         test_keys.update(rng.sample(keys, n_test))
-    train = [u for u in utts if key(u) not in test_keys]
-    test = [u for u in utts if key(u) in test_keys]
+    train = [u for u, k in zip(utts, keys, strict=True) if k not in test_keys]
+    test = [u for u, k in zip(utts, keys, strict=True) if k in test_keys]
     return train, test
