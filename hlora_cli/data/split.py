@@ -36,11 +36,11 @@ def split_groups(
     rng = random.Random(seed)
     test_keys: set[str] = set()
     for lang in sorted(groups):
-        keys = list(groups[lang])
-        n_test = round(test_fraction * len(keys))
-        if len(keys) > 1:
-            n_test = min(max(n_test, 1), len(keys) - 1)  # both sides non-empty where there are two groups
-        test_keys.update(rng.sample(keys, n_test))
+        ordered = list(groups[lang])
+        n_test = round(test_fraction * len(ordered))
+        if len(ordered) > 1:
+            n_test = min(max(n_test, 1), len(ordered) - 1)  # both sides non-empty where there are two groups
+        test_keys.update(rng.sample(ordered, n_test))
     train = [u for u, k in zip(utts, keys, strict=True) if k not in test_keys]
     test = [u for u, k in zip(utts, keys, strict=True) if k in test_keys]
     return train, test
