@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import warnings
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
 from hlora_cli.errors import HloraError
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -33,9 +38,15 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def check_dtype(name: str, device: torch.device) -> torch.dtype:
+def check_dtype(name: str, device: torch.device, say: Callable[[str], None] | None = None) -> torch.dtype:
+    """--dtype NAME on `device`: auto picks (and says on stderr, through `say`, which and why), the
+    others are checked."""
+    if name == "auto":
+        chosen, why = auto_dtype(device)
+        (say or _stderr)(f"dtype {chosen}: {why}")
+        return DTYPES[chosen]
     if name not in DTYPES:
-        raise HloraError(f"--dtype {name}: choose {', '.join(DTYPES)}")
+        raise HloraError(f"--dtype {name}: choose auto, {', '.join(DTYPES)}")
     if name == "fp16" and device.type != "cuda":
         raise HloraError("--dtype fp16 runs on CUDA only: use bf16 or fp32 on the CPU")
     if name == "bf16" and device.type == "cpu":
@@ -43,14 +54,59 @@ def check_dtype(name: str, device: torch.device) -> torch.dtype:
     return DTYPES[name]
 
 
+def auto_dtype(device: torch.device) -> tuple[str, str]:
+    """What --dtype auto means on `device`, and why: bf16 where the hardware computes it natively
+    (a CUDA device with bf16, a CPU with AVX512-BF16 or AMX), fp32 elsewhere. On an AVX2-only CPU
+    bf16 is emulated and measured 7x slower than fp32 (BENCHMARKS.md); with AVX512-BF16, 2x faster."""
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return "bf16", f"{torch.cuda.get_device_name(device)} computes bf16"
+        return "fp32", f"{torch.cuda.get_device_name(device)} has no bf16"
+    forced = os.environ.get(BF16_ENV, "").strip()
+    if forced:
+        if forced not in ("0", "1"):
+            raise HloraError(f"{BF16_ENV}={forced}: set it to 0 or 1")
+        return ("bf16" if forced == "1" else "fp32"), f"{BF16_ENV}={forced} says so"
+    native = cpu_bf16_feature()
+    if native:
+        return "bf16", f"the CPU has {native}"
+    return "fp32", "the CPU has no bf16 instructions (AVX512-BF16 or AMX): bf16 would be emulated"
+
+
+# HLORA_CPU_BF16=0 or 1 overrides the CPU's own answer for auto (the tests' exact figures were
+# measured in fp32; a user may keep fp32 on a bf16 CPU to repeat a trajectory from another machine).
+BF16_ENV = "HLORA_CPU_BF16"
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo names, the faster first
+
+
+def cpu_bf16_feature(cpuinfo: str | None = None) -> str | None:
+    """The CPU feature that computes bf16 natively (`amx_bf16`, `avx512_bf16`), or None. Read from
+    the CPU flags (`cpuinfo`: the text of /proc/cpuinfo; read here when None), else from oneDNN."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    flags = set(cpuinfo.split())
+    for flag in BF16_FLAGS:
+        if flag in flags:
+            return flag
+    if cpuinfo:
+        return None
+    try:  # no /proc (macOS, Windows): what oneDNN reports
+        return "bf16 (oneDNN)" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def warn_if_bf16_emulated() -> None:
     """bf16 on a CPU without bf16 instructions (AVX512-BF16, AMX) is emulated: measured 7x slower
     than fp32 decoding and 50x slower training on an AVX2 machine (BENCHMARKS.md). Say so once."""
-    try:
-        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return
-    if not native:
+    if cpu_bf16_feature() is None:
         warnings.warn(
             f"this CPU has no bf16 instructions (torch sees {torch.backends.cpu.get_cpu_capability()}): bf16 is "
             "emulated here and runs several times slower than fp32",

@@ -17,6 +17,9 @@ from hlora_cli.model.config import BLANK
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("HLORA_SHARED", REPO.parent / "shared"))
+# --dtype auto would pick bf16 on a CPU with AVX512-BF16 or AMX; the tests' exact figures are fp32
+# ones, so every test (and every hlora it starts) sees a CPU without bf16 unless it fakes one.
+os.environ["HLORA_CPU_BF16"] = "0"
 TINY = {
     "whisper": dict(
         num_mel_bins=80,

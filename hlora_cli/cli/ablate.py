@@ -21,7 +21,7 @@ def ablate(
     out: Path = typer.Option(..., "-o", "--out", help="Folder: k<K>/ runs, ablation.md, .json and .png."),
     max_steps: int = typer.Option(None, help="Override the config's max_steps."),
     device: str = typer.Option("auto", help="Decoding: auto (the GPU when there is one), cpu, cuda or cuda:N."),
-    dtype: str = typer.Option("fp32", help="Decoding: fp32, bf16 or fp16 (CUDA only)."),
+    dtype: str = typer.Option("auto", help="Decoding: auto (bf16 where computed natively), fp32, bf16, fp16 (CUDA)."),
 ) -> None:
     """Train and decode one HLoRA per k (finished k are skipped); write the per-language table and plot."""
     try:
@@ -34,7 +34,7 @@ def ablate(
     from hlora_cli.device import check_dtype, resolve_device
     from hlora_cli.infer.runner import DecodeOptions
 
-    check_dtype(dtype, resolve_device(device))  # before any training
+    check_dtype(dtype, resolve_device(device), say=lambda _: None)  # before any training; decoding says it
     options = DecodeOptions(mode="single", device=device, dtype=dtype)
     console = Console()
     results = run_ablation(

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from hlora_cli.device import DTYPE_NAMES
 from hlora_cli.errors import HloraError
 from hlora_cli.files import check_not_listed
 from hlora_cli.infer.inputs import collect_inputs, item_duration
@@ -148,6 +149,11 @@ def decode(
         help="seq2seq and --whisper: tokens written per second of audio at most (+10): cuts repetition loops.",
     ),
     no_repeat_ngram: int = typer.Option(0, help="seq2seq and --whisper: forbid repeating any n-gram of this size."),
+    loop_ngram: int = typer.Option(
+        4,
+        help="seq2seq and --whisper: a hypothesis that loops (zlib ratio > 2.4, whisper's test) is generated "
+        "again with repeated n-grams of this size forbidden; 0 keeps it.",
+    ),
     onnx: Path = typer.Option(None, "--onnx", help="Instead of --model: a directory from `hlora export onnx`."),
     whisper: str = typer.Option(None, "--whisper", help="Instead of --model: an HF Whisper directory, zero-shot."),
     whisper_languages: str = typer.Option(
@@ -158,7 +164,9 @@ def decode(
         None, help="Processes reading audio ahead of the model (default: min(4, cores - 1)); 0: none."
     ),
     device: str = typer.Option("auto", help="auto (the GPU when there is one), cpu, cuda or cuda:N."),
-    dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16 (CUDA only): autocast."),
+    dtype: str = typer.Option(
+        "auto", help="auto (bf16 where the GPU or CPU computes it natively), fp32, bf16 or fp16 (CUDA only): autocast."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted decode into the same -o."),
     chunk_seconds: float = typer.Option(
         600.0, help="Results are written after each chunk of this many seconds of audio (memory holds one chunk)."
@@ -177,7 +185,7 @@ def decode(
         outputs = check_outputs(out, [*read, *(x.split("=", 1)[-1] for x in lm or [])])
         if not resume:
             check_no_partial(out)
-    if onnx is not None and (routing != "hard" or device not in ("auto", "cpu") or dtype != "fp32"):
+    if onnx is not None and (routing != "hard" or device not in ("auto", "cpu") or dtype not in ("auto", "fp32")):
         raise HloraError(
             "an ONNX model runs in onnxruntime on the CPU in fp32 (int8 if exported so), routing hard: "
             "drop --routing, --device and --dtype, or decode the torch model with --model"
@@ -216,6 +224,7 @@ def decode(
         num_workers=num_workers,
         max_tokens_per_second=max_tokens_per_second,
         no_repeat_ngram=no_repeat_ngram,
+        loop_ngram=loop_ngram,
     )
     items = collect_inputs(inputs)
     check_not_listed(outputs, (it.audio for it in items))
@@ -247,7 +256,7 @@ def decode(
         "decoder": options.decoder,
         "lid_model": str(lid_model or ""),
         "device": str(recognizer.device),
-        "dtype": dtype,
+        "dtype": DTYPE_NAMES[recognizer.dtype],
         **(_generation(options) if recognizer.seq2seq else {}),
     }
     stream(recognizer.run, items, out, system, resume, chunk_seconds, mode)
@@ -259,4 +268,5 @@ def _generation(options: DecodeOptions) -> dict:
         "beams": options.seq2seq_beams,
         "max_tokens_per_second": options.max_tokens_per_second,
         "no_repeat_ngram": options.no_repeat_ngram,
+        "loop_ngram": options.loop_ngram,
     }

@@ -21,7 +21,9 @@ def lid(
     batch_seconds: float = typer.Option(60.0),
     plot: Path = typer.Option(None, help="PNG of the confusion matrix (needs references)."),
     device: str = typer.Option("auto", help="auto (the GPU when there is one), cpu, cuda or cuda:N."),
-    dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16 (CUDA only): autocast."),
+    dtype: str = typer.Option(
+        "auto", help="auto (bf16 where the GPU or CPU computes it natively), fp32, bf16 or fp16 (CUDA only): autocast."
+    ),
     num_workers: int = typer.Option(
         None, help="Processes reading audio ahead of the model (default: min(4, cores - 1)); 0: none."
     ),

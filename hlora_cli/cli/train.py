@@ -81,7 +81,9 @@ def train(
         None, help="Processes reading and featurising audio ahead of training (default: min(4, cores - 1)); 0: none."
     ),
     device: str = typer.Option(None, help="auto, cpu, cuda or cuda:N."),
-    dtype: str = typer.Option(None, help="auto (bf16 autocast on CUDA, fp32 on the CPU), fp32, or bf16 (CPU too)."),
+    dtype: str = typer.Option(
+        None, help="auto (bf16 where the GPU or CPU computes it natively, else fp32), fp32, or bf16."
+    ),
     deterministic: bool = typer.Option(None, "--deterministic/--no-deterministic"),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in RUN_DIR from its checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run already in RUN_DIR."),

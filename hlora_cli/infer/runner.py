@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ from hlora_cli.infer.inputs import Item, item_duration
 from hlora_cli.infer.long_audio import Window, stitch, text_windows, windows
 from hlora_cli.model import CTCModel, ModelOutput
 from hlora_cli.model.backbone import Features
-from hlora_cli.model.whisper_decoder import TOKENS_PER_SECOND, generate, token_budget
+from hlora_cli.model.whisper_decoder import LOOP_NGRAM, TOKENS_PER_SECOND, generate, looping, token_budget
 from hlora_cli.values import check_number
 from text_normalization import normalize
 
@@ -54,12 +54,14 @@ class DecodeOptions:
     lang: str | None = None  # oracle language for inputs without one
     merge: bool = True  # fold LoRA into the weights of a copy of the model (bare-backbone speed)
     device: str = "auto"  # auto, cpu, cuda, cuda:N
-    dtype: str = "fp32"  # fp32, bf16 or fp16 (CUDA only): autocast
+    dtype: str = "auto"  # auto (bf16 where the device computes it natively), fp32, bf16, fp16 (CUDA only)
     num_workers: int | None = None  # processes reading audio ahead; default min(4, cores - 1)
     # seq2seq: repetition loops (Whisper on synthetic voices) are cut by a token budget per second
-    # of audio and, if asked, transformers' no-repeat n-gram rule
+    # of audio and, if asked, transformers' no-repeat n-gram rule; a hypothesis that still loops
+    # (whisper's compression-ratio test) is generated again without repeated loop_ngram-grams
     max_tokens_per_second: float = TOKENS_PER_SECOND
     no_repeat_ngram: int = 0
+    loop_ngram: int = LOOP_NGRAM
 
     @property
     def seq2seq_beams(self) -> int:
@@ -77,6 +79,7 @@ class DecodeOptions:
         check_number("--beam-width", self.beam_width, 1, optional=True)
         check_number("--max-tokens-per-second", self.max_tokens_per_second, 0, open_low=True)
         check_number("--no-repeat-ngram", self.no_repeat_ngram, 0)
+        check_number("--loop-ngram", self.loop_ngram, 0)
         check_number("--lm-alpha", self.lm_alpha, 0)
         check_number("--lm-beta", self.lm_beta, -1e9)
         check_number("--batch-seconds", self.batch_seconds, 0, open_low=True)
@@ -148,7 +151,8 @@ class Recognizer:
                     f"{', '.join(model.languages)}: give a first stage whose LID covers every language of the model"
                 )
         self.device = resolve_device(options.device)
-        self.dtype = check_dtype(options.dtype, self.device)
+        onnx = hasattr(model, "sessions")  # an OnnxModel: onnxruntime computes in the graph's own precision
+        self.dtype = torch.float32 if onnx else check_dtype(options.dtype, self.device)
         self.model, self.lid_model = self._ready(model, options), self._ready(lid_model, options)
         self.opt = options
         # Whisper's encoder takes 30 s at most (either model's, two-stage); 1 s spare for framing
@@ -402,7 +406,22 @@ class Recognizer:
         caps = [token_budget(w.end - w.start, opt.max_tokens_per_second) for w in batch]
         with autocast(self.device, self.dtype):
             ids = generate(model, out, opt.seq2seq_beams, opt.no_repeat_ngram, caps)
-        return [model.backbone.decode_tokens(t) for t in ids]
+        texts = [model.backbone.decode_tokens(t) for t in ids]
+        loops = [n for n, t in enumerate(texts) if looping(t)] if opt.loop_ngram and not opt.no_repeat_ngram else []
+        if loops:  # whisper's fallback, made deterministic: those rows again, repeated n-grams forbidden
+            idx = torch.tensor(loops, device=out.encoder_out.device)
+            rows = replace(
+                out,
+                lang_ids=out.lang_ids[idx],
+                out_lengths=out.out_lengths[idx],
+                encoder_out=out.encoder_out[idx],
+                route_weights=None if out.route_weights is None else out.route_weights[idx],
+            )
+            with autocast(self.device, self.dtype):
+                again = generate(model, rows, opt.seq2seq_beams, opt.loop_ngram, [caps[n] for n in loops])
+            for n, t in zip(loops, again, strict=True):
+                texts[n] = model.backbone.decode_tokens(t)
+        return texts
 
     def _result(
         self, it: Item, given: str | None, decided: tuple[str, dict[str, float]] | None, decoded: _Decoded, i: int

@@ -18,7 +18,7 @@ from hlora_cli.errors import HloraError
 from hlora_cli.infer.inputs import Item, item_duration
 from hlora_cli.infer.long_audio import text_windows
 from hlora_cli.infer.runner import DecodeOptions, Report, Result
-from hlora_cli.model.whisper_decoder import quiet_generation, text_tokens, token_budget
+from hlora_cli.model.whisper_decoder import looping, quiet_generation, text_tokens, token_budget
 from text_normalization import normalize
 
 
@@ -114,6 +114,21 @@ class WhisperZeroShot:
         return torch.softmax(logits[:, list(self.lang_ids.values())].float(), dim=-1).cpu()
 
     @torch.no_grad()
+    def _generate(self, feats: list[torch.Tensor], lang: str, cap: int, no_repeat: int) -> list[list[int]]:
+        """Token ids of a batch of windows in one language (prefix and end included)."""
+        opt = self.options
+        with autocast(self.device, self.dtype), quiet_generation():
+            ids = self.model.generate(
+                torch.stack(feats).to(self.device),
+                language=lang,
+                task="transcribe",
+                num_beams=opt.seq2seq_beams,
+                do_sample=False,
+                no_repeat_ngram_size=no_repeat,
+                max_new_tokens=min(cap, self.model.config.max_target_positions - 4),
+            )
+        return ids.tolist()
+
     def run(self, items: list[Item], on_progress: Callable[[float], None] | None = None) -> Report:
         """Every recording in windows of at most 30 s (text_windows: equal, no overlap, their texts
         joined), its language found once (`languages`), then generated window by window with that
@@ -146,18 +161,14 @@ class WhisperZeroShot:
                 part = idx[b : b + self.batch_size]
                 caps = [token_budget(wins[n].end - wins[n].start, opt.max_tokens_per_second) for n in part]
                 cap = max(caps)  # the batch runs to its longest budget; each window is cut to its own below
-                with autocast(self.device, self.dtype), quiet_generation():
-                    ids = self.model.generate(
-                        torch.stack([feats[n] for n in part]).to(self.device),
-                        language=lang,
-                        task="transcribe",
-                        num_beams=opt.seq2seq_beams,
-                        do_sample=False,
-                        no_repeat_ngram_size=opt.no_repeat_ngram,
-                        max_new_tokens=min(cap, self.model.config.max_target_positions - 4),
-                    )
-                for n, row, own in zip(part, ids.tolist(), caps, strict=True):
+                ids = self._generate([feats[n] for n in part], lang, cap, opt.no_repeat_ngram)
+                for n, row, own in zip(part, ids, caps, strict=True):
                     texts[n] = tokenizer.decode(text_tokens(row, special, own)).strip()
+                loops = [i for i, n in enumerate(part) if looping(texts[n])]
+                if loops and opt.loop_ngram and not opt.no_repeat_ngram:  # as the Recognizer: those again
+                    again = self._generate([feats[part[i]] for i in loops], lang, cap, opt.loop_ngram)
+                    for i, row in zip(loops, again, strict=True):
+                        texts[part[i]] = tokenizer.decode(text_tokens(row, special, caps[i])).strip()
         results, audio = [], 0.0
         for i, ns in by_item.items():
             it, lang = items[i], lang_of[i]

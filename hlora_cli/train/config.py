@@ -84,8 +84,8 @@ class TrainConfig:
     num_workers: int | None = None  # processes reading and featurising audio; default min(4, cores - 1)
     # device
     device: str = "auto"  # auto, cpu, cuda, cuda:N
-    bf16: bool = True  # with dtype "auto": bf16 autocast on CUDA (False: fp32 there too)
-    dtype: str = "auto"  # autocast: auto (bf16 on CUDA, fp32 on the CPU), fp32, or bf16 (also on the CPU)
+    bf16: bool = True  # with dtype "auto": bf16 where the device computes it natively (False: fp32 there too)
+    dtype: str = "auto"  # autocast: auto (bf16 on CUDA and on CPUs with AVX512-BF16 or AMX, else fp32), fp32, bf16
     deterministic: bool = False
 
     def check(self) -> None:

@@ -156,10 +156,10 @@ class Trainer:
         self._check_run_dir(overwrite)
         if resume:
             self._check_resume_settings()
-        # autocast's dtype, once: "auto" is bf16 on CUDA (unless bf16: false), fp32 on the CPU;
-        # check_dtype warns where the CPU only emulates bf16
-        name = cfg.dtype if cfg.dtype != "auto" else ("bf16" if self.device.type == "cuda" and cfg.bf16 else "fp32")
-        self.compute_dtype = check_dtype(name, self.device)
+        # autocast's dtype, once: "auto" is bf16 where the device computes it natively (unless
+        # bf16: false), and says so; check_dtype warns where the CPU only emulates a bf16 asked for
+        name = "fp32" if cfg.dtype == "auto" and not cfg.bf16 else cfg.dtype
+        self.compute_dtype = check_dtype(name, self.device, say=None if self.dist.is_main else lambda _: None)
         if cfg.deterministic:
             # CUDA has no deterministic backward for CTC: there it stays the one op that may differ
             # run to run (a warning says so) instead of refusing to train. cuBLAS needs a fixed workspace.

@@ -13,7 +13,7 @@ from transformers import GenerationConfig, WhisperForConditionalGeneration, Whis
 
 from hlora_cli.model import build_model, load_model, save_model
 from hlora_cli.model.backbone import _hf_config
-from hlora_cli.model.whisper_decoder import token_budget
+from hlora_cli.model.whisper_decoder import looping, token_budget
 from tests.cli.inprocess import run_cli
 from tests.conftest import randomize_adapters, waves
 from tests.model.test_seq2seq import decode, s2s_config
@@ -68,7 +68,7 @@ def test_exported_whisper_generates_what_hlora_decodes_for_the_language(model_ty
     for i, w in enumerate(WAVS):
         sf.write(tmp_path / "wav" / f"u{i}.wav", w, 16000)
     run_cli("decode", tmp_path / "wav", "--whisper", tmp_path / "hf-de", "--max-tokens-per-second", "5",
-            "-o", tmp_path / "hyp.jsonl")  # fmt: skip
+            "--loop-ngram", "0", "-o", tmp_path / "hyp.jsonl")  # fmt: skip
     rows = [json.loads(line) for line in (tmp_path / "hyp.jsonl").read_text().splitlines()]
     # 5 tokens/s + 10: 15, 18 and 16 tokens; batched together, each is still cut to its own budget
     budgets = [token_budget(len(w) / 16000, 5.0) for w in WAVS]
@@ -79,6 +79,8 @@ def test_exported_whisper_generates_what_hlora_decodes_for_the_language(model_ty
         normalize(processor.tokenizer.decode(ids[:n]).strip(), "de") for ids, n in zip(longest, budgets, strict=True)
     ]
     assert [(r["lang"], r["lang_probs"], r["text"]) for r in rows] == [("de", {"de": 1.0}, t) for t in texts]
+    if model_type == "hlora":
+        _check_loop_fallback(model_dir, tmp_path, whisper, processor)
     r = run_cli("decode", tmp_path / "wav", "--whisper", tmp_path / "hf-de", "--whisper-languages", "de,fr",
                 "-o", tmp_path / "x.jsonl", check=False)  # fmt: skip
     assert r.returncode == 2 and "forces language de" in r.stderr and not (tmp_path / "x.jsonl").exists()
@@ -96,6 +98,40 @@ def test_exported_whisper_generates_what_hlora_decodes_for_the_language(model_ty
             assert not torch.equal(de.state_dict()[name], fr.state_dict()[name])
         assert torch.equal(de.state_dict()["model.encoder.layers.0.fc1.weight"],
                            fr.state_dict()["model.encoder.layers.0.fc1.weight"])  # fmt: skip
+
+
+def _check_loop_fallback(model_dir: Path, tmp_path: Path, whisper, processor) -> None:
+    """A hypothesis that loops by whisper's compression-ratio test is generated once more with
+    repeated 4-grams forbidden (--loop-ngram 4, the default); --loop-ngram 0 keeps it. The same in
+    zero-shot decoding of the export and in the model's own (oracle German) decoding."""
+    budgets = [token_budget(len(w) / 16000, 30.0) for w in WAVS]  # 40, 58, 46: within 64 positions
+    tok = processor.tokenizer
+    plain = _generate(whisper, processor, max(budgets))
+    plain = [tok.decode(ids[:n]).strip() for ids, n in zip(plain, budgets, strict=True)]
+    guarded = _generate(whisper, processor, max(budgets), no_repeat_ngram_size=4)
+    guarded = [tok.decode(ids[:n]).strip() for ids, n in zip(guarded, budgets, strict=True)]
+    loops = [looping(t) for t in plain]
+    assert any(loops) and all(g != t for t, g, loop in zip(plain, guarded, loops, strict=True) if loop)
+    expected = {
+        "0": [normalize(t, "de") for t in plain],
+        "4": [normalize(g if loop else t, "de") for t, g, loop in zip(plain, guarded, loops, strict=True)],
+    }
+    wav, fast = tmp_path / "wav", ["--max-tokens-per-second", "30"]
+    for n in ("0", "4"):
+        runs = {
+            "zero-shot": ("--whisper", tmp_path / "hf-de"),
+            "model": ("--model", model_dir, "--mode", "oracle", "--lang", "de", "--decoder", "greedy"),
+        }
+        for name, how in runs.items():
+            out = tmp_path / f"loop-{name}-{n}.jsonl"
+            run_cli("decode", wav, *how, *fast, "--loop-ngram", n, "-o", out)
+            rows = [json.loads(line) for line in out.read_text().splitlines()]
+            assert [r["text"] for r in rows] == expected[n], (name, n)
+
+
+def test_loop_test_is_whispers_compression_ratio():
+    assert looping("재 도 " * 30) and looping("the the the the the the the the the the the the the the")
+    assert not looping("이번 동아리 축제에 노래자랑 대회가 있는데 상품을 아주 많이 준대") and not looping("")
 
 
 def test_whisper_export_refusals_write_nothing(whisper_base, tmp_path):

@@ -3,12 +3,14 @@ are frozen, --device / --dtype are checked before work, bf16 autocast on the CPU
 exists) CUDA decoding equals CPU decoding."""
 
 import dataclasses
+import json
 import warnings
 
 import pytest
 import torch
 
-from hlora_cli.device import resolve_device
+from hlora_cli import device as device_mod
+from hlora_cli.device import check_dtype, cpu_bf16_feature, resolve_device
 from hlora_cli.errors import HloraError
 from hlora_cli.infer.runner import DecodeOptions, Recognizer
 from tests.infer.test_modes import items, model  # noqa: F401  (fixture)
@@ -41,8 +43,48 @@ def test_cuda_without_a_gpu_and_fp16_on_the_cpu_are_clear_errors():
         Recognizer(m, DecodeOptions(device="cpu", dtype="fp16"))
     with pytest.raises(HloraError, match="^--device tpu: not a device"):
         Recognizer(m, DecodeOptions(device="tpu"))
-    with pytest.raises(HloraError, match="^--dtype fp8: choose fp32, bf16, fp16$"):
+    with pytest.raises(HloraError, match="^--dtype fp8: choose auto, fp32, bf16, fp16$"):
         Recognizer(m, DecodeOptions(device="cpu", dtype="fp8"))
+
+
+def test_dtype_auto_is_bf16_where_the_cpu_computes_it_and_says_why(monkeypatch):
+    cpu, said = torch.device("cpu"), []
+    monkeypatch.delenv("HLORA_CPU_BF16")
+    monkeypatch.setattr(device_mod, "cpu_bf16_feature", lambda: "avx512_bf16")
+    assert check_dtype("auto", cpu, said.append) == torch.bfloat16
+    monkeypatch.setattr(device_mod, "cpu_bf16_feature", lambda: None)
+    assert check_dtype("auto", cpu, said.append) == torch.float32
+    assert said == [
+        "dtype bf16: the CPU has avx512_bf16",
+        "dtype fp32: the CPU has no bf16 instructions (AVX512-BF16 or AMX): bf16 would be emulated",
+    ]
+    # HLORA_CPU_BF16 overrides what the CPU is found to have, either way
+    for value, dtype in (("1", torch.bfloat16), ("0", torch.float32)):
+        monkeypatch.setenv("HLORA_CPU_BF16", value)
+        assert check_dtype("auto", cpu, said.append) == dtype
+        assert said[-1] == f"dtype {'bf16' if value == '1' else 'fp32'}: HLORA_CPU_BF16={value} says so"
+    monkeypatch.setenv("HLORA_CPU_BF16", "yes")
+    with pytest.raises(HloraError, match="^HLORA_CPU_BF16=yes: set it to 0 or 1$"):
+        check_dtype("auto", cpu, said.append)
+
+
+def test_the_cpu_flags_tell_native_bf16():
+    assert cpu_bf16_feature("flags\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n") == "amx_bf16"
+    assert cpu_bf16_feature("processor : 0\nflags : fpu avx2 avx512f avx512_vnni avx512_bf16\n") == "avx512_bf16"
+    assert cpu_bf16_feature("flags : fpu sse4_2 avx2 fma\n") is None
+
+
+def test_decode_and_train_say_the_dtype_auto_chose(items, tmp_path, monkeypatch):  # noqa: F811
+    from hlora_cli.model import save_model
+    from tests.cli.inprocess import run_main_output
+
+    model_dir = save_model(model("hlora", 1), tmp_path / "m")
+    for value, name in (("1", "bf16"), ("0", "fp32")):
+        monkeypatch.setenv("HLORA_CPU_BF16", value)
+        out = tmp_path / f"hyp-{name}.jsonl"
+        code, _, err = run_main_output("decode", str(items[0].audio), "--model", str(model_dir), "-o", str(out))
+        assert code == 0 and f"dtype {name}: HLORA_CPU_BF16={value} says so" in err.splitlines()
+        assert json.loads(out.with_suffix(".meta.json").read_text())["dtype"] == name
 
 
 def test_bf16_autocast_on_the_cpu_gives_the_fp32_languages(items):  # noqa: F811
@@ -52,7 +94,7 @@ def test_bf16_autocast_on_the_cpu_gives_the_fp32_languages(items):  # noqa: F811
         warnings.simplefilter("always")
         bf16 = Recognizer(m, DecodeOptions(device="cpu", dtype="bf16")).run(items).results
     # a CPU without bf16 instructions emulates it, many times slower: the user is told
-    emulated = not torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    emulated = cpu_bf16_feature() is None
     assert any("no bf16 instructions" in str(w.message) for w in caught) == emulated
     assert [r.id for r in bf16] == [r.id for r in fp32]
     for a, b in zip(fp32, bf16, strict=True):
