@@ -36,7 +36,22 @@ def time_interleaved(
 
 
 def machine() -> str:
-    return f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    return f"{cpu()}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")  # what decides torch's CPU kernels
+
+
+def cpu() -> str:
+    """The CPU a figure came from: its model name and the flags that pick torch's kernels."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    have = " ".join(f for f in CPU_FLAGS if f in flags) or "no AVX2"
+    return f"{name or platform.machine()} ({have}; torch kernels {torch.backends.cpu.get_cpu_capability()})"
 
 
 def write_section(name: str, body: str, result: dict) -> None:
@@ -49,3 +64,18 @@ def write_section(name: str, body: str, result: dict) -> None:
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     BENCHMARKS.write_text(text)
+
+
+def whisper_ref(source: str):
+    """Whisper-base from `source` (its tokenizer too); where only its configuration and tokenizer were carried (a GPU
+    machine: the weights are 277 MB), the same shapes with random weights: the same speed."""
+    from hlora_cli.model import BackboneRef
+
+    weights = any((Path(source) / f).exists() for f in ("model.safetensors", "pytorch_model.bin"))
+    if weights:
+        return BackboneRef("whisper", source=source, tokenizer=source)
+    config = json.loads((Path(source) / "config.json").read_text())
+    keep = ("num_mel_bins", "d_model", "encoder_layers", "encoder_attention_heads", "encoder_ffn_dim",
+            "decoder_layers", "decoder_attention_heads", "decoder_ffn_dim", "max_source_positions",
+            "max_target_positions", "vocab_size")  # fmt: skip
+    return BackboneRef("whisper", config={k: config[k] for k in keep if k in config}, tokenizer=source)

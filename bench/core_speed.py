@@ -11,10 +11,13 @@ Side by side in one process, medians of interleaved runs, 2 CPU threads (or on a
   (f) MoLE single pass, merged            (4 experts fused in layers 1..L1 = k, folded into one weight per layer;
                                             router after L1; each language's expert in L1+1..N, merged per language)
   (g) distilled student, merged           (one shared LoRA in every layer folded in, LID head on the output)
+With --compile, two rows more (infer/compiled.py, the `hlora decode --compile` path; CUDA graphs on a GPU):
+  (h) HLoRA single pass, compiled         (shared LoRA merged, routed LoRA per-row in one batched matmul)
+  (i) bare backbone, compiled
 (b)-(d) and (f) run with oracle routing set to the batch's 4 languages, which costs the same as predicted routing
 (the LID head runs either way) but guarantees a mixed batch even with untrained LID heads.
 
-Usage: python bench/core_speed.py [--quick] [--whisper DIR] [--device cuda] [--dtype bf16] [--batch 16,64]
+Usage: python bench/core_speed.py [--quick] [--whisper DIR] [--device cuda] [--dtype bf16] [--batch 16,64] [--compile]
 The last line printed is one JSON object; the results also go to BENCHMARKS.md.
 """
 
@@ -31,7 +34,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import machine, time_interleaved, write_section  # noqa: E402
+from bench.common import machine, time_interleaved, whisper_ref, write_section  # noqa: E402
 from hlora_cli.device import autocast, check_dtype, resolve_device  # noqa: E402
 from hlora_cli.model import BackboneRef, LoRAConfig, ModelConfig, build_model, load_backbone  # noqa: E402
 from hlora_cli.model.backbone import additive_mask  # noqa: E402
@@ -98,7 +101,15 @@ def peft_model(ref: BackboneRef, k: int, rank: int):
 
 
 def measure(
-    label: str, ref: BackboneRef, k: int, rank: int, repeats: int, batch: int, device: torch.device, dtype
+    label: str,
+    ref: BackboneRef,
+    k: int,
+    rank: int,
+    repeats: int,
+    batch: int,
+    device: torch.device,
+    dtype,
+    compiled: bool = False,
 ) -> dict[str, float]:
     rng = np.random.default_rng(0)
     wavs = [(0.1 * rng.standard_normal(5 * 16000)).astype(np.float32) for _ in range(batch)]
@@ -123,6 +134,22 @@ def measure(
         first = baseline.identify(feats).argmax(-1)
         return lidlora(feats, "oracle", first if len(set(first.tolist())) > 1 else langs)
 
+    extra = {}
+    if compiled:  # what `hlora decode --compile` runs: compiled once here, then timed as the others
+        from hlora_cli.infer.compiled import compile_model
+
+        hlora_s = build_model(config("hlora", ref, k, rank)).eval()
+        randomize(hlora_s)
+        hlora_s.to(device).merge(routed=False)
+        hlora_c, bare_c = compile_model(hlora_s, device), compile_model(bare, device)
+        extra = {
+            "h_hlora_compiled": lambda: hlora_c(feats, "oracle", langs),
+            "i_bare_compiled": lambda: bare_c(feats.values, feats.lengths),
+        }
+        with torch.inference_mode(), autocast(device, dtype):
+            for _ in range(3):  # compile, then (CUDA graphs) record
+                for fn in extra.values():
+                    fn()
     fns = {
         "a_bare": lambda: bare(feats.values, feats.lengths),
         "b_hlora_merged": lambda: hlora_m(feats, "oracle", langs),
@@ -131,6 +158,7 @@ def measure(
         "e_peft": lambda: peft(feats.values, feats.lengths, adapter_names=adapter_names),
         "f_mole_merged": lambda: mole(feats, "oracle", langs),
         "g_student_merged": lambda: student(feats),
+        **extra,
     }
     with torch.inference_mode(), autocast(device, dtype):
         t = time_interleaved(fns, repeats=repeats, sync=torch.cuda.synchronize if device.type == "cuda" else None)
@@ -144,7 +172,8 @@ def main() -> None:
     ap.add_argument("--whisper", default=os.path.expanduser("~/.cache/hlora/whisper-base"))
     ap.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    ap.add_argument("--dtype", default="fp32", help="fp32, bf16 or fp16 (autocast)")
+    ap.add_argument("--dtype", default="auto", help="auto, fp32, bf16 or fp16 (autocast)")
+    ap.add_argument("--compile", action="store_true", help="also the compiled path (rows h, i)")
     ap.add_argument("--batch", default="8", help="utterances per batch; comma-separated for several")
     args = ap.parse_args()
     device = resolve_device(args.device)
@@ -152,7 +181,7 @@ def main() -> None:
     batches = [int(b) for b in args.batch.split(",")]
     torch.set_num_threads(2)
     repeats = 3 if args.quick else 7
-    whisper, hubert = BackboneRef("whisper", source=args.whisper), BackboneRef("hubert", config=HUBERT_BASE)
+    whisper, hubert = whisper_ref(args.whisper), BackboneRef("hubert", config=HUBERT_BASE)
     # rank 8 is our default and gives the headline; rank 32 shows how peft's unmerged cost grows.
     # k = shared lower layers: 3 of Whisper-base's 6, 9 of 12 (the paper's best) for the HuBERT.
     setups = [("whisper-base", whisper, 3, 8), ("hubert-base-size", hubert, 9, 8)]
@@ -161,7 +190,7 @@ def main() -> None:
     rows, result = [], {}
     for (name, ref, k, rank), batch in [(s, b) for s in setups for b in batches]:
         label = f"{name} k={k} rank={rank}" + (f" batch {batch}" if len(batches) > 1 or batch != 8 else "")
-        t = measure(label, ref, k, rank, repeats, batch, device, dtype)
+        t = measure(label, ref, k, rank, repeats, batch, device, dtype, args.compile)
         key = f"{name.replace('-', '_')}_r{rank}" + (f"_b{batch}" if batch != 8 else "")
         r = {
             "hlora_over_bare": t["b_hlora_merged"] / t["a_bare"],
@@ -171,6 +200,9 @@ def main() -> None:
             "mole_over_bare": t["f_mole_merged"] / t["a_bare"],
             "student_over_bare": t["g_student_merged"] / t["a_bare"],
         }
+        if args.compile:
+            r["compiled_over_bare"] = t["h_hlora_compiled"] / t["a_bare"]
+            r["compiled_over_compiled_bare"] = t["h_hlora_compiled"] / t["i_bare_compiled"]
         result[key] = {**{n: round(s * 1000, 1) for n, s in t.items()}, **{n: round(v, 3) for n, v in r.items()}}
         rows.append(
             f"| {label} | "
@@ -187,6 +219,9 @@ def main() -> None:
     result["peft_over_hlora"] = min(h["peft_over_hlora"] for h in heads)
     result["mole_over_bare"] = max(h["mole_over_bare"] for h in heads)
     result["student_over_bare"] = max(h["student_over_bare"] for h in heads)
+    if args.compile:
+        result["compiled_over_bare"] = max(h["compiled_over_bare"] for h in heads)
+        result["compiled_over_compiled_bare"] = max(h["compiled_over_compiled_bare"] for h in heads)
     result["quick"] = args.quick
     on = "" if device.type == "cpu" else f" on {torch.cuda.get_device_name(device)}, {args.dtype}"
     body = (
@@ -195,8 +230,13 @@ def main() -> None:
         f"medians of {repeats} interleaved runs, ms.\n"
         "Goals: b/a <= 1.05, d/b >= 1.9, e/b >= 1.1, f/a <= 1.05 (MoLE at HLoRA's speed).\n\n"
         "| backbone | (a) bare | (b) HLoRA merged | (c) HLoRA unmerged | (d) two-stage | (e) peft adapter_names "
-        "| (f) MoLE merged | (g) student merged | b/a | c/b | d/b | e/b | f/a | g/a |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| (f) MoLE merged | (g) student merged "
+        + ("| (h) HLoRA compiled | (i) bare compiled " if args.compile else "")
+        + "| b/a | c/b | d/b | e/b | f/a | g/a "
+        + ("| h/a | h/i " if args.compile else "")
+        + "|\n"
+        + "|---" * (15 + 4 * args.compile)
+        + "|\n"
         + "\n".join(rows)
         + "\n\nThe headline ratios in the JSON are those of rank 8 (the default), worse backbone of the two. "
         "(b) cannot be faster than (a), so e/b is bounded by e/a: how much peft's unmerged mixed batch "

@@ -26,6 +26,131 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 HUBERT_BASE = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072}
 LANGS = ["en", "de", "fr", "ja"]
+# Dense bf16 tensor-core peaks (vendor data sheets, FLOP/s): model FLOP utilisation is measured against these.
+PEAK_BF16 = {"H200": 989.4e12, "H100": 989.4e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}
+
+
+def peak_flops(device: str) -> float | None:
+    """The GPU's dense bf16 peak, or None (a CPU, or a GPU not in PEAK_BF16)."""
+    import torch
+
+    if not device.startswith("cuda"):
+        return None
+    name = torch.cuda.get_device_name(torch.device(device))
+    return next((v for k, v in PEAK_BF16.items() if k in name), None)
+
+
+def step_flops(step) -> int:
+    """Floating-point operations of one call of `step` (forward and backward), as torch counts them."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+def report(args, times: list[float], flops: int, trainable: int, accounted: int | None) -> None:
+    import torch
+
+    peak = torch.cuda.max_memory_allocated() / 2**20 if args.device.startswith("cuda") else None
+    step_s = statistics.median(times)
+    print(
+        json.dumps(
+            {
+                "step_s": step_s,
+                "peak_mb": peak,
+                "trainable": trainable,
+                "accounted_mb": (accounted or 0) / 2**20,
+                "audio_s_per_s": args.batch * args.seconds / step_s,
+                "tflops": flops / step_s / 1e12,
+                "mfu": flops / step_s / peak if (peak := peak_flops(args.device)) else None,
+                "gpu_busy": getattr(args, "gpu_busy", None),
+            }
+        )
+    )
+
+
+def seq2seq_child(args: argparse.Namespace, ref) -> None:
+    """The whole Whisper-base as `hlora train --backbone-mode seq2seq` trains it (HLoRA k=3: shared
+    LoRA below, routed LoRA in the top encoder layers and the decoder): encoder on the true-length
+    input, the decoder teacher-forced on 3 tokens a second."""
+    import numpy as np
+    import torch
+
+    from hlora_cli.model import LoRAConfig, ModelConfig, build_model
+    from hlora_cli.train.seq2seq import teacher_forced
+
+    langs_of = ["en", "de", "fr", "ja"]
+    cfg = ModelConfig(
+        "hlora", ref, langs_of, k=3, backbone_mode="seq2seq", encoder_input="true-length",
+        lora=LoRAConfig(rank=32, alpha=64.0),
+    )  # fmt: skip
+    device = torch.device(args.device)
+    model = build_model(cfg).to(device).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-5)
+    rng = np.random.default_rng(0)
+    wavs = [(0.1 * rng.standard_normal(int(args.seconds * 16000))).astype(np.float32) for _ in range(args.batch)]
+    feats = model.prepare(wavs).to(device)
+    langs = torch.tensor([i % len(langs_of) for i in range(args.batch)], device=device)
+    targets = [[int(x) for x in rng.integers(300, 20000, size=int(args.seconds * 3))] for _ in range(args.batch)]
+    dtype = torch.bfloat16 if args.bf16 else torch.float32
+
+    def step():
+        with torch.autocast(device.type, dtype=dtype, enabled=args.bf16):
+            out = model(feats, "oracle", langs)
+            logits, labels, _ = teacher_forced(model, out, targets, False)
+        loss = torch.nn.functional.cross_entropy(
+            logits.float().flatten(0, 1), labels.to(device).flatten(), ignore_index=-100
+        )
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    times, flops = timed_steps(args, device, step)
+    report(args, times, flops, sum(p.numel() for p in params), None)
+
+
+def profile_step(args, step) -> float:
+    """One step under torch.profiler: its busiest operators go to PROFILE_DIR, and the share of the
+    step's wall time the GPU spends in kernels comes back (low: the host's launches are the limit)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        t0 = time.perf_counter()
+        step()
+        torch.cuda.synchronize()
+        wall = time.perf_counter() - t0
+    events = prof.key_averages()
+    # kernels only: an operator's row also carries the device time of the kernels it launched
+    kernels = sum(e.self_device_time_total for e in events if e.device_type == torch.autograd.DeviceType.CUDA) / 1e6
+    launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC"))
+    table = events.table(sort_by="self_device_time_total", row_limit=15)
+    out = Path(args.profile_dir) / f"profile_{args.backbone}_{args.variant}_b{args.batch}.txt"
+    out.write_text(f"wall {wall * 1000:.1f} ms, GPU kernels {kernels * 1000:.1f} ms, launches {launches}\n\n{table}\n")
+    return kernels / wall
+
+
+def timed_steps(args, device, step) -> tuple[list[float], int]:
+    """Seconds of each step after the first (which warms up allocators and kernels, and is counted
+    for its floating-point operations)."""
+    import torch
+
+    flops = step_flops(step)
+    if args.profile_dir and device.type == "cuda":
+        args.gpu_busy = profile_step(args, step)
+    times = []
+    for _ in range(args.steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return times, flops
 
 
 def child(args: argparse.Namespace) -> None:
@@ -37,13 +162,18 @@ def child(args: argparse.Namespace) -> None:
     from hlora_cli.model.config import BLANK
     from hlora_cli.train.losses import distill_loss, joint_loss
 
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    else:  # the toolkit's own choice: threads and loader workers within the cores this process may use
+        from hlora_cli.device import fit_threads
+
+        fit_threads(0)
     torch.manual_seed(0)
-    ref = (
-        BackboneRef("whisper", source=args.whisper)
-        if args.backbone == "whisper"
-        else BackboneRef("hubert", config=HUBERT_BASE)
-    )
+    from bench.common import whisper_ref
+
+    ref = whisper_ref(args.whisper) if args.backbone == "whisper" else BackboneRef("hubert", config=HUBERT_BASE)
+    if args.variant == "seq2seq":
+        return seq2seq_child(args, ref)
     vocab = [BLANK, "|", "<unk>"] + [chr(c) for c in range(ord("a"), ord("a") + 29)]
     full = args.variant == "full"
     model_type = {"full": "ctc", "hlora": "hlora", "expert": "expert"}.get(args.variant, "student")
@@ -74,11 +204,8 @@ def child(args: argparse.Namespace) -> None:
     targets = [[int(x) for x in rng.integers(3, len(vocab), size=int(args.seconds * 12))] for _ in range(args.batch)]
     sizes = model.ctc_heads.vocab_sizes
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if args.bf16 else torch.autocast("cpu", enabled=False)
-    times = []
-    for step in range(args.steps + 1):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
+
+    def step():
         with autocast:
             out = model(feats, "oracle", langs, hidden=teacher is not None)
         parts = joint_loss(out, langs, targets, sizes, 0.0 if full else 0.3)
@@ -86,27 +213,14 @@ def child(args: argparse.Namespace) -> None:
             with torch.no_grad(), autocast:
                 t_out = teacher(feats, "oracle", langs, hidden=True)
             parts = distill_loss(parts, out, t_out, langs, maps, 1.0, 1.0)
-        loss = parts.total
-        loss.backward()
+        parts.total.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if step > 0:  # the first step warms up allocators and kernels
-            times.append(time.perf_counter() - t0)
-    peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
+
+    times, flops = timed_steps(args, device, step)
     trainable = sum(p.numel() for p in params)
     accounted = tensor_memory(model, opt, lambda: joint_loss(model(feats, "oracle", langs), langs, targets, sizes, 0.3))
-    print(
-        json.dumps(
-            {
-                "step_s": statistics.median(times),
-                "peak_mb": peak,
-                "trainable": trainable,
-                "accounted_mb": accounted / 2**20,
-            }
-        )
-    )
+    report(args, times, flops, trainable, accounted)
 
 
 def tensor_memory(model, opt, forward) -> int:
@@ -137,7 +251,7 @@ def tensor_memory(model, opt, forward) -> int:
     return sum(weights.values()) + sum(saved.values()) + grads + states
 
 
-def run_variant(args: argparse.Namespace, backbone: str, variant: str, k: int) -> dict:
+def child_command(args: argparse.Namespace, backbone: str, variant: str, k: int, steps: int) -> list[str]:
     cmd = [
         sys.executable,
         __file__,
@@ -149,7 +263,7 @@ def run_variant(args: argparse.Namespace, backbone: str, variant: str, k: int) -
         "--k",
         str(k),
         "--steps",
-        str(args.steps),
+        str(steps),
         "--batch",
         str(args.batch),
         "--seconds",
@@ -163,7 +277,14 @@ def run_variant(args: argparse.Namespace, backbone: str, variant: str, k: int) -
     ]
     if args.bf16:
         cmd.append("--bf16")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    if args.profile_dir:
+        cmd += ["--profile-dir", args.profile_dir]
+    return cmd
+
+
+def run_variant(args: argparse.Namespace, backbone: str, variant: str, k: int, env: dict | None = None) -> dict:
+    cmd = child_command(args, backbone, variant, k, args.steps)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     out = proc.stdout.read()
     if status != 0:
@@ -175,13 +296,105 @@ def run_variant(args: argparse.Namespace, backbone: str, variant: str, k: int) -
     return result
 
 
+def contention(args: argparse.Namespace, write_section) -> None:
+    """Whisper-base HLoRA k=3 training throughput alone and beside a competing process (the same
+    training, started first and left running), under the old settings (2 threads, OpenMP's default
+    waiting: threads spin at barriers) and under hlora's own (threads fitted to the cores, waiting
+    threads yield: OMP_WAIT_POLICY=PASSIVE, which hlora sets unless the user did)."""
+    from bench.common import machine
+
+    settings = {
+        "spinning, 2 threads": ({"OMP_WAIT_POLICY": "ACTIVE"}, 2),
+        "hlora's default": ({"OMP_WAIT_POLICY": "PASSIVE"}, 0),
+    }
+    rows, result = [], {}
+    for name, (extra, threads) in settings.items():
+        env = {**os.environ, **extra}
+        args.threads = threads
+        quiet = run_variant(args, "whisper", "hlora", 3, env)["audio_s_per_s"]
+        rival = subprocess.Popen(
+            child_command(args, "whisper", "hlora", 3, 100000),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        try:
+            time.sleep(20)  # the rival imports, builds its model and starts stepping
+            contended = run_variant(args, "whisper", "hlora", 3, env)["audio_s_per_s"]
+        finally:
+            rival.kill()
+            rival.wait()
+        ratio = contended / quiet
+        print(f"{name}: quiet {quiet:.2f} audio-s/s, beside a rival {contended:.2f} ({ratio:.2f})", flush=True)
+        rows.append(f"| {name} | {quiet:.2f} | {contended:.2f} | {ratio:.2f} |")
+        result[name] = {"quiet": round(quiet, 3), "contended": round(contended, 3), "ratio": round(ratio, 3)}
+    head = result["hlora's default"]
+    result.update(
+        quiet_audio_s_per_s=head["quiet"], contended_audio_s_per_s=head["contended"], contention_ratio=head["ratio"]
+    )
+    body = (
+        "## Training on a shared machine (`bench/train_speed.py --contention`)\n\n"
+        f"Whisper-base HLoRA k=3, {args.batch} x {args.seconds:g} s, {args.device}, {machine()}; audio seconds "
+        f"trained per second, median of {args.steps} steps, alone and beside a competing copy of the same "
+        "training. Goal: beside a rival >= 0.40 of alone (a fair share of 2 cores is 0.5).\n\n"
+        "| settings | alone | beside a rival | ratio |\n|---|---|---|---|\n" + "\n".join(rows)
+    )
+    if not args.no_write:
+        write_section(f"train_contention_{args.device}", body, result)
+    print(json.dumps(result))
+
+
+def utilisation(args: argparse.Namespace, write_section) -> None:
+    """Audio seconds per second and model FLOP utilisation of HuBERT-base-size HLoRA k=9 (CTC) and
+    of seq2seq Whisper-base HLoRA k=3 (encoder and decoder LoRA)."""
+    from bench.common import machine
+
+    runs = {
+        "hubert-base-size HLoRA k=9": ("hubert", "hlora", 9),
+        "whisper-base seq2seq HLoRA k=3": ("whisper", "seq2seq", 3),
+    }
+    rows, result = [], {}
+    batches = [int(b) for b in args.mfu_batches.split(",")] if args.mfu_batches else [args.batch]
+    for (name, (backbone, variant, k)), batch in [(r, b) for r in runs.items() for b in batches]:
+        args.batch = batch
+        r = run_variant(args, backbone, variant, k)
+        mfu = f"{100 * r['mfu']:.1f} %" if r["mfu"] is not None else "-"
+        busy = f"{100 * r['gpu_busy']:.0f} %" if r.get("gpu_busy") is not None else "-"
+        print(
+            f"{name}: {r['audio_s_per_s']:.0f} audio-s/s, {r['tflops']:.1f} TFLOP/s, MFU {mfu}, GPU busy {busy}",
+            flush=True,
+        )
+        rows.append(
+            f"| {name} | {args.batch} | {r['step_s'] * 1000:.0f} | {r['audio_s_per_s']:.0f} | {r['tflops']:.1f} "
+            f"| {mfu} | {busy} |"
+        )
+        result[f"{name} batch {batch}"] = {n: (round(v, 4) if isinstance(v, float) else v) for n, v in r.items()}
+    dtype = "bf16" if args.bf16 else "fp32"
+    body = (
+        f"## Training throughput and FLOP utilisation (`bench/train_speed.py --mfu`), {args.device} {dtype}\n\n"
+        f"{'/'.join(map(str, batches))} x {args.seconds:g} s a step, {machine()}; median of {args.steps} steps "
+        "after a warm-up step; FLOPs as torch's FlopCounterMode counts one step (forward and backward); MFU "
+        "against the GPU's dense bf16 peak. Goal: >= 30 %.\n\n"
+        "GPU busy: the share of a profiled step's wall time the GPU spends in kernels.\n\n"
+        "| model | batch | ms/step | audio-s/s | TFLOP/s | MFU | GPU busy |\n|---|---|---|---|---|---|---|\n"
+        + "\n".join(rows)
+    )
+    if not args.no_write:
+        write_section(f"train_mfu_{args.device.split(':')[0]}", body, result)
+    print(json.dumps(result))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="Whisper-base only, 2 timed steps")
     ap.add_argument("--whisper", default=os.path.expanduser("~/.cache/hlora/whisper-base"))
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast (on the CPU too)")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads; 0: hlora's own choice (fit_threads)")
+    ap.add_argument("--contention", action="store_true", help="quiet against beside a competing training")
+    ap.add_argument("--mfu", action="store_true", help="throughput and model FLOP utilisation (GPU set)")
+    ap.add_argument("--mfu-batches", default=None, help="--mfu: comma-separated batch sizes (default --batch)")
+    ap.add_argument("--profile-dir", default=None, help="--mfu on a GPU: one profiled step per model, written here")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--steps", type=int, default=None)
@@ -196,6 +409,11 @@ def main() -> None:
         return child(args)
     args.steps = args.steps or (2 if args.quick else 4)
     from bench.common import write_section
+
+    if args.contention:
+        return contention(args, write_section)
+    if args.mfu:
+        return utilisation(args, write_section)
 
     backbones = [("whisper", "whisper-base", 6)] + ([] if args.quick else [("hubert", "hubert-base-size", 12)])
     result, rows = {}, []

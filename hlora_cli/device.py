@@ -114,6 +114,26 @@ def warn_if_bf16_emulated() -> None:
         )
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity: a container's or a job scheduler's share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def fit_threads(workers: int, processes: int = 1) -> int:
+    """Set torch's intra-op threads so that they and `workers` loader processes (each of
+    `processes` processes on this machine) fit the usable cores; a user's OMP_NUM_THREADS stays.
+    More threads than cores make each parallel region wait for a descheduled thread: on a shared
+    2-core machine that cost training 12x instead of the 2x a fair share costs (BENCHMARKS.md)."""
+    if os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    threads = max(1, usable_cores() // max(1, processes) - workers)
+    torch.set_num_threads(threads)
+    return threads
+
+
 def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
     """Mixed precision for the matrix products (weights stay fp32); nothing for fp32."""
     if dtype == torch.float32:

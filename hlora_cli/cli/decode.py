@@ -149,6 +149,12 @@ def decode(
         help="seq2seq and --whisper: tokens written per second of audio at most (+10): cuts repetition loops.",
     ),
     no_repeat_ngram: int = typer.Option(0, help="seq2seq and --whisper: forbid repeating any n-gram of this size."),
+    compile_: bool = typer.Option(
+        False,
+        "--compile",
+        help="torch.compile the encoder pass (CUDA graphs on a GPU; bucketed shapes): faster where launches "
+        "dominate, after a compile of seconds to minutes (BENCHMARKS.md says where it wins).",
+    ),
     loop_ngram: int = typer.Option(
         4,
         help="seq2seq and --whisper: a hypothesis that loops (zlib ratio > 2.4, whisper's test) is generated "
@@ -185,11 +191,15 @@ def decode(
         outputs = check_outputs(out, [*read, *(x.split("=", 1)[-1] for x in lm or [])])
         if not resume:
             check_no_partial(out)
-    if onnx is not None and (routing != "hard" or device not in ("auto", "cpu") or dtype not in ("auto", "fp32")):
+    if onnx is not None and (
+        routing != "hard" or device not in ("auto", "cpu") or dtype not in ("auto", "fp32") or compile_
+    ):
         raise HloraError(
             "an ONNX model runs in onnxruntime on the CPU in fp32 (int8 if exported so), routing hard: "
-            "drop --routing, --device and --dtype, or decode the torch model with --model"
+            "drop --routing, --device, --dtype and --compile, or decode the torch model with --model"
         )
+    if compile_ and whisper is not None:
+        raise HloraError("--compile compiles a --model's encoder pass; --whisper decodes with transformers' generate")
     if onnx is not None:
         device = "cpu"  # onnxruntime's CPU provider: the features stay where they are made
     if whisper is not None and (model is not None or lid_model is not None or onnx is not None):
@@ -199,6 +209,11 @@ def decode(
     if threads is not None:
         check_number("--threads", threads, 1)
         torch.set_num_threads(threads)
+    else:  # torch's threads and the audio readers within the cores this process may use
+        from hlora_cli.data.loader import default_workers
+        from hlora_cli.device import fit_threads
+
+        fit_threads(default_workers() if num_workers is None else num_workers)
     from hlora_cli.model.checkpoint import check_model_dir
 
     for path in (model, lid_model, onnx):
@@ -225,6 +240,7 @@ def decode(
         max_tokens_per_second=max_tokens_per_second,
         no_repeat_ngram=no_repeat_ngram,
         loop_ngram=loop_ngram,
+        compile=compile_,
     )
     items = collect_inputs(inputs)
     check_not_listed(outputs, (it.audio for it in items))
@@ -257,6 +273,7 @@ def decode(
         "lid_model": str(lid_model or ""),
         "device": str(recognizer.device),
         "dtype": DTYPE_NAMES[recognizer.dtype],
+        **({"compile": True} if compile_ else {}),
         **(_generation(options) if recognizer.seq2seq else {}),
     }
     stream(recognizer.run, items, out, system, resume, chunk_seconds, mode)

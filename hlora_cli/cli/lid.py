@@ -40,6 +40,10 @@ def lid(
     from hlora_cli.model.checkpoint import check_model_dir
 
     check_model_dir(model)
+    from hlora_cli.data.loader import default_workers
+    from hlora_cli.device import fit_threads
+
+    fit_threads(default_workers() if num_workers is None else num_workers)
     options = DecodeOptions(
         mode="single", batch_seconds=batch_seconds, device=device, dtype=dtype, num_workers=num_workers
     )

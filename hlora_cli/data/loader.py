@@ -51,12 +51,14 @@ class Loaded:
 
 
 def default_workers() -> int:
-    """min(4, cores - 1): one core stays with the process that trains or decodes."""
+    """Loader processes beside the one that trains or decodes: none on 1-2 cores (reading and
+    featurising in the process costs a few per cent of a step, a worker would take a core from the
+    model), else a quarter of the cores, at most 4; torch's threads get the rest (fit_threads)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         cores = os.cpu_count() or 1
-    return max(0, min(4, cores - 1))
+    return 0 if cores <= 2 else max(1, min(4, cores // 4))
 
 
 def load_job(job: Job, frontend: Frontend) -> Loaded:

@@ -13,6 +13,7 @@ at `dtype`; every result leaves the device through `.cpu()`."""
 from __future__ import annotations
 
 import copy
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -26,6 +27,7 @@ from hlora_cli.data.langs import resolve_language
 from hlora_cli.data.loader import Job, Segment, default_workers, load_in_background
 from hlora_cli.device import autocast, check_dtype, resolve_device
 from hlora_cli.errors import HloraError
+from hlora_cli.infer.compiled import bucket, compile_model, unbucket
 from hlora_cli.infer.ctc_decode import BeamDecoder, Hypothesis, greedy_hypothesis
 from hlora_cli.infer.inputs import Item, item_duration
 from hlora_cli.infer.long_audio import Window, stitch, text_windows, windows
@@ -53,6 +55,7 @@ class DecodeOptions:
     overlap: float = 2.0
     lang: str | None = None  # oracle language for inputs without one
     merge: bool = True  # fold LoRA into the weights of a copy of the model (bare-backbone speed)
+    compile: bool = False  # torch.compile the encoder pass (CUDA graphs on a GPU): infer/compiled.py
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     dtype: str = "auto"  # auto (bf16 where the device computes it natively), fp32, bf16, fp16 (CUDA only)
     num_workers: int | None = None  # processes reading audio ahead; default min(4, cores - 1)
@@ -152,7 +155,10 @@ class Recognizer:
                 )
         self.device = resolve_device(options.device)
         onnx = hasattr(model, "sessions")  # an OnnxModel: onnxruntime computes in the graph's own precision
-        self.dtype = torch.float32 if onnx else check_dtype(options.dtype, self.device)
+        # said when the first batch runs: an error found before any work stays the only line printed
+        self._dtype_note: list[str] = []
+        self.dtype = torch.float32 if onnx else check_dtype(options.dtype, self.device, say=self._dtype_note.append)
+        self._compiled: dict[int, torch.nn.Module] = {}  # id of a ready model -> its compiled forward
         self.model, self.lid_model = self._ready(model, options), self._ready(lid_model, options)
         self.opt = options
         # Whisper's encoder takes 30 s at most (either model's, two-stage); 1 s spare for framing
@@ -181,15 +187,31 @@ class Recognizer:
         if options.merge or self.device != next(model.parameters()).device:
             model = copy.deepcopy(model)
         model = model.eval().to(self.device)
-        if options.merge:
-            model.merge(routed=True)
+        if options.merge:  # compiled: routed LoRA unmerged (infer/compiled.py says why)
+            model.merge(routed=not options.compile)
+        if options.compile:
+            self._compiled[id(model)] = compile_model(model, self.device)
         return model
 
+    def _say_dtype(self) -> None:
+        while self._dtype_note:
+            print(self._dtype_note.pop(0), file=sys.stderr, flush=True)
+
     def _forward(self, model: CTCModel, feats: Features, routing_mode: str, langs: torch.Tensor | None = None):
+        self._say_dtype()
+        compiled = self._compiled.get(id(model))
+        if compiled is None:
+            with autocast(self.device, self.dtype):
+                return model(feats.to(self.device, non_blocking=True), routing_mode, langs)
+        feats, rows = bucket(feats)
+        if langs is not None and len(langs) < feats.values.shape[0]:
+            langs = torch.cat([langs, langs.new_zeros(feats.values.shape[0] - len(langs))])
         with autocast(self.device, self.dtype):
-            return model(feats.to(self.device, non_blocking=True), routing_mode, langs)
+            out = compiled(feats.to(self.device, non_blocking=True), routing_mode, langs)
+        return unbucket(out, rows)
 
     def _identify(self, model: CTCModel, feats: Features) -> np.ndarray:
+        self._say_dtype()
         with autocast(self.device, self.dtype):
             return model.identify(feats.to(self.device, non_blocking=True)).float().exp().cpu().numpy()
 

@@ -26,8 +26,9 @@ __all__ = ["SAMPLE_RATE", "Backbone", "Features", "HubertBackbone", "WhisperBack
 
 def additive_mask(lengths: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor | None:
     """(B, 1, n, n) additive attention mask hiding padded keys, or None when nothing is padded
-    (always a mask while tracing for ONNX: the graph must hold for padded batches too)."""
-    if not torch.jit.is_tracing() and bool((lengths == n).all()):
+    (always a mask while tracing for ONNX or compiling: the graph must hold for padded batches too,
+    and asking the GPU whether anything is padded would stop the host until it answers)."""
+    if not (torch.jit.is_tracing() or torch.compiler.is_compiling()) and bool((lengths == n).all()):
         return None
     valid = torch.arange(n, device=lengths.device)[None, :] < lengths[:, None]
     mask = torch.zeros(valid.shape, dtype=dtype, device=lengths.device)
@@ -211,9 +212,13 @@ class HubertBackbone(Backbone):
     def _conv_frontend(self, feats: Features) -> torch.Tensor:
         fe = self.model.feature_extractor
         x = feats.values.to(self.model.feature_projection.projection.weight.dtype)
-        if not self.per_utterance_frontend or torch.jit.is_tracing():  # ONNX: the runtime feeds one utterance
+        # ONNX: the runtime feeds one utterance; compiled (static shapes): one batched convolution
+        if not self.per_utterance_frontend or torch.jit.is_tracing() or torch.compiler.is_compiling():
             return fe(x).transpose(1, 2)
-        outs = [fe(x[i : i + 1, : int(n)]).transpose(1, 2) for i, n in enumerate(feats.lengths)]
+        lengths = feats.lengths.tolist()  # one device sync, not one per utterance
+        if len(set(lengths)) == 1 and lengths[0] == x.shape[1]:  # nothing padded: the batch is one call
+            return fe(x).transpose(1, 2)
+        outs = [fe(x[i : i + 1, :n]).transpose(1, 2) for i, n in enumerate(lengths)]
         t = max(o.shape[1] for o in outs)
         return torch.cat([nn.functional.pad(o, (0, 0, 0, t - o.shape[1])) for o in outs])
 

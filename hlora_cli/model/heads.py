@@ -79,6 +79,10 @@ class CTCHeads(nn.Module):
         Returns log_probs, shape = (batch, time, max vocab size)."""
         if len(self.heads) == 1:
             return torch.log_softmax(self.heads[0](h).float(), dim=-1)
+        if torch.compiler.is_compiling():  # static shapes, no host sync: every head, each row its own
+            width = max(self.vocab_sizes)
+            every = [nn.functional.pad(lp, (0, width - lp.shape[-1]), value=float("-inf")) for lp in self.every_head(h)]
+            return torch.stack(every)[route, torch.arange(h.shape[0], device=h.device)]
         out = h.new_full((*h.shape[:2], max(self.vocab_sizes)), float("-inf"), dtype=torch.float32)
         for lang in torch.unique(route).tolist():
             idx = (route == lang).nonzero().squeeze(1)

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import torch
 from hlora_cli.data.batching import DurationBatchSampler, Example, duration_batches
 from hlora_cli.data.loader import Job, Loaded, Segment, default_workers, load_in_background, load_job
 from hlora_cli.data.vocab import Vocab, norm_text
-from hlora_cli.device import autocast, check_dtype, resolve_device
+from hlora_cli.device import autocast, check_dtype, fit_threads, resolve_device
 from hlora_cli.errors import HloraError
 from hlora_cli.files import atomic_write, check_apart, json_text
 from hlora_cli.infer.ctc_decode import greedy_hypothesis
@@ -159,7 +160,9 @@ class Trainer:
         # autocast's dtype, once: "auto" is bf16 where the device computes it natively (unless
         # bf16: false), and says so; check_dtype warns where the CPU only emulates a bf16 asked for
         name = "fp32" if cfg.dtype == "auto" and not cfg.bf16 else cfg.dtype
-        self.compute_dtype = check_dtype(name, self.device, say=None if self.dist.is_main else lambda _: None)
+        # said when training starts: an error found while setting up stays the only line printed
+        self._dtype_note: list[str] = []
+        self.compute_dtype = check_dtype(name, self.device, say=self._dtype_note.append)
         if cfg.deterministic:
             # CUDA has no deterministic backward for CTC: there it stays the one op that may differ
             # run to run (a warning says so) instead of refusing to train. cuBLAS needs a fixed workspace.
@@ -219,6 +222,7 @@ class Trainer:
         )
         self.total_steps = cfg.max_steps or math.ceil(self.sampler.batches_in(cfg.epochs) / cfg.grad_accum)
         self.workers = default_workers() if cfg.num_workers is None else cfg.num_workers
+        fit_threads(self.workers, self.dist.world_size if self.device.type == "cpu" else 1)
         self.pin_memory = self.device.type == "cuda"
         self.batches = TrainBatches(
             self.sampler, self._loadable(self.train_data), self.model.backbone.frontend, self.workers, self.pin_memory
@@ -583,6 +587,9 @@ class Trainer:
     # --- the loop ------------------------------------------------------------------------
     def fit(self, on_step: Callback | None = None, on_eval: Callback | None = None) -> TrainSummary:
         """Train to the end (or an early stop); the run directory is unlocked when it returns or fails."""
+        if self.dist.is_main:
+            for line in self._dtype_note:
+                print(line, file=sys.stderr, flush=True)
         try:
             return self._fit(on_step, on_eval)
         finally:

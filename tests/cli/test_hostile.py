@@ -327,7 +327,7 @@ EXPECTED = {
     "decode-routing": "error: unknown routing 'x': choose hard, soft, top2",
     "decode-decoder": "error: unknown decoder x: choose greedy or beam",
     "decode-device": "error: --device tpu: not a device (auto, cpu, cuda or cuda:N)",
-    "decode-dtype": "error: --dtype fp8: choose fp32, bf16, fp16",
+    "decode-dtype": "error: --dtype fp8: choose auto, fp32, bf16, fp16",
     "decode-threads-0": "error: --threads 0: must be a finite number in [1, inf]",
     "decode-two-stage-alone": "error: two-stage decoding needs --lid-model (a ctc, shared-lora or hlora model)",
     "decode-lidlora-single": "error: a lidlora model has no LID head: decode it with --mode oracle or --mode two-stage",

@@ -108,8 +108,8 @@ def test_cuda_decoding_equals_cpu_decoding(items, mode):  # noqa: F811
 
     m, first = model("hlora", 1), model("shared-lora", 2)
     given = with_langs(items, ["en", "de", "fr", "ja", "en"]) if mode == "oracle" else items
-    cpu = Recognizer(m, DecodeOptions(mode=mode, device="cpu"), first).run(given).results
-    gpu = Recognizer(m, DecodeOptions(mode=mode, device="cuda"), first).run(given).results
+    cpu = Recognizer(m, DecodeOptions(mode=mode, device="cpu", dtype="fp32"), first).run(given).results
+    gpu = Recognizer(m, DecodeOptions(mode=mode, device="cuda", dtype="fp32"), first).run(given).results
     assert [r.lang for r in gpu] == [r.lang for r in cpu] and [r.text for r in gpu] == [r.text for r in cpu]
     assert next(m.parameters()).device.type == "cpu"  # the caller's model did not move
 
@@ -120,3 +120,43 @@ def test_plain_cuda_resolves_to_an_indexed_device_that_set_device_takes():
         device = resolve_device(name)
         assert device == torch.device("cuda", torch.cuda.current_device())
         torch.cuda.set_device(device)
+
+
+def test_bucketed_shapes_pad_rows_to_a_power_of_two_and_time_to_whole_seconds():
+    from hlora_cli.infer.compiled import bucket, unbucket
+    from hlora_cli.model.frontend import Features
+    from hlora_cli.model.hlora import ModelOutput
+
+    mel = Features(torch.ones(3, 80, 250), torch.tensor([250, 120, 7]))
+    padded, rows = bucket(mel)
+    assert rows == 3 and padded.values.shape == (4, 80, 300) and padded.lengths.tolist() == [250, 120, 7, 300]
+    assert torch.equal(padded.values[:3, :, :250], mel.values) and not padded.values[:, :, 250:].any()
+    wave = Features(torch.ones(5, 16001), torch.tensor([16001] * 5))
+    padded, rows = bucket(wave)
+    assert rows == 5 and padded.values.shape == (8, 32000)
+    out = ModelOutput(
+        torch.zeros(8, 2), torch.arange(8), torch.zeros(8, 10, 4), torch.arange(8), hidden=[torch.ones(8)]
+    )
+    cut = unbucket(out, 5)
+    assert cut.lang_ids.tolist() == [0, 1, 2, 3, 4] and cut.ctc_logprobs.shape == (5, 10, 4) and len(cut.hidden[0]) == 5
+    assert cut.route_weights is None and cut.lang_ids.data_ptr() != out.lang_ids.data_ptr()  # copied
+
+
+@pytest.mark.parametrize("device", ["cpu", *(["cuda"] if torch.cuda.is_available() else [])])
+def test_compiled_decoding_equals_eager_decoding(items, device):  # noqa: F811
+    m = model("hlora", 1)
+    eager = Recognizer(m, DecodeOptions(mode="single", device=device, dtype="fp32")).run(items).results
+    compiled = Recognizer(m, DecodeOptions(mode="single", device=device, dtype="fp32", compile=True)).run(items).results
+    assert [(r.id, r.lang, r.text) for r in compiled] == [(r.id, r.lang, r.text) for r in eager]
+    for a, b in zip(eager, compiled, strict=True):
+        assert max(abs(a.lang_probs[x] - b.lang_probs[x]) for x in a.lang_probs) < 1e-3
+
+
+def test_compile_is_refused_where_nothing_would_compile(items, tmp_path_factory):  # noqa: F811
+    from tests.cli.inprocess import run_main
+
+    model_dir, out = tmp_path_factory.mktemp("m"), str(tmp_path_factory.mktemp("out") / "h.jsonl")
+    code, err = run_main("decode", str(items[0].audio), "--onnx", str(model_dir), "--compile", "-o", out)
+    assert code == 2 and "drop --routing, --device, --dtype and --compile" in err
+    code, err = run_main("decode", str(items[0].audio), "--whisper", str(model_dir), "--compile", "-o", out)
+    assert code == 2 and "--compile compiles a --model's encoder pass" in err

@@ -348,7 +348,7 @@ def test_experts_fuse_and_distill_train_in_bf16_on_the_gpu_and_decode_as_on_the_
         out = {}
         for device in ("cpu", "cuda"):
             path = tmp_path / f"{run}_{device}.jsonl"
-            cli("decode", data, "--model", tmp_path / run / "best", "--device", device, "-o", path)
+            cli("decode", data, "--model", tmp_path / run / "best", "--device", device, "--dtype", "fp32", "-o", path)
             out[device] = [(h["id"], h["lang"], h["text"]) for h in _rows(path)]
         assert out["cuda"] == out["cpu"]
     assert json.loads((tmp_path / "student_cuda.meta.json").read_text())["device"].startswith("cuda")

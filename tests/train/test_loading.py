@@ -2,6 +2,7 @@
 sampler state is that of the last batch trained on, not of what the workers prefetched."""
 
 import json
+import os
 import pickle
 
 import numpy as np
@@ -70,13 +71,40 @@ def test_a_frontend_error_in_a_worker_is_one_line_in_the_caller(tmp_path):
     assert str(e.value).startswith("utterance 0 of the batch has 100 samples") and "\n" not in str(e.value)
 
 
-def test_frontends_pickle_for_spawned_workers_and_default_workers_leave_a_core():
+def test_frontends_pickle_for_spawned_workers():
     for kind in ("whisper", "hubert"):
         frontend = build_model(tiny_config(kind)).backbone.frontend
         w = waves([0.7])
         again = pickle.loads(pickle.dumps(frontend))
         assert torch.equal(again(w).values, frontend(w).values)
-    assert 0 <= default_workers() <= 4
+
+
+def test_threads_and_loader_workers_fit_the_cores_the_process_may_use(monkeypatch):
+    from hlora_cli import device
+
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: monkeypatch.setattr(torch, "get_num_threads", lambda: n))
+    for cores, workers, threads in ((1, 0, 1), (2, 0, 2), (4, 1, 3), (8, 2, 6), (32, 4, 28)):
+        monkeypatch.setattr("os.sched_getaffinity", lambda _, n=cores: set(range(n)))
+        assert default_workers() == workers
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        assert device.fit_threads(workers) == threads == torch.get_num_threads()
+    assert device.fit_threads(4, processes=4) == 4  # 32 cores, 4 training processes: 8 each, 4 of them loading
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's choice stays
+    torch.set_num_threads(5)
+    assert device.fit_threads(0) == 5
+
+
+def test_openmp_threads_yield_unless_the_user_chose(tmp_path):
+    import subprocess
+    import sys
+
+    code = "import hlora_cli, os; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    said = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert said.strip() == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    said = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert said.strip() == "ACTIVE"
 
 
 def test_decoding_with_workers_equals_decoding_without(tmp_path):
