@@ -14,7 +14,8 @@
 # interrupted training resumes from its checkpoint: run it again to continue.
 #   ./run.sh --data-root DIR [--stage N] [--stop-stage M] [--exp DIR] [--quick] [--smoke]
 #            [--n-test N] [--n-dev N] [--ks "1 3 5"] [--main-k K] [--l1s "2 4"] [--ctc-steps N]
-#            [--s2s-steps N] [--ctc-batch-seconds S] [--threads N]
+#            [--s2s-steps N] [--ctc-batch-seconds S] [--threads N] [--ctc-long-steps N]
+# --ctc-long-steps N: also the ctc model trained N steps (a learning curve beside the budgeted rows).
 # DIR holds the repositories as cloned: DIR/speechocean762, DIR/Korean-Read-Speech-Corpus,
 # DIR/Domain-Open-source-Datasets.
 set -euo pipefail
@@ -23,7 +24,7 @@ root=$(cd "$here/../.." && pwd)
 shared=${SHARED:-$root/../shared}
 stage=1; stop_stage=9; data_root=""; exp=${EXP:-$root/exp/real}
 langs="en ko zh"; n_test=60; n_dev=8; ks="1 3 5"; main_k=3; l1s="2 4"; main_l1=2
-ctc_steps=300; ctc_batch=24; s2s_steps=80; s2s_batch=30; expert_rank=32; mode=full; threads=""
+ctc_steps=300; ctc_batch=24; ctc_long=0; s2s_steps=80; s2s_batch=30; expert_rank=32; mode=full; threads=""
 backbone=${BACKBONE:-${HLORA_CACHE:-$HOME/.cache/hlora}/whisper-base}
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -33,6 +34,7 @@ while [[ $# -gt 0 ]]; do
     --ks) ks=$2; shift 2 ;;  --main-k) main_k=$2; shift 2 ;;  --l1s) l1s=$2; shift 2 ;;
     --main-l1) main_l1=$2; shift 2 ;;  --ctc-steps) ctc_steps=$2; shift 2 ;;  --s2s-steps) s2s_steps=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;  --ctc-batch-seconds) ctc_batch=$2; shift 2 ;;
+    --ctc-long-steps) ctc_long=$2; shift 2 ;;
     --quick) mode=quick; n_test=20; ks="3"; l1s="2"; ctc_steps=100; s2s_steps=30; exp=${EXP:-$root/exp/real_quick}
              shift ;;
     --smoke) mode=smoke; n_test=4; n_dev=2; ks="3"; l1s="2"; ctc_steps=3; ctc_batch=20; s2s_steps=2; expert_rank=4
@@ -219,6 +221,10 @@ if want 6; then
   timed "$ctc/shared_lora" train "$ctc/shared_lora" "$ctc/run.yaml" --model-type shared-lora
   timed "$ctc/lidlora" train "$ctc/lidlora" "$ctc/run.yaml" --model-type lidlora
   for k in $ks; do timed "$ctc/hlora_k$k" train "$ctc/hlora_k$k" "$ctc/run.yaml" --model-type hlora --k "$k"; done
+  if (( ctc_long > 0 )); then
+    timed "$ctc/ctc_long" train "$ctc/ctc_long" "$ctc/run.yaml" --model-type ctc --lr 1e-4 --max-steps "$ctc_long" \
+      --eval-every $(( ctc_long / 6 + 1 )) --save-every $(( ctc_long / 6 + 1 ))
+  fi
 fi
 
 if want 7; then
@@ -233,6 +239,7 @@ if want 7; then
     for k in $ks; do dec "$o/ctc_hlora_k$k.jsonl" "$in" --model "$ctc/hlora_k$k/best"; done
     dec "$o/ctc_hlora_oracle.jsonl" "$in" --model "$ctc/hlora_k$main_k/best" --mode oracle
     dec "$o/ctc_hlora_lm.jsonl" "$in" --model "$ctc/hlora_k$main_k/best" "${lms[@]}"
+    [[ ! -f $ctc/ctc_long/best/config.json ]] || dec "$o/ctc_ctc_long.jsonl" "$in" --model "$ctc/ctc_long/best"
   done
 fi
 

@@ -37,6 +37,7 @@ def systems(ks: list[str], l1s: list[str], main_k: str) -> list[tuple[str, str, 
         ("s2s_hlora", f"HLoRA k={main_k}, single pass", "seq2seq"),
         ("s2s_hlora_oracle", f"HLoRA k={main_k}, oracle language", "seq2seq"),
         ("ctc_ctc", "S2 ctc: LoRA-free full fine-tune (prefix-token LID)", "ctc"),
+        ("ctc_ctc_long", "S2 ctc, the longer run (--ctc-long-steps)", "ctc"),
         ("ctc_shared_lora", "shared-LoRA", "ctc"),
         ("ctc_lidlora_oracle", "S3 LIDLoRA, oracle language", "ctc"),
         ("ctc_two_stage", "S4 LIDLoRA two-stage (ctc model's LID)", "ctc"),
@@ -47,6 +48,17 @@ def systems(ks: list[str], l1s: list[str], main_k: str) -> list[tuple[str, str, 
         ("ctc_hlora_lm", f"HLoRA k={main_k}, single pass + KenLM (3-gram, training text)", "ctc"),
     ]
     return rows
+
+
+def long_run_name(rows: list[tuple[str, str, str]], exp: Path) -> list[tuple[str, str, str]]:
+    """The longer ctc run's row named with its steps (from its train.yaml)."""
+    cfg = exp / "ctc/ctc_long/train.yaml"
+    if not cfg.is_file():
+        return rows
+    steps = next(
+        (line.split(":", 1)[1].strip() for line in cfg.read_text().splitlines() if line.startswith("max_steps:")), "?"
+    )
+    return [(s, f"S2 ctc, {steps} steps (the longer run)" if s == "ctc_ctc_long" else n, g) for s, n, g in rows]
 
 
 def score(args: argparse.Namespace) -> None:
@@ -193,7 +205,7 @@ def write(args: argparse.Namespace) -> None:
     native = json.loads(native_file.read_text()) if native_file.is_file() else {}
     ks = sorted({s.removeprefix("ctc_hlora_k") for s in test if s.startswith("ctc_hlora_k")})
     l1s = sorted({s.split("_")[3] for s in test if s.startswith("s2s_mole_l1_")})
-    rows = systems(ks, l1s, args.main_k)
+    rows = long_run_name(systems(ks, l1s, args.main_k), exp)
     n = (
         {lang: test["zero_shot"]["languages"].get(lang, {}).get("n", 0) for lang in LANGS}
         if "zero_shot" in test
@@ -267,6 +279,7 @@ README_ROWS = (  # the rows the README quotes, in its order
     "s2s_hlora",
     "s2s_hlora_oracle",
     "ctc_ctc",
+    "ctc_ctc_long",
     "ctc_shared_lora",
     "ctc_lidlora_oracle",
     "ctc_two_stage",
@@ -282,7 +295,7 @@ def readme(args: argparse.Namespace) -> None:
     test = json.loads((args.exp / "decode/test/scores.json").read_text())
     ks = sorted({s.removeprefix("ctc_hlora_k") for s in test if s.startswith("ctc_hlora_k")})
     l1s = sorted({s.split("_")[3] for s in test if s.startswith("s2s_mole_l1_")})
-    rows = [r for r in systems(ks, l1s, "3") if r[0] in README_ROWS]
+    rows = [r for r in long_run_name(systems(ks, l1s, "3"), args.exp) if r[0] in README_ROWS]
     block = [BEGIN, *table(test, rows, LANGS), "", *claims(test, l1s, ks, "3"), END]
     text = args.readme.read_text()
     if BEGIN not in text or END not in text:
