@@ -167,7 +167,8 @@ def decode(
     ),
     threads: int = typer.Option(None, help="CPU threads (torch)."),
     num_workers: int = typer.Option(
-        None, help="Processes reading audio ahead of the model (default: min(4, cores - 1)); 0: none."
+        None,
+        help="Processes reading audio ahead of the model (default: 0 on 1-2 cores, else cores/4, at most 4).",
     ),
     device: str = typer.Option("auto", help="auto (the GPU when there is one), cpu, cuda or cuda:N."),
     dtype: str = typer.Option(

@@ -25,7 +25,8 @@ def lid(
         "auto", help="auto (bf16 where the GPU or CPU computes it natively), fp32, bf16 or fp16 (CUDA only): autocast."
     ),
     num_workers: int = typer.Option(
-        None, help="Processes reading audio ahead of the model (default: min(4, cores - 1)); 0: none."
+        None,
+        help="Processes reading audio ahead of the model (default: 0 on 1-2 cores, else cores/4, at most 4).",
     ),
 ) -> None:
     """Identify the language of each utterance; with references, accuracy and a confusion matrix."""

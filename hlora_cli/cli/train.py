@@ -78,7 +78,8 @@ def train(
     early_stop: int = typer.Option(None, help="Stop after this many evaluations without improvement."),
     seed: int = typer.Option(None),
     num_workers: int = typer.Option(
-        None, help="Processes reading and featurising audio ahead of training (default: min(4, cores - 1)); 0: none."
+        None,
+        help="Processes featurising audio ahead of training (default: 0 on 1-2 cores, else cores/4, at most 4).",
     ),
     device: str = typer.Option(None, help="auto, cpu, cuda or cuda:N."),
     dtype: str = typer.Option(

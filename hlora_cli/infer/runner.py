@@ -58,7 +58,7 @@ class DecodeOptions:
     compile: bool = False  # torch.compile the encoder pass (CUDA graphs on a GPU): infer/compiled.py
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     dtype: str = "auto"  # auto (bf16 where the device computes it natively), fp32, bf16, fp16 (CUDA only)
-    num_workers: int | None = None  # processes reading audio ahead; default min(4, cores - 1)
+    num_workers: int | None = None  # processes reading audio ahead; default none on 1-2 cores, else cores / 4 up to 4
     # seq2seq: repetition loops (Whisper on synthetic voices) are cut by a token budget per second
     # of audio and, if asked, transformers' no-repeat n-gram rule; a hypothesis that still loops
     # (whisper's compression-ratio test) is generated again without repeated loop_ngram-grams

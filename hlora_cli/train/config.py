@@ -81,7 +81,7 @@ class TrainConfig:
     early_stop: int | None = None  # evaluations without improvement before stopping
     max_bad_batches: int = 20  # consecutive non-finite losses before aborting
     # data loading
-    num_workers: int | None = None  # processes reading and featurising audio; default min(4, cores - 1)
+    num_workers: int | None = None  # processes featurising audio; default 0 on 1-2 cores, else cores/4, at most 4
     # device
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     bf16: bool = True  # with dtype "auto": bf16 where the device computes it natively (False: fp32 there too)
