@@ -28,7 +28,10 @@ def _steps(run_dir):
     return [{k: v for k, v in r.items() if k != "data_wait_s"} for r in rows]
 
 
-def test_training_with_workers_equals_training_without(tiny_backbone, tmp_path):
+def test_training_with_workers_equals_training_without(tiny_backbone, tmp_path, monkeypatch):
+    # torch's threads would follow the workers (fit_threads) and sum in another order: pinned here,
+    # so that only the loading differs
+    monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))
     manifest, vocab = make_corpus(tmp_path / "data")
     runs = {}
     for workers in (0, 2):

@@ -6,6 +6,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from hlora_cli.data.manifest import Utterance
 from hlora_cli.errors import HloraError
@@ -78,7 +79,10 @@ def test_trains_saves_and_loss_goes_down(tiny_backbone, tmp_path):
     assert [e["step"] for e in evals] == [10, 20, 30] and {"dev_cer_en", "dev_cer_de", "dev_lid_acc"} <= set(evals[0])
 
 
-def test_sigkill_then_resume_gives_the_same_losses(tiny_backbone, tmp_path):
+def test_sigkill_then_resume_gives_the_same_losses(tiny_backbone, tmp_path, monkeypatch):
+    # torch's threads would follow the workers (fit_threads) and sum in another order: pinned, here
+    # and in the killed process, so that only the loading and the kill differ
+    monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))
     manifest, vocab = make_corpus(tmp_path / "data")
     steps = ["--max-steps", "40", "--save-every", "1", "--lora-dropout", "0.1"]
     run_cli(*train_args(tiny_backbone, manifest, vocab, tmp_path / "whole", *steps, "--num-workers", "0"))
