@@ -44,9 +44,10 @@ CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")  # wha
 
 def cpu() -> str:
     """The CPU a figure came from: its model name and the flags that pick torch's kernels."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
+    from hlora_cli.device import read_cpuinfo
+
+    info = read_cpuinfo()
+    if not info:
         return platform.processor() or platform.machine()
     name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
     flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))

@@ -70,29 +70,38 @@ def report(args, times: list[float], flops: int, trainable: int, accounted: int 
     )
 
 
-def seq2seq_child(args: argparse.Namespace, ref) -> None:
-    """The whole Whisper-base as `hlora train --backbone-mode seq2seq` trains it (HLoRA k=3: shared
-    LoRA below, routed LoRA in the top encoder layers and the decoder): encoder on the true-length
-    input, the decoder teacher-forced on 3 tokens a second."""
+def training_batch(args: argparse.Namespace, model, device, n_langs: int):
+    """What every variant's step trains on: its trainable parameters, AdamW over them, the seeded
+    generator (its targets are drawn next), one batch of `args.batch` x `args.seconds` of noise on
+    the device, and the languages cycled over the batch."""
     import numpy as np
     import torch
 
-    from hlora_cli.model import LoRAConfig, ModelConfig, build_model
-    from hlora_cli.train.seq2seq import teacher_forced
-
-    langs_of = ["en", "de", "fr", "ja"]
-    cfg = ModelConfig(
-        "hlora", ref, langs_of, k=3, backbone_mode="seq2seq", encoder_input="true-length",
-        lora=LoRAConfig(rank=32, alpha=64.0),
-    )  # fmt: skip
-    device = torch.device(args.device)
-    model = build_model(cfg).to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-5)
     rng = np.random.default_rng(0)
     wavs = [(0.1 * rng.standard_normal(int(args.seconds * 16000))).astype(np.float32) for _ in range(args.batch)]
     feats = model.prepare(wavs).to(device)
-    langs = torch.tensor([i % len(langs_of) for i in range(args.batch)], device=device)
+    langs = torch.tensor([i % n_langs for i in range(args.batch)], device=device)
+    return params, opt, rng, feats, langs
+
+
+def seq2seq_child(args: argparse.Namespace, ref) -> None:
+    """The whole Whisper-base as `hlora train --backbone-mode seq2seq` trains it (HLoRA k=3: shared
+    LoRA below, routed LoRA in the top encoder layers and the decoder): encoder on the true-length
+    input, the decoder teacher-forced on 3 tokens a second."""
+    import torch
+
+    from hlora_cli.model import LoRAConfig, ModelConfig, build_model
+    from hlora_cli.train.seq2seq import teacher_forced
+
+    cfg = ModelConfig(
+        "hlora", ref, LANGS, k=3, backbone_mode="seq2seq", encoder_input="true-length",
+        lora=LoRAConfig(rank=32, alpha=64.0),
+    )  # fmt: skip
+    device = torch.device(args.device)
+    model = build_model(cfg).to(device).train()
+    params, opt, rng, feats, langs = training_batch(args, model, device, len(LANGS))
     targets = [[int(x) for x in rng.integers(300, 20000, size=int(args.seconds * 3))] for _ in range(args.batch)]
     dtype = torch.bfloat16 if args.bf16 else torch.float32
 
@@ -155,7 +164,6 @@ def timed_steps(args, device, step) -> tuple[list[float], int]:
 
 def child(args: argparse.Namespace) -> None:
     """Train `args.steps` steps of one variant and print {"step_s", "peak_mb"}."""
-    import numpy as np
     import torch
 
     from hlora_cli.model import BackboneRef, LoRAConfig, ModelConfig, build_model
@@ -195,12 +203,7 @@ def child(args: argparse.Namespace) -> None:
         tcfg = ModelConfig("lidlora", ref, LANGS, vocabs={lang: vocab for lang in LANGS}, lora=LoRAConfig(64, 128.0))
         teacher = build_model(tcfg).to(device).eval().requires_grad_(False)
         maps = [torch.arange(len(vocab), device=device) for _ in LANGS]
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-5)
-    rng = np.random.default_rng(0)
-    wavs = [(0.1 * rng.standard_normal(int(args.seconds * 16000))).astype(np.float32) for _ in range(args.batch)]
-    feats = model.prepare(wavs).to(device)
-    langs = torch.tensor([i % len(langs_of) for i in range(args.batch)], device=device)
+    params, opt, rng, feats, langs = training_batch(args, model, device, len(langs_of))
     targets = [[int(x) for x in rng.integers(3, len(vocab), size=int(args.seconds * 12))] for _ in range(args.batch)]
     sizes = model.ctc_heads.vocab_sizes
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if args.bf16 else torch.autocast("cpu", enabled=False)

@@ -43,7 +43,7 @@ def check_dtype(name: str, device: torch.device, say: Callable[[str], None] | No
     others are checked."""
     if name == "auto":
         chosen, why = auto_dtype(device)
-        (say or _stderr)(f"dtype {chosen}: {why}")
+        (say or say_on_stderr)(f"dtype {chosen}: {why}")
         return DTYPES[chosen]
     if name not in DTYPES:
         raise HloraError(f"--dtype {name}: choose auto, {', '.join(DTYPES)}")
@@ -79,14 +79,18 @@ BF16_ENV = "HLORA_CPU_BF16"
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo names, the faster first
 
 
+def read_cpuinfo() -> str:
+    """The text of /proc/cpuinfo ("" where there is none: macOS, Windows)."""
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
 def cpu_bf16_feature(cpuinfo: str | None = None) -> str | None:
     """The CPU feature that computes bf16 natively (`amx_bf16`, `avx512_bf16`), or None. Read from
     the CPU flags (`cpuinfo`: the text of /proc/cpuinfo; read here when None), else from oneDNN."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            cpuinfo = ""
+    cpuinfo = read_cpuinfo() if cpuinfo is None else cpuinfo
     flags = set(cpuinfo.split())
     for flag in BF16_FLAGS:
         if flag in flags:
@@ -99,7 +103,8 @@ def cpu_bf16_feature(cpuinfo: str | None = None) -> str | None:
         return None
 
 
-def _stderr(line: str) -> None:
+def say_on_stderr(line: str) -> None:
+    """One line for the user beside the command's output (a dtype chosen, say)."""
     print(line, file=sys.stderr, flush=True)
 
 

@@ -8,7 +8,6 @@ workers, never the manifest, so a million-line manifest costs the workers nothin
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from hlora_cli.data.audio import load_audio
+from hlora_cli.device import usable_cores
 from hlora_cli.errors import HloraError
 from hlora_cli.model.frontend import Features, Frontend
 
@@ -54,10 +54,7 @@ def default_workers() -> int:
     """Loader processes beside the one that trains or decodes: none on 1-2 cores (reading and
     featurising in the process costs a few per cent of a step, a worker would take a core from the
     model), else a quarter of the cores, at most 4; torch's threads get the rest (fit_threads)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        cores = os.cpu_count() or 1
+    cores = usable_cores()
     return 0 if cores <= 2 else max(1, min(4, cores // 4))
 
 

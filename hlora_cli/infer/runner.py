@@ -13,7 +13,6 @@ at `dtype`; every result leaves the device through `.cpu()`."""
 from __future__ import annotations
 
 import copy
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -25,7 +24,7 @@ from hlora_cli.data.audio import SAMPLE_RATE, audio_info
 from hlora_cli.data.batching import duration_batches
 from hlora_cli.data.langs import resolve_language
 from hlora_cli.data.loader import Job, Segment, default_workers, load_in_background
-from hlora_cli.device import autocast, check_dtype, resolve_device
+from hlora_cli.device import autocast, check_dtype, resolve_device, say_on_stderr
 from hlora_cli.errors import HloraError
 from hlora_cli.infer.compiled import bucket, compile_model, unbucket
 from hlora_cli.infer.ctc_decode import BeamDecoder, Hypothesis, greedy_hypothesis
@@ -33,7 +32,7 @@ from hlora_cli.infer.inputs import Item, item_duration
 from hlora_cli.infer.long_audio import Window, stitch, text_windows, windows
 from hlora_cli.model import CTCModel, ModelOutput
 from hlora_cli.model.backbone import Features
-from hlora_cli.model.whisper_decoder import LOOP_NGRAM, TOKENS_PER_SECOND, generate, looping, token_budget
+from hlora_cli.model.whisper_decoder import LOOP_NGRAM, TOKENS_PER_SECOND, generate, retry_loops, token_budget
 from hlora_cli.values import check_number
 from text_normalization import normalize
 
@@ -195,7 +194,7 @@ class Recognizer:
 
     def _say_dtype(self) -> None:
         while self._dtype_note:
-            print(self._dtype_note.pop(0), file=sys.stderr, flush=True)
+            say_on_stderr(self._dtype_note.pop(0))
 
     def _forward(self, model: CTCModel, feats: Features, routing_mode: str, langs: torch.Tensor | None = None):
         self._say_dtype()
@@ -429,10 +428,10 @@ class Recognizer:
         with autocast(self.device, self.dtype):
             ids = generate(model, out, opt.seq2seq_beams, opt.no_repeat_ngram, caps)
         texts = [model.backbone.decode_tokens(t) for t in ids]
-        loops = [n for n, t in enumerate(texts) if looping(t)] if opt.loop_ngram and not opt.no_repeat_ngram else []
-        if loops:  # whisper's fallback, made deterministic: those rows again, repeated n-grams forbidden
-            idx = torch.tensor(loops, device=out.encoder_out.device)
-            rows = replace(
+
+        def again(rows: list[int], ngram: int) -> list[str]:  # those rows of the batch, generated anew
+            idx = torch.tensor(rows, device=out.encoder_out.device)
+            part = replace(
                 out,
                 lang_ids=out.lang_ids[idx],
                 out_lengths=out.out_lengths[idx],
@@ -440,10 +439,10 @@ class Recognizer:
                 route_weights=None if out.route_weights is None else out.route_weights[idx],
             )
             with autocast(self.device, self.dtype):
-                again = generate(model, rows, opt.seq2seq_beams, opt.loop_ngram, [caps[n] for n in loops])
-            for n, t in zip(loops, again, strict=True):
-                texts[n] = model.backbone.decode_tokens(t)
-        return texts
+                ids = generate(model, part, opt.seq2seq_beams, ngram, [caps[n] for n in rows])
+            return [model.backbone.decode_tokens(t) for t in ids]
+
+        return retry_loops(texts, opt.loop_ngram, opt.no_repeat_ngram, again)
 
     def _result(
         self, it: Item, given: str | None, decided: tuple[str, dict[str, float]] | None, decoded: _Decoded, i: int

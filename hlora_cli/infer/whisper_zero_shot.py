@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -18,7 +19,7 @@ from hlora_cli.errors import HloraError
 from hlora_cli.infer.inputs import Item, item_duration
 from hlora_cli.infer.long_audio import text_windows
 from hlora_cli.infer.runner import DecodeOptions, Report, Result
-from hlora_cli.model.whisper_decoder import looping, quiet_generation, text_tokens, token_budget
+from hlora_cli.model.whisper_decoder import quiet_generation, retry_loops, text_tokens, token_budget
 from text_normalization import normalize
 
 
@@ -114,20 +115,27 @@ class WhisperZeroShot:
         return torch.softmax(logits[:, list(self.lang_ids.values())].float(), dim=-1).cpu()
 
     @torch.no_grad()
-    def _generate(self, feats: list[torch.Tensor], lang: str, cap: int, no_repeat: int) -> list[list[int]]:
-        """Token ids of a batch of windows in one language (prefix and end included)."""
-        opt = self.options
+    def _texts(
+        self, feats: list[torch.Tensor], lang: str, caps: list[int], rows: list[int], no_repeat: int
+    ) -> list[str]:
+        """The texts of windows `rows` of a batch in one language (`feats`, their token budgets
+        `caps`): generated together to the batch's longest budget, each cut to its own."""
+        opt, tokenizer = self.options, self.processor.tokenizer
         with autocast(self.device, self.dtype), quiet_generation():
             ids = self.model.generate(
-                torch.stack(feats).to(self.device),
+                torch.stack([feats[i] for i in rows]).to(self.device),
                 language=lang,
                 task="transcribe",
                 num_beams=opt.seq2seq_beams,
                 do_sample=False,
                 no_repeat_ngram_size=no_repeat,
-                max_new_tokens=min(cap, self.model.config.max_target_positions - 4),
+                max_new_tokens=min(max(caps), self.model.config.max_target_positions - 4),
             )
-        return ids.tolist()
+        special = set(tokenizer.all_special_ids)
+        return [
+            tokenizer.decode(text_tokens(row, special, caps[i])).strip()
+            for i, row in zip(rows, ids.tolist(), strict=True)
+        ]
 
     def run(self, items: list[Item], on_progress: Callable[[float], None] | None = None) -> Report:
         """Every recording in windows of at most 30 s (text_windows: equal, no overlap, their texts
@@ -153,22 +161,15 @@ class WhisperZeroShot:
         found = self.languages(feats, wins, by_item) if wins else {}
         lang_of = {i: lang for i, (lang, _) in found.items()}
         texts = [""] * len(wins)
-        tokenizer = self.processor.tokenizer
-        special = set(tokenizer.all_special_ids)
         for lang in sorted(set(lang_of.values())):  # generate per language
             idx = [n for n, w in enumerate(wins) if lang_of[w.item] == lang]
             for b in range(0, len(idx), self.batch_size):
                 part = idx[b : b + self.batch_size]
                 caps = [token_budget(wins[n].end - wins[n].start, opt.max_tokens_per_second) for n in part]
-                cap = max(caps)  # the batch runs to its longest budget; each window is cut to its own below
-                ids = self._generate([feats[n] for n in part], lang, cap, opt.no_repeat_ngram)
-                for n, row, own in zip(part, ids, caps, strict=True):
-                    texts[n] = tokenizer.decode(text_tokens(row, special, own)).strip()
-                loops = [i for i, n in enumerate(part) if looping(texts[n])]
-                if loops and opt.loop_ngram and not opt.no_repeat_ngram:  # as the Recognizer: those again
-                    again = self._generate([feats[part[i]] for i in loops], lang, cap, opt.loop_ngram)
-                    for i, row in zip(loops, again, strict=True):
-                        texts[part[i]] = tokenizer.decode(text_tokens(row, special, caps[i])).strip()
+                write = partial(self._texts, [feats[n] for n in part], lang, caps)  # (rows, no_repeat)
+                first = write(list(range(len(part))), opt.no_repeat_ngram)
+                for n, text in zip(part, retry_loops(first, opt.loop_ngram, opt.no_repeat_ngram, write), strict=True):
+                    texts[n] = text
         results, audio = [], 0.0
         for i, ns in by_item.items():
             it, lang = items[i], lang_of[i]

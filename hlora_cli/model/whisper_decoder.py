@@ -11,7 +11,7 @@ cross-attention adds it)."""
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 
@@ -56,6 +56,19 @@ def looping(text: str) -> bool:
     """Whether `text` is a repetition loop by whisper's measure (compression ratio > LOOP_RATIO)."""
     data = text.encode("utf-8")
     return bool(data) and len(data) / len(zlib.compress(data)) > LOOP_RATIO
+
+
+def retry_loops(
+    texts: list[str], loop_ngram: int, no_repeat_ngram: int, regenerate: Callable[[list[int], int], list[str]]
+) -> list[str]:
+    """`texts` with those that loop generated again: `regenerate(rows, n)` writes those rows anew
+    with repeated n-grams of `loop_ngram` tokens forbidden. Nothing is redone where `loop_ngram` is 0
+    or the first generation already forbade repeated n-grams (`no_repeat_ngram`)."""
+    loops = [n for n, t in enumerate(texts) if looping(t)] if loop_ngram and not no_repeat_ngram else []
+    if not loops:
+        return texts
+    again = dict(zip(loops, regenerate(loops, loop_ngram), strict=True))
+    return [again.get(n, t) for n, t in enumerate(texts)]
 
 
 def token_budget(seconds: float, per_second: float = TOKENS_PER_SECOND) -> int:

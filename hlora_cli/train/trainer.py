@@ -9,7 +9,6 @@ import json
 import math
 import os
 import random
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ import torch
 from hlora_cli.data.batching import DurationBatchSampler, Example, duration_batches
 from hlora_cli.data.loader import Job, Loaded, Segment, default_workers, load_in_background, load_job
 from hlora_cli.data.vocab import Vocab, norm_text
-from hlora_cli.device import autocast, check_dtype, fit_threads, resolve_device
+from hlora_cli.device import autocast, check_dtype, fit_threads, resolve_device, say_on_stderr
 from hlora_cli.errors import HloraError
 from hlora_cli.files import atomic_write, check_apart, json_text
 from hlora_cli.infer.ctc_decode import greedy_hypothesis
@@ -589,7 +588,7 @@ class Trainer:
         """Train to the end (or an early stop); the run directory is unlocked when it returns or fails."""
         if self.dist.is_main:
             for line in self._dtype_note:
-                print(line, file=sys.stderr, flush=True)
+                say_on_stderr(line)
         try:
             return self._fit(on_step, on_eval)
         finally:
