@@ -68,6 +68,9 @@ def auto_dtype(device: torch.device) -> tuple[str, str]:
             raise HloraError(f"{BF16_ENV}={forced}: set it to 0 or 1")
         return ("bf16" if forced == "1" else "fp32"), f"{BF16_ENV}={forced} says so"
     native = cpu_bf16_feature()
+    kernels = torch.backends.cpu.get_cpu_capability()
+    if native and not kernels.startswith("AVX512"):  # ATEN_CPU_CAPABILITY chose older kernels
+        return "fp32", f"torch runs its {kernels} kernels (ATEN_CPU_CAPABILITY), which emulate bf16"
     if native:
         return "bf16", f"the CPU has {native}"
     return "fp32", "the CPU has no bf16 instructions (AVX512-BF16 or AMX): bf16 would be emulated"

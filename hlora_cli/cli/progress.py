@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from hlora_cli.train.plateau import plateau_warning
+
 if TYPE_CHECKING:
     from hlora_cli.train.trainer import TrainSummary
 
@@ -108,3 +110,6 @@ def print_summary(console: Console, summary: TrainSummary, out: Path) -> None:
     console.print(table)
     for utt, reason in summary.unreadable.items():
         console.print(f"[yellow]left out[/] {utt}: {reason}", soft_wrap=True, highlight=False)
+    warn = Console(stderr=True, quiet=console.quiet)
+    for lang, ratio in summary.plateau.items():
+        warn.print(f"[bold red]{plateau_warning(lang, ratio, summary.steps)}[/]", soft_wrap=True, highlight=False)

@@ -60,6 +60,11 @@ def train(
     ),
     lr: float = typer.Option(None, help="Learning rate of the LoRA adapters."),
     head_lr: float = typer.Option(None, help="Learning rate of the CTC and LID heads (default: --lr)."),
+    head_tie_steps: int = typer.Option(
+        None,
+        help="lidlora, hlora: the first N steps, every language's CTC head shares one row per symbol (letters "
+        "learnt from all the audio; off CTC's blank plateau sooner), then each head trains alone.",
+    ),
     warmup_steps: int = typer.Option(None),
     schedule: str = typer.Option(None, help="linear, cosine or constant after warmup."),
     max_steps: int = typer.Option(None),

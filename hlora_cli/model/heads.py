@@ -73,6 +73,7 @@ class CTCHeads(nn.Module):
         super().__init__()
         self.vocab_sizes = vocab_sizes
         self.heads = nn.ModuleList(nn.Linear(hidden_size, v) for v in vocab_sizes)
+        self.tied_rows: list[torch.Tensor] | None = None  # per head, its tokens' rows in the union (tie_rows)
 
     def forward(self, h: torch.Tensor, route: torch.Tensor) -> torch.Tensor:
         """h : shape = (batch, time, hidden); route : shape = (batch,) head per utterance.
@@ -94,3 +95,55 @@ class CTCHeads(nn.Module):
         """Every head's log-probabilities for every utterance (soft-routing training):
         a list over heads of shape = (batch, time, vocab size of that head)."""
         return [torch.log_softmax(head(h).float(), dim=-1) for head in self.heads]
+
+    # --- tied rows: one shared row per symbol while a training begins ----------------------------
+    def tie_rows(self, inventories: list[list[str]]) -> None:
+        """Tie the heads by symbol: every head that has a token (a letter, the blank, the word
+        boundary) gets the same row for it, the first head's, and `sum_tied_grads` keeps the rows
+        equal (each gets the sum of their gradients, as one shared parameter would). A language with
+        little audio then learns its letters from every language's audio until `untie`; the heads
+        stay ordinary per-language heads throughout, so nothing downstream changes."""
+        if len(inventories) != len(self.heads) or any(
+            len(v) != n for v, n in zip(inventories, self.vocab_sizes, strict=True)
+        ):
+            raise ValueError("one token inventory per head, each as long as its head")
+        union: dict[str, int] = {}
+        rows = [torch.tensor([union.setdefault(t, len(union)) for t in v]) for v in inventories]
+        self.tied_rows = [r.to(self.heads[0].weight.device) for r in rows]
+        with torch.no_grad():
+            for name in ("weight", "bias"):
+                table = self._union(name, first=True)
+                for head, idx in zip(self.heads, self.tied_rows, strict=True):
+                    getattr(head, name).copy_(table[idx])
+
+    def sum_tied_grads(self) -> None:
+        """After backward: every tied row's gradient becomes the sum over the heads that share it
+        (a head its batch did not use gets it too, so the optimizer moves every copy alike)."""
+        if self.tied_rows is None:
+            return
+        for name in ("weight", "bias"):
+            table = self._union(name, first=False)
+            for head, idx in zip(self.heads, self.tied_rows, strict=True):
+                getattr(head, name).grad = table[idx].clone()
+
+    def untie(self) -> None:
+        self.tied_rows = None
+
+    def _union(self, name: str, first: bool) -> torch.Tensor:
+        """One row per symbol of the union: the first head's parameter `name` (`first`), else the
+        sum of the heads' gradients."""
+        ref = getattr(self.heads[0], name)
+        n = 1 + max(int(r.max()) for r in self.tied_rows)
+        table = ref.new_zeros((n, *ref.shape[1:]))
+        seen = torch.zeros(n, dtype=torch.bool, device=ref.device)
+        for head, idx in zip(self.heads, self.tied_rows, strict=True):
+            value = getattr(head, name) if first else getattr(head, name).grad
+            if value is None:
+                continue
+            if first:
+                new = ~seen[idx]
+                table[idx[new]] = value[new]
+                seen[idx] = True
+            else:
+                table.index_add_(0, idx, value)
+        return table

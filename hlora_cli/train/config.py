@@ -64,6 +64,9 @@ class TrainConfig:
     # optimisation
     lr: float = 1e-3  # LoRA adapters
     head_lr: float | None = None  # CTC and LID heads (new, randomly initialised); default: lr
+    # lidlora/hlora: for the first N steps the languages' CTC heads share one row per symbol (a
+    # letter, the blank), learnt from every language's audio; then each goes on alone from there
+    head_tie_steps: int = 0
     weight_decay: float = 0.01
     warmup_steps: int = 100
     schedule: str = "linear"  # "linear" or "cosine" decay after warmup, or "constant"
@@ -115,6 +118,10 @@ class TrainConfig:
         if self.train_routing != "oracle" and self.model_type != "hlora":
             raise HloraError(
                 f"--train-routing {self.train_routing} needs an hlora model (a LID head below routed layers)"
+            )
+        if self.head_tie_steps and (self.model_type not in ("lidlora", "hlora") or self.backbone_mode == "seq2seq"):
+            raise HloraError(
+                "--head-tie-steps ties per-language CTC heads: it applies to lidlora and hlora in ctc backbone mode"
             )
         if self.lid_head not in LID_HEADS:
             raise HloraError(f"unknown --lid-head {self.lid_head}: choose {' or '.join(LID_HEADS)}")
@@ -181,6 +188,7 @@ class TrainConfig:
             ("--predicted-route-prob", self.predicted_route_prob, 0, 1, False, False, False),
             ("--weight-decay", self.weight_decay, 0, inf, False, False, False),
             ("--warmup-steps", self.warmup_steps, 0, inf, False, False, False),
+            ("--head-tie-steps", self.head_tie_steps, 0, inf, False, False, False),
             ("--max-steps", self.max_steps, 1, inf, False, False, True),
             ("--epochs", self.epochs, 0, inf, True, False, True),
             ("--batch-seconds", self.batch_seconds, 0, inf, True, False, False),

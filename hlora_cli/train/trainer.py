@@ -47,6 +47,7 @@ from hlora_cli.train.config import TrainConfig, load_config
 from hlora_cli.train.data import Examples, experts_vocab, load_examples
 from hlora_cli.train.distributed import Dist
 from hlora_cli.train.losses import distill_loss, joint_loss
+from hlora_cli.train.plateau import EmissionWatch
 from hlora_cli.train.seq2seq import WhisperTokens, manifest_languages
 from text_normalization import normalize
 from text_normalization.rules import strip_language_prefix
@@ -141,6 +142,7 @@ class TrainSummary:
     bad_batches: int
     last_eval: dict
     unreadable: dict  # utterance id -> why its audio was left out (names the file)
+    plateau: dict  # language -> tokens its CTC head emits per reference token, where still on the blank plateau
 
 
 class Trainer:
@@ -241,6 +243,10 @@ class Trainer:
         if self.dist.is_main:  # on resume too: the settings it goes on with (e.g. more steps)
             cfg.save(self.run_dir / "train.yaml")
         self.tensorboard = self._tensorboard()
+        heads = self.model.ctc_heads
+        if self.step < cfg.head_tie_steps:
+            heads.tie_rows([self.model.config.head_vocab(i) for i in range(len(heads.heads))])
+        self.emission = None if self.seq2seq else EmissionWatch(languages)
 
     def _build_model(self, languages: list[str]) -> CTCModel:
         """A fresh model; built from the experts for mole (their weights, warm-started fusion and
@@ -461,6 +467,9 @@ class Trainer:
                 break
             (parts.total * len(batch) * self.dist.world_size / step_utts).backward()
             n = len(batch)
+            if self.emission is not None:
+                refs = [len(e.targets) for e in batch]
+                self.emission.add(out.ctc_logprobs, out.out_lengths, out.lang_ids.tolist(), refs)
             sums["loss"] += parts.total.item() * n
             sums["ctc"] += parts.ctc.item() * n
             sums["lid"] += parts.lid.item() * n
@@ -488,6 +497,11 @@ class Trainer:
             return {"step": self.step, "skipped": 1}
         self.bad_in_a_row = 0
         self.dist.average_gradients(self.params)
+        heads = self.model.ctc_heads
+        if heads is not None and heads.tied_rows is not None:
+            heads.sum_tied_grads()
+            if self.step + 1 >= cfg.head_tie_steps:  # the last tied step: each head goes on alone
+                heads.untie()
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.clip))
         self.optimizer.step()
         self.scheduler.step()
@@ -626,6 +640,7 @@ class Trainer:
         if self.dev_data is None:
             self._save_models(best=True)  # without a dev set, best is the last
         self._checkpoint()
+        plateau = self._plateau()
         if self.tensorboard is not None:
             self.tensorboard.close()
         trainable, frozen = self.model.parameter_counts()
@@ -642,4 +657,13 @@ class Trainer:
             self.bad_total,
             self.last_eval,
             dict(self.unreadable),
+            plateau,
         )
+
+    def _plateau(self) -> dict[str, float]:
+        """Log each language's emitted tokens per reference token over the last training batches,
+        and return those still on CTC's all-blank plateau."""
+        if self.emission is None:
+            return {}
+        self._log({"step": self.step, "emitted_per_ref_token": self.emission.ratios()})
+        return self.emission.on_plateau()

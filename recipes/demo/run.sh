@@ -56,7 +56,10 @@ train() {  # $1 model type, $2 steps, $3 LoRA (or, baseline, encoder) learning r
   # same way for every seed; the head learns 5x faster than the LoRA; cosine decay after a 30-step
   # warm-up. 600 steps x 10 s: seeds 0, 1, 2 (1 and 2 threads) gave pooled CER 19.9, 21.7, 18.5.
   # The baseline (the two-stage system's LID) trains at half the lr; its LID is right after ~60 steps.
-  "$hlora" train --model-type "$1" --k 3 --backbone "$backbone" --train "$exp/train.jsonl" \
+  # HLoRA's heads share one row per letter for the first 150 steps (--head-tie-steps): each language
+  # learns its letters from all four languages' audio, so no head is left alone on the plateau.
+  local tie=(); [[ $1 == hlora ]] && tie=(--head-tie-steps 150)
+  "$hlora" train --model-type "$1" "${tie[@]}" --k 3 --backbone "$backbone" --train "$exp/train.jsonl" \
     --vocab "$exp/vocab.json" --lora-rank 8 --lr "$3" --head-lr 1e-2 --lid-weight 1.0 --warmup-steps 30 \
     --schedule cosine --max-steps "$2" --batch-seconds 10 --batching mixed --seed "${SEED:-0}" --save-every 200 \
     --out "$4" --overwrite

@@ -50,12 +50,17 @@ def test_cuda_without_a_gpu_and_fp16_on_the_cpu_are_clear_errors():
 def test_dtype_auto_is_bf16_where_the_cpu_computes_it_and_says_why(monkeypatch):
     cpu, said = torch.device("cpu"), []
     monkeypatch.delenv("HLORA_CPU_BF16")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
     monkeypatch.setattr(device_mod, "cpu_bf16_feature", lambda: "avx512_bf16")
     assert check_dtype("auto", cpu, said.append) == torch.bfloat16
+    # the CPU has bf16, but ATEN_CPU_CAPABILITY=avx2 made torch pick kernels that emulate it
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert check_dtype("auto", cpu, said.append) == torch.float32
     monkeypatch.setattr(device_mod, "cpu_bf16_feature", lambda: None)
     assert check_dtype("auto", cpu, said.append) == torch.float32
     assert said == [
         "dtype bf16: the CPU has avx512_bf16",
+        "dtype fp32: torch runs its AVX2 kernels (ATEN_CPU_CAPABILITY), which emulate bf16",
         "dtype fp32: the CPU has no bf16 instructions (AVX512-BF16 or AMX): bf16 would be emulated",
     ]
     # HLORA_CPU_BF16 overrides what the CPU is found to have, either way
