@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -61,17 +62,18 @@ class Row:
 def run_row(row: Row, demo: Path, out: Path, core: int | None) -> subprocess.Popen:
     """Start one row: the demo's training (stage 3), then single-pass decoding and scoring."""
     exp = out / row.name
-    shutil.rmtree(exp, ignore_errors=True)
-    exp.mkdir(parents=True)
-    for name in ("train.jsonl", "test.jsonl", "vocab.json"):
-        (exp / name).symlink_to((demo / name).resolve())
+    if not (exp / ".done.3").exists():  # a row whose training ended is decoded again, not retrained
+        shutil.rmtree(exp, ignore_errors=True)
+        exp.mkdir(parents=True)
+        for name in ("train.jsonl", "test.jsonl", "vocab.json"):
+            (exp / name).symlink_to((demo / name).resolve())
     script = (
         f"set -e; bash {ROOT}/recipes/demo/run.sh --stage 3 --stop-stage 3; "
         f"{HLORA} decode {exp}/test.jsonl --model {exp}/hlora/best --mode single -o {exp}/single.jsonl; "
         f"{HLORA} score {exp}/test.jsonl {exp}/single.jsonl --metric cer --json {exp}/scores.json"
     )
     pin = None if core is None else (lambda: os.sched_setaffinity(0, {core}))
-    log = open(exp / "log.txt", "w")  # noqa: SIM115 (closed with the process)
+    log = open(exp / "log.txt", "a")  # noqa: SIM115 (closed with the process)
     return subprocess.Popen(
         ["bash", "-c", script], env={**row.env(), "EXP": str(exp)}, stdout=log, stderr=subprocess.STDOUT, preexec_fn=pin
     )
@@ -80,9 +82,10 @@ def run_row(row: Row, demo: Path, out: Path, core: int | None) -> subprocess.Pop
 def result(row: Row, out: Path, seconds: float, side_by_side: bool) -> dict:
     exp = out / row.name
     scores = json.loads((exp / "scores.json").read_text())
-    system = next(iter(scores.values()))
-    dtype_line = next((x for x in (exp / "log.txt").read_text().splitlines() if x.startswith("dtype ")), "")
-    warnings = [x for x in (exp / "log.txt").read_text().splitlines() if x.startswith("warning: ")]
+    system = scores if "languages" in scores else next(iter(scores.values()))  # one system: its own table
+    log = (exp / "log.txt").read_text().splitlines()
+    dtype_line = next((x for x in log if x.startswith("dtype ")), "")
+    warnings = [x for x in log if x.startswith("warning: ")]
     return {
         "row": row.name,
         "seed": row.seed,
@@ -92,9 +95,19 @@ def result(row: Row, out: Path, seconds: float, side_by_side: bool) -> dict:
         "cer": {lang: round(100 * v["cer"], 1) for lang, v in sorted(system["languages"].items())},
         "pooled": round(100 * system["average"]["cer_pooled"], 1),
         "plateau_warnings": len(warnings),
-        "minutes": round(seconds / 60, 1),
+        "minutes": round(_training_seconds(log) / 60, 1),
+        "wall_minutes": round(seconds / 60, 1),
         "side_by_side": side_by_side,
     }
+
+
+def _training_seconds(log: list[str]) -> float:
+    """The training's own time, from the table `hlora train` ends with ("│ time │ 332 s │")."""
+    found = [m for m in map(TIME_ROW.search, log) if m]
+    return float(found[-1].group(1)) if found else float("nan")
+
+
+TIME_ROW = re.compile(r"^[│|]\s*time\s*[│|]\s*(\d+) s\s*[│|]")
 
 
 def plan(args: argparse.Namespace) -> list[Row]:
@@ -140,6 +153,10 @@ def main() -> None:
     if args.fresh:
         done_file.unlink(missing_ok=True)
     done = {x["row"]: x for x in map(json.loads, done_file.read_text().splitlines())} if done_file.exists() else {}
+    for name, x in done.items():  # the training's own minutes, read again from its log
+        log = args.out / name / "log.txt"
+        if log.exists():
+            x["minutes"] = round(_training_seconds(log.read_text().splitlines()) / 60, 1)
     results = [done[r.name] for r in rows if r.name in done]
     print(f"{len(rows)} rows on {cpu()} ({len(results)} done before)", flush=True)
     pending = [r for r in rows if r.name not in done]

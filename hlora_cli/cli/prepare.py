@@ -121,6 +121,53 @@ def export_kaldi_cmd(
         console.print(f"[yellow]note:[/] {out_dir} also holds {names}, made from earlier data: they may not match")
 
 
+@app.command()
+def lhotse(
+    manifests: list[Path] = typer.Argument(
+        ..., help="CUTS, or RECORDINGS SUPERVISIONS: lhotse manifests (.jsonl, .jsonl.gz; a lhotse recipe's output)."
+    ),
+    out: Path = OUT,
+    lang: str = typer.Option(None, "--lang", help="Language of every row (instead of each supervision's)."),
+    lang_map: str = typer.Option(
+        None, "--lang-map", help="Supervision languages that are names, as codes: 'English=en,Mandarin=zh'."
+    ),
+    languages: str = LANGS,
+    max_duration: float = MAXDUR,
+) -> None:
+    """Import lhotse manifests: one row per supervision, segments of longer recordings read in place."""
+    from hlora_cli.data.importers.lhotse_manifests import import_lhotse
+
+    langs = _languages(languages)
+    _check_out(out, manifests)
+    _write_manifest(import_lhotse(manifests, lang, _pairs(lang_map, "--lang-map")), out, langs, max_duration)
+
+
+@app.command("to-lhotse")
+def to_lhotse(
+    manifest: Path = typer.Argument(..., help="JSONL manifest."),
+    out_dir: Path = typer.Argument(..., help="Folder for recordings.jsonl.gz, supervisions.jsonl.gz, cuts.jsonl.gz."),
+) -> None:
+    """Write a manifest as lhotse manifests (k2/icefall and lhotse's loaders read them); the audio stays in place."""
+    from hlora_cli.data.importers.lhotse_manifests import OUT_FILES, export_lhotse
+    from hlora_cli.files import check_output
+
+    for name in OUT_FILES:
+        check_output(out_dir / name, [manifest], "lhotse manifest")
+    written = export_lhotse(read_manifest(manifest), out_dir)
+    console.print(f"wrote {', '.join(p.name for p in written)} to {out_dir}")
+
+
+def _pairs(value: str | None, flag: str) -> dict[str, str]:
+    """'a=b,c=d' as {a: b, c: d}."""
+    pairs = {}
+    for item in filter(None, (x.strip() for x in (value or "").split(","))):
+        key, sep, code = item.partition("=")
+        if not sep or not key.strip() or not code.strip():
+            raise HloraError(f"{flag} {value!r}: expected NAME=CODE pairs separated by commas, e.g. English=en")
+        pairs[key.strip()] = code.strip()
+    return pairs
+
+
 @app.command("mlc-slm")
 def mlc_slm(
     root: Path = typer.Argument(..., help="MLC-SLM data root (English/<accent>/, French/, ... with .wav + .txt)."),

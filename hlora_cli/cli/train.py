@@ -91,6 +91,11 @@ def train(
         None, help="auto (bf16 where the GPU or CPU computes it natively, else fp32), fp32, or bf16."
     ),
     deterministic: bool = typer.Option(None, "--deterministic/--no-deterministic"),
+    tensorboard: bool = typer.Option(
+        None,
+        "--tensorboard/--no-tensorboard",
+        help="Metrics as TensorBoard events in RUN_DIR/tensorboard (default: where tensorboard is installed).",
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in RUN_DIR from its checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run already in RUN_DIR."),
 ) -> None:

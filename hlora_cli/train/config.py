@@ -90,6 +90,8 @@ class TrainConfig:
     bf16: bool = True  # with dtype "auto": bf16 where the device computes it natively (False: fp32 there too)
     dtype: str = "auto"  # autocast: auto (bf16 on CUDA and on CPUs with AVX512-BF16 or AMX, else fp32), fp32, bf16
     deterministic: bool = False
+    # TensorBoard events in RUN_DIR/tensorboard: None = where the package is installed
+    tensorboard: bool | None = None
 
     def check(self) -> None:
         if not self.train:
@@ -137,6 +139,11 @@ class TrainConfig:
             raise HloraError(f"unknown batching {self.batching}: choose mixed or sorted")
         if self.dtype not in ("auto", "fp32", "bf16"):
             raise HloraError(f"unknown --dtype {self.dtype}: choose auto, fp32 or bf16")
+        if self.tensorboard:
+            import importlib.util
+
+            if importlib.util.find_spec("tensorboard") is None:
+                raise HloraError("--tensorboard needs the tensorboard package: pip install tensorboard")
         if self.grad_accum < 1:
             raise HloraError("--grad-accum must be >= 1")
         self.check_numbers()

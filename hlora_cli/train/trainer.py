@@ -368,12 +368,14 @@ class Trainer:
         return out
 
     def _tensorboard(self):
-        if not self.dist.is_main:
+        """RUN_DIR/tensorboard: the metrics.jsonl records as TensorBoard scalars (with --tensorboard,
+        or by default where the tensorboard package is installed)."""
+        if not self.dist.is_main or self.cfg.tensorboard is False:
             return None
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            return None
+            return None  # --tensorboard without the package was refused by the config check
         # On resume, drop the events a killed run logged after its checkpoint.
         return SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step + 1 if self.resume else None)
 
@@ -384,8 +386,10 @@ class Trainer:
             f.write(json_text(record) + "\n")
         if self.tensorboard is not None:
             for key, value in record.items():
-                if isinstance(value, (int, float)) and key != "step":
-                    self.tensorboard.add_scalar(key, value, record["step"])
+                values = value if isinstance(value, dict) else {"": value}  # per language: loss/en
+                for sub, x in values.items():
+                    if isinstance(x, (int, float)) and key != "step":
+                        self.tensorboard.add_scalar(f"{key}/{sub}" if sub else key, x, record["step"])
 
     # --- steps ---------------------------------------------------------------------------
     def _autocast(self):

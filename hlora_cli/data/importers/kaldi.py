@@ -251,7 +251,7 @@ def _check_exportable(utts: list[Utterance]) -> None:
             )
 
 
-def _recording_ids(utts: list[Utterance], segmented: bool) -> dict[str, str]:
+def recording_ids(utts: list[Utterance], segmented: bool) -> dict[str, str]:
     """audio path -> recording id: the utterance id where each recording is one utterance, else
     the file's stem, made unique."""
     if not segmented:
@@ -280,7 +280,7 @@ def export_kaldi(utts: list[Utterance], out_dir: Path) -> KaldiExport:
     out_dir = check_kaldi_dir(out_dir)
     _check_exportable(utts)
     segmented = any(u.start is not None or u.end is not None for u in utts) or len({u.audio for u in utts}) < len(utts)
-    rec_of = _recording_ids(utts, segmented)
+    rec_of = recording_ids(utts, segmented)
     ordered = sorted(utts, key=lambda u: u.id)
     spk2utt: dict[str, list[str]] = {}
     for u in ordered:
