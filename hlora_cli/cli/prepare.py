@@ -142,6 +142,40 @@ def lhotse(
     _write_manifest(import_lhotse(manifests, lang, _pairs(lang_map, "--lang-map")), out, langs, max_duration)
 
 
+@app.command()
+def hf(
+    source: str = typer.Argument(
+        ..., help="save_to_disk folder, folder of parquet files, .parquet file, audiofolder, or hub id."
+    ),
+    out: Path = OUT,
+    split: str = typer.Option(None, "--split", help="Split to import (train, test, ...) where there are several."),
+    config: str = typer.Option(None, "--config", help="Config (subset) of a hub dataset, e.g. en_us."),
+    text_column: str = typer.Option("text", "--text-column", help="Column of the transcripts."),
+    audio_column: str = typer.Option("audio", "--audio-column", help="Column of the audio (bytes or a path)."),
+    lang: str = typer.Option(None, "--lang", help="Language of every row."),
+    lang_column: str = typer.Option(None, "--lang-column", help="Column of each row's language."),
+    lang_map: str = typer.Option(None, "--lang-map", help="Language names as codes: 'English=en,Mandarin=zh'."),
+    id_column: str = typer.Option(None, "--id-column", help="Column of utterance ids (default: id, else the index)."),
+    speaker_column: str = typer.Option(None, "--speaker-column", help="Column of speaker ids."),
+    languages: str = LANGS,
+    max_duration: float = MAXDUR,
+) -> None:
+    """Import a Hugging Face dataset; audio held as bytes is written as 16 kHz FLAC to OUT's folder
+    (OUT_audio/), audio held as files is referenced in place."""
+    from hlora_cli.data.importers import LanguageRule
+    from hlora_cli.data.importers.hf import Columns, import_hf, open_dataset
+
+    if (lang is None) == (lang_column is None):
+        raise HloraError("give --lang (one language for every row) or --lang-column (each row's), not both")
+    langs = _languages(languages)
+    rule = LanguageRule.of(lang, _pairs(lang_map, "--lang-map"))
+    columns = Columns(text_column, audio_column, lang_column, id_column, speaker_column, rule)
+    _check_out(out, [Path(source)])
+    table = open_dataset(source, split, config)
+    result = import_hf(table, columns, out.parent / f"{out.stem}_audio", split)
+    _write_manifest(result, out, langs, max_duration)
+
+
 @app.command("to-lhotse")
 def to_lhotse(
     manifest: Path = typer.Argument(..., help="JSONL manifest."),

@@ -117,6 +117,11 @@ def load_audio(path: str | Path, start: float | None = None, end: float | None =
         _warn_truncated(path, total, first + x.shape[0], sr)
     if not np.isfinite(x).all():
         raise HloraError(f"{path}: has non-finite samples (NaN or Inf); fix or remove the file")
+    return mono_16k(x, sr)
+
+
+def mono_16k(x: np.ndarray, sr: int) -> np.ndarray:
+    """Samples of shape (frames, channels) at `sr` as 16 kHz mono float32: channels mixed down."""
     x = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
     if sr != SAMPLE_RATE:
         x = soxr.resample(x, sr, SAMPLE_RATE, quality="HQ")

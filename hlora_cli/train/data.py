@@ -82,32 +82,50 @@ def load_examples(
             f"{path}: utterances in language(s) {langs} have no head in this model ({', '.join(languages)}): "
             "add them to the vocab and --languages, or remove them"
         )
-    prefix = shared_head and vocab.has_prefix_tokens(languages)
-    words = getattr(vocab, "word_targets", False)
-    index = {lang: i for i, lang in enumerate(languages)}
+    maker = ExampleMaker(vocab, languages, shared_head, max_duration, every_head)
     out = Examples([])
     if other:
         out.skipped["other language"] = other
     for u, lang in zip(utts, resolved, strict=True):
-        duration = u.duration if u.duration is not None else segment_duration(u.audio, u.start, u.end)
-        if duration > max_duration:
-            out.skipped["over max duration"] += 1
-            continue
-        if duration < MIN_SECONDS:  # one bad clip must not stop the run at its batch
-            out.skipped[f"shorter than {MIN_SECONDS * 1000:.0f} ms"] += 1
-            continue
-        text = strip_language_prefix(target_text(u, words)).strip()
-        if not text:
-            out.skipped["empty text"] += 1
-            continue
-        ids, unknown = vocab.encode(f"<{lang}> {text}" if prefix else text, lang, shared=shared_head)
-        out.unknown_chars += unknown
-        every = [vocab.encode(text, other)[0] for other in languages] if every_head else None
-        u.lang, u.duration = lang, duration  # the manifest's rows are ours: no copy of a million
-        out.examples.append(Example(u, index[lang], ids, every))
+        example = maker.make(u, lang, out)
+        if example is not None:
+            out.examples.append(example)
     if not out.examples:
         raise HloraError(f"{path}: no usable utterance ({dict(out.skipped)})")
     return out
+
+
+class ExampleMaker:
+    """A manifest row as a training example (targets in the inventory of the head that trains on
+    it), or None with the reason counted: the one rule for manifests and streamed shards."""
+
+    def __init__(
+        self, vocab: Vocab, languages: list[str], shared_head: bool, max_duration: float, every_head: bool = False
+    ) -> None:
+        self.vocab, self.languages, self.shared_head = vocab, languages, shared_head
+        self.max_duration, self.every_head = max_duration, every_head
+        self.prefix = shared_head and vocab.has_prefix_tokens(languages)
+        self.words = getattr(vocab, "word_targets", False)
+        self.index = {lang: i for i, lang in enumerate(languages)}
+
+    def make(self, u, lang: str, out: Examples) -> Example | None:
+        """`u` in language `lang` (one of the model's), counted in `out` where it is skipped."""
+        duration = u.duration if u.duration is not None else segment_duration(u.audio, u.start, u.end)
+        if duration > self.max_duration:
+            out.skipped["over max duration"] += 1
+            return None
+        if duration < MIN_SECONDS:  # one bad clip must not stop the run at its batch
+            out.skipped[f"shorter than {MIN_SECONDS * 1000:.0f} ms"] += 1
+            return None
+        text = strip_language_prefix(target_text(u, self.words)).strip()
+        if not text:
+            out.skipped["empty text"] += 1
+            return None
+        ids, unknown = self.vocab.encode(f"<{lang}> {text}" if self.prefix else text, lang, shared=self.shared_head)
+        out.unknown_chars += unknown
+        every = [self.vocab.encode(text, other)[0] for other in self.languages] if self.every_head else None
+        u.lang, u.duration = lang, duration  # the manifest's rows are ours: no copy of a million
+        return Example(u, self.index[lang], ids, every)
 
 
 def experts_vocab(experts: list) -> Vocab:

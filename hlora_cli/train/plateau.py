@@ -36,6 +36,14 @@ class EmissionWatch:
         emitted = emitted_tokens(log_probs.detach(), lengths).tolist()
         self.recent.append((langs, emitted, targets))
 
+    def state_dict(self) -> list:
+        return [list(batch) for batch in self.recent]
+
+    def load_state_dict(self, state: list) -> None:
+        """The window a checkpoint saved: a resumed run reports as the uninterrupted one would."""
+        self.recent.clear()
+        self.recent.extend(tuple(batch) for batch in state)
+
     def ratios(self) -> dict[str, float]:
         """Emitted per reference token, by language seen in the window."""
         emitted = dict.fromkeys(range(len(self.languages)), 0)

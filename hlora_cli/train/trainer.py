@@ -233,6 +233,7 @@ class Trainer:
         self.step, self.best, self.evals_since_best, self.bad_in_a_row, self.bad_total = 0, None, 0, 0, 0
         self.last_eval: dict = {}
         self.unreadable: dict[str, str] = {}  # utterance id -> why its audio was left out
+        self.emission = None if self.seq2seq else EmissionWatch(languages)  # CTC's blank plateau, per language
         self._open_run_dir()
         if resume:
             try:
@@ -246,7 +247,6 @@ class Trainer:
         heads = self.model.ctc_heads
         if self.step < cfg.head_tie_steps:
             heads.tie_rows([self.model.config.head_vocab(i) for i in range(len(heads.heads))])
-        self.emission = None if self.seq2seq else EmissionWatch(languages)
 
     def _build_model(self, languages: list[str]) -> CTCModel:
         """A fresh model; built from the experts for mole (their weights, warm-started fusion and
@@ -333,6 +333,8 @@ class Trainer:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.batches.load_state_dict(ckpt["sampler"][self.dist.rank])
         run_state.set_rng_state(ckpt["rng"][self.dist.rank])
+        if self.emission is not None and "emission" in ckpt:  # a checkpoint from before the watch has none
+            self.emission.load_state_dict(ckpt["emission"][self.dist.rank])
         self.step, self.best, self.evals_since_best = ckpt["step"], ckpt["best"], ckpt["evals_since_best"]
         self.bad_in_a_row, self.bad_total = ckpt["bad_in_a_row"], ckpt["bad_total"]
         if self.dist.is_main and (self.run_dir / METRICS).exists():  # forget what the killed run logged later
@@ -343,6 +345,7 @@ class Trainer:
     def _checkpoint(self) -> None:
         gathered_sampler = self._gather(self.batches.state_dict())
         gathered_rng = self._gather(run_state.rng_state())
+        gathered_emission = self._gather(self.emission.state_dict() if self.emission is not None else [])
         if self.dist.is_main:
             run_state.save_checkpoint(
                 self.run_dir,
@@ -353,6 +356,7 @@ class Trainer:
                     "scheduler": self.scheduler.state_dict(),
                     "sampler": gathered_sampler,
                     "rng": gathered_rng,
+                    "emission": gathered_emission,
                     "best": self.best,
                     "evals_since_best": self.evals_since_best,
                     "bad_in_a_row": self.bad_in_a_row,

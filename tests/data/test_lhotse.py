@@ -96,7 +96,7 @@ def test_what_cannot_be_read_is_rejected_with_its_reason(tmp_path):
     assert reasons == {
         "past-end": "segment: 1.5-2.5 s lies outside recording 'rec' (0-2 s)",
         "named": "language: 'English' is not a language code (map it: --lang-map 'English=xx')",
-        "no-lang": "language: the supervision has none (give --lang)",
+        "no-lang": "language: the row has none (give --lang)",
         "no-text": "text: the supervision has none",
         "elsewhere": f"recording: 'missing' is not in {paths[0]}",
     }

@@ -126,3 +126,24 @@ def test_head_tie_steps_needs_per_language_heads(tiny_backbone, tmp_path, model_
     manifest, vocab = make_corpus(tmp_path / "data")
     with pytest.raises(HloraError, match="^--head-tie-steps ties per-language CTC heads: it applies to lidlora"):
         config(tiny_backbone, manifest, vocab, model_type=model_type, head_tie_steps=5, languages=["en"]).check()
+
+
+def test_a_resumed_run_reports_the_emission_of_the_uninterrupted_one(tiny_backbone, tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))
+    manifest, vocab = make_corpus(tmp_path / "data")
+    whole = Trainer(config(tiny_backbone, manifest, vocab, max_steps=4), tmp_path / "whole").fit()
+    cut = Trainer(config(tiny_backbone, manifest, vocab, max_steps=4), tmp_path / "cut")
+    for _ in range(2):  # two steps and a checkpoint, as a run killed after step 2 leaves
+        cut.train_step()
+        cut.step += 1
+    cut._checkpoint()
+    cut.batches.close()
+    cut.release()
+    resumed = Trainer(config(tiny_backbone, manifest, vocab, max_steps=4), tmp_path / "cut", resume=True).fit()
+
+    def last(run):
+        return json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+
+    assert resumed.plateau == whole.plateau
+    assert last(tmp_path / "cut") == last(tmp_path / "whole")
+    assert last(tmp_path / "whole")["emitted_per_ref_token"].keys() == {"en", "de"}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from hlora_cli.data.manifest import Rejected, Utterance, validate, write_manifest, write_rejected
 from hlora_cli.errors import HloraError
+from text_normalization.registry import language_code
 
 
 def read_text(path: Path) -> str:
@@ -37,6 +38,30 @@ def read_lines(path: Path) -> list[str]:
     """The lines of a text file (see read_text), split at "\n" only, so that line numbers are the
     ones an editor shows; a trailing "\r" is dropped."""
     return [line.removesuffix("\r") for line in read_text(path).split("\n")]
+
+
+@dataclass
+class LanguageRule:
+    """A row's language: one for every row (--lang), or the row's own, a name mapped to a code
+    (--lang-map). `language` raises ValueError with the reason a row is rejected."""
+
+    lang: str | None = None
+    lang_map: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, lang: str | None, lang_map: dict[str, str] | None) -> LanguageRule:
+        return cls(language_code(lang, "--lang") if lang else None, lang_map or {})
+
+    def language(self, value: object) -> str:
+        if self.lang is not None:
+            return self.lang
+        if value is None or value == "":
+            raise ValueError("language: the row has none (give --lang)")
+        given = self.lang_map.get(str(value), value)
+        try:
+            return language_code(given)
+        except HloraError:
+            raise ValueError(f"language: {value!r} is not a language code (map it: --lang-map '{value}=xx')") from None
 
 
 @dataclass

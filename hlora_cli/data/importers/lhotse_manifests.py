@@ -6,15 +6,13 @@ supervisions (k2/icefall and lhotse's data loaders read them)."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from hlora_cli.data.audio import audio_info
-from hlora_cli.data.importers import ImportResult
+from hlora_cli.data.importers import ImportResult, LanguageRule
 from hlora_cli.data.importers.kaldi import recording_ids
 from hlora_cli.data.manifest import Rejected, Utterance
 from hlora_cli.errors import HloraError
-from text_normalization.registry import language_code
 
 # Seconds a supervision may run past its recording's end (lhotse's own default tolerance).
 TOLERANCE = 1e-3
@@ -46,27 +44,6 @@ def _load(path: Path, kind: str):
     return manifest
 
 
-@dataclass
-class _Where:
-    """How a supervision's language is found: the supervision's own, mapped, or one for all."""
-
-    lang: str | None
-    lang_map: dict[str, str]
-
-    def language(self, sup) -> str:
-        if self.lang is not None:
-            return self.lang
-        if sup.language is None:
-            raise ValueError("language: the supervision has none (give --lang)")
-        given = self.lang_map.get(sup.language, sup.language)
-        try:
-            return language_code(given)
-        except HloraError:
-            raise ValueError(
-                f"language: {sup.language!r} is not a language code (map it: --lang-map '{sup.language}=xx')"
-            ) from None
-
-
 def _audio_path(recording, channel, base: Path) -> str:
     """The file of `recording` that holds `channel`; a relative path is taken from the folder of
     the manifest when it is not found from the working directory (lhotse writes either)."""
@@ -93,7 +70,7 @@ def _channels(channel) -> list[int]:
     return list(channel) if isinstance(channel, list) else [channel]
 
 
-def _row(sup, recording, offset: float, where: _Where, base: Path) -> Utterance:
+def _row(sup, recording, offset: float, rule: LanguageRule, base: Path) -> Utterance:
     """One supervision as a row: its segment of the recording (`offset`: where its cut starts)."""
     start = offset + sup.start
     end = start + sup.duration
@@ -107,7 +84,7 @@ def _row(sup, recording, offset: float, where: _Where, base: Path) -> Utterance:
     return Utterance(
         id=sup.id,
         audio=_audio_path(recording, sup.channel, base),
-        lang=where.language(sup),
+        lang=rule.language(sup.language),
         text=sup.text,
         start=None if whole else round(max(start, 0.0), 6),
         end=None if whole else round(min(end, recording.duration), 6),
@@ -123,7 +100,7 @@ def _rejected(sup, recording_id: str, reason: str) -> Rejected:
 
 def import_lhotse(paths: list[Path], lang: str | None = None, lang_map: dict[str, str] | None = None) -> ImportResult:
     """CUTS, or RECORDINGS SUPERVISIONS: one row per supervision (a cut's supervisions each)."""
-    where = _Where(language_code(lang, "--lang") if lang else None, lang_map or {})
+    rule = LanguageRule.of(lang, lang_map)
     result = ImportResult()
     if len(paths) == 1:
         cuts = _load(paths[0], "CutSet")
@@ -134,7 +111,7 @@ def import_lhotse(paths: list[Path], lang: str | None = None, lang_map: dict[str
                 result.rejected.append(Rejected({"id": cut.id}, reason))
                 continue
             for sup in cut.supervisions:
-                _add(result, sup, cut.recording, cut.start, where, base)
+                _add(result, sup, cut.recording, cut.start, rule, base)
     elif len(paths) == 2:
         recordings = _load(paths[0], "RecordingSet")
         supervisions = _load(paths[1], "SupervisionSet")
@@ -144,15 +121,15 @@ def import_lhotse(paths: list[Path], lang: str | None = None, lang_map: dict[str
                 reason = f"recording: '{sup.recording_id}' is not in {paths[0]}"
                 result.rejected.append(_rejected(sup, sup.recording_id, reason))
                 continue
-            _add(result, sup, recordings[sup.recording_id], 0.0, where, base)
+            _add(result, sup, recordings[sup.recording_id], 0.0, rule, base)
     else:
         raise HloraError("give CUTS, or RECORDINGS SUPERVISIONS (lhotse manifests, .jsonl or .jsonl.gz)")
     return result
 
 
-def _add(result: ImportResult, sup, recording, offset: float, where: _Where, base: Path) -> None:
+def _add(result: ImportResult, sup, recording, offset: float, rule: LanguageRule, base: Path) -> None:
     try:
-        result.utts.append(_row(sup, recording, offset, where, base))
+        result.utts.append(_row(sup, recording, offset, rule, base))
     except ValueError as e:
         result.rejected.append(_rejected(sup, recording.id, str(e)))
 
