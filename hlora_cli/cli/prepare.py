@@ -176,6 +176,32 @@ def hf(
     _write_manifest(result, out, langs, max_duration)
 
 
+@app.command()
+def shards(
+    manifest: Path = typer.Argument(..., help="JSONL manifest."),
+    out: Path = typer.Option(..., "-o", "--out", help="New folder: shard-000000.tar, ... and shards.json."),
+    shard_size: int = typer.Option(1000, "--shard-size", help="Utterances per shard."),
+    shuffle: bool = typer.Option(True, "--shuffle/--no-shuffle", help="Mix the rows before sharding (seeded)."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Write a manifest as tar shards (webdataset's layout: KEY.flac at 16 kHz + KEY.json) for
+    `hlora train --train OUT/`, which streams them. Unreadable audio goes to OUT/rejected.jsonl."""
+    from hlora_cli.data.manifest import write_rejected
+    from hlora_cli.data.shards import write_shards
+    from hlora_cli.files import check_output_dir
+
+    check_output_dir(out, overwrite=False, what="shard folder", inputs=[manifest])
+    index, rejected = write_shards(read_manifest(manifest), out, shard_size, shuffle, seed)
+    if rejected:
+        write_rejected(out / "rejected.jsonl", rejected)
+    console.print(
+        f"wrote {len(index.shards)} shard(s) to {out}: {index.utterances} utterances, "
+        f"{index.seconds / 3600:.3f} h ({', '.join(index.languages)})"
+    )
+    if rejected:
+        console.print(f"[yellow]rejected {len(rejected)}[/] (unreadable audio) -> {out / 'rejected.jsonl'}")
+
+
 @app.command("to-lhotse")
 def to_lhotse(
     manifest: Path = typer.Argument(..., help="JSONL manifest."),

@@ -41,7 +41,11 @@ def train(
     encoder_input: str = typer.Option(
         None, help="seq2seq: 30s (Whisper's padded window, its zero-shot text) or true-length (faster)."
     ),
-    train: str = typer.Option(None, "--train", help="Training manifest (JSONL)."),
+    train: str = typer.Option(
+        None,
+        "--train",
+        help="Training manifest (JSONL), or a folder of shards (`hlora prepare shards`), streamed: give --max-steps.",
+    ),
     dev: str = typer.Option(None, help="Dev manifest for validation."),
     vocab: str = typer.Option(None, help="vocab.json from `hlora prepare vocab`."),
     languages: str = typer.Option(None, help="Comma-separated languages (default: all in the vocab)."),

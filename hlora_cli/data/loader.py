@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from hlora_cli.data.audio import load_audio
+from hlora_cli.data.shards import decode_flac
 from hlora_cli.device import usable_cores
 from hlora_cli.errors import HloraError
 from hlora_cli.model.frontend import Features, Frontend
@@ -23,11 +24,13 @@ from hlora_cli.model.frontend import Features, Frontend
 
 @dataclass(frozen=True)
 class Segment:
-    """What to read: a file, or its start..end seconds."""
+    """What to read: a file, or its start..end seconds; or the FLAC bytes of a shard's utterance
+    (`data`, with `audio` naming it as SHARD:ID)."""
 
     audio: str
     start: float | None = None
     end: float | None = None
+    data: bytes | None = None
 
 
 @dataclass
@@ -64,7 +67,7 @@ def load_job(job: Job, frontend: Frontend) -> Loaded:
     waves, kept, failed = [], [], {}
     for i, s in enumerate(job.segments):
         try:
-            waves.append(load_audio(s.audio, s.start, s.end))
+            waves.append(load_audio(s.audio, s.start, s.end) if s.data is None else decode_flac(s.data, s.audio))
         except HloraError as e:
             failed[i] = str(e)
             continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,33 @@ class Examples:
     @property
     def durations(self) -> list[float]:
         return [e.utt.duration for e in self.examples]
+
+    def batch(self, key: list) -> list[Example]:
+        """A loaded batch's examples, from its key: indices into `examples`."""
+        return [self.examples[i] for i in key]
+
+
+class StreamedExamples(Examples):
+    """Examples made as shards stream by (data/shards.py): only the counts are kept here, and a
+    batch's key is its examples themselves."""
+
+    def batch(self, key: list) -> list[Example]:
+        return key
+
+
+def shard_examples(maker: ExampleMaker, out: StreamedExamples) -> Callable[[dict, str], Example | None]:
+    """How a shard's row becomes an example (None: skipped and counted in `out`)."""
+    from hlora_cli.data.manifest import Utterance
+
+    def make(row: dict, name: str) -> Example | None:
+        lang = resolve_language(row["lang"], maker.languages)
+        if lang is None:
+            out.skipped["other language"] += 1
+            return None
+        fields = {k: row.get(k) for k in ("text_norm", "speaker", "duration")}
+        return maker.make(Utterance(row["id"], name, lang, row["text"], **fields), lang, out)
+
+    return make
 
 
 def target_text(u, words: bool) -> str:

@@ -45,8 +45,11 @@ class WhisperTokens:
 
 
 def manifest_languages(path: str) -> list[str]:
-    """The languages of a manifest (sorted codes): a seq2seq model's default languages."""
-    return sorted({base_language(language_code(u.lang)) for u in read_manifest(path)})
+    """The languages of a manifest or of shards (sorted codes): a seq2seq model's default languages."""
+    from hlora_cli.data.shards import ShardIndex, is_shard_dir
+
+    codes = ShardIndex.load(path).languages if is_shard_dir(path) else {u.lang for u in read_manifest(path)}
+    return sorted({base_language(language_code(c)) for c in codes})
 
 
 @dataclass

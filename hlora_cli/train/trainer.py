@@ -18,7 +18,9 @@ import numpy as np
 import torch
 
 from hlora_cli.data.batching import DurationBatchSampler, Example, duration_batches
+from hlora_cli.data.langs import resolve_language
 from hlora_cli.data.loader import Job, Loaded, Segment, default_workers, load_in_background, load_job
+from hlora_cli.data.shards import ShardIndex, ShardStream, is_shard_dir
 from hlora_cli.data.vocab import Vocab, norm_text
 from hlora_cli.device import autocast, check_dtype, fit_threads, resolve_device, say_on_stderr
 from hlora_cli.errors import HloraError
@@ -44,7 +46,14 @@ from hlora_cli.train import seq2seq
 from hlora_cli.train import state as run_state
 from hlora_cli.train.batches import TrainBatches
 from hlora_cli.train.config import TrainConfig, load_config
-from hlora_cli.train.data import Examples, experts_vocab, load_examples
+from hlora_cli.train.data import (
+    ExampleMaker,
+    Examples,
+    StreamedExamples,
+    experts_vocab,
+    load_examples,
+    shard_examples,
+)
 from hlora_cli.train.distributed import Dist
 from hlora_cli.train.losses import distill_loss, joint_loss
 from hlora_cli.train.plateau import EmissionWatch
@@ -197,7 +206,11 @@ class Trainer:
             )
         soft = cfg.train_routing == "soft"
         own = cfg.model_type == "expert"  # an expert reads its own language's rows of a manifest
-        self.train_data = load_examples(cfg.train, self.vocab, languages, shared, cfg.max_duration, soft, own)
+        self.streaming = is_shard_dir(cfg.train)
+        if self.streaming:
+            self.train_data = StreamedExamples([])
+        else:
+            self.train_data = load_examples(cfg.train, self.vocab, languages, shared, cfg.max_duration, soft, own)
         self.dev_data = (
             load_examples(cfg.dev, self.vocab, languages, shared, cfg.max_duration, only_languages=own)
             if cfg.dev
@@ -212,16 +225,21 @@ class Trainer:
         self.model.gradient_checkpointing = cfg.gradient_checkpointing
         self.lid_weight = cfg.lid_weight if self.model.lid_head is not None else 0.0
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.sampler = DurationBatchSampler(
-            self.train_data.durations,
-            cfg.batch_seconds,
-            cfg.seed,
-            rank=self.dist.rank,
-            world_size=self.dist.world_size,
-            batching=cfg.batching,
-            groups=[e.lang for e in self.train_data.examples],
-        )
-        self.total_steps = cfg.max_steps or math.ceil(self.sampler.batches_in(cfg.epochs) / cfg.grad_accum)
+        if self.streaming:
+            maker = ExampleMaker(self.vocab, languages, shared, cfg.max_duration, soft)
+            self.sampler = self._stream(maker, only_languages=own)
+            self.total_steps = cfg.max_steps
+        else:
+            self.sampler = DurationBatchSampler(
+                self.train_data.durations,
+                cfg.batch_seconds,
+                cfg.seed,
+                rank=self.dist.rank,
+                world_size=self.dist.world_size,
+                batching=cfg.batching,
+                groups=[e.lang for e in self.train_data.examples],
+            )
+            self.total_steps = cfg.max_steps or math.ceil(self.sampler.batches_in(cfg.epochs) / cfg.grad_accum)
         self.workers = default_workers() if cfg.num_workers is None else cfg.num_workers
         fit_threads(self.workers, self.dist.world_size if self.device.type == "cpu" else 1)
         self.pin_memory = self.device.type == "cuda"
@@ -247,6 +265,25 @@ class Trainer:
         heads = self.model.ctc_heads
         if self.step < cfg.head_tie_steps:
             heads.tie_rows([self.model.config.head_vocab(i) for i in range(len(heads.heads))])
+
+    def _stream(self, maker: ExampleMaker, only_languages: bool) -> ShardStream:
+        """--train DIR/ of shards: streamed (data/shards.py), its languages checked as a manifest's."""
+        cfg = self.cfg
+        index = ShardIndex.load(cfg.train)
+        if cfg.max_steps is None:
+            raise HloraError(
+                f"{cfg.train}: shards are streamed, so an epoch's batches are not known ahead: give --max-steps "
+                f"(the shards hold {index.utterances} utterances, {index.seconds / 3600:.2f} h; an epoch is about "
+                f"{math.ceil(index.seconds / cfg.batch_seconds / self.dist.world_size)} batches of --batch-seconds)"
+            )
+        missing = [x for x in index.languages if resolve_language(x, maker.languages) is None]
+        if missing and not only_languages:
+            raise HloraError(
+                f"{cfg.train}: utterances in language(s) {', '.join(missing)} have no head in this model "
+                f"({', '.join(maker.languages)}): add them to the vocab and --languages, or remove them"
+            )
+        make = shard_examples(maker, self.train_data)
+        return ShardStream(index, make, cfg.batch_seconds, cfg.seed, self.dist.rank, self.dist.world_size)
 
     def _build_model(self, languages: list[str]) -> CTCModel:
         """A fresh model; built from the experts for mole (their weights, warm-started fusion and
@@ -399,26 +436,31 @@ class Trainer:
     def _autocast(self):
         return autocast(self.device, self.compute_dtype)
 
-    def _loadable(self, data: Examples) -> Callable[[list[int]], tuple[list[int], list[Segment]]]:
-        """The indices of a batch whose audio is not known to be unreadable, and their segments."""
+    def _loadable(self, data: Examples) -> Callable[[list], tuple[list, list[Segment]]]:
+        """A batch's key (indices into `data`; streamed, its examples and their audio) less what is
+        known to be unreadable, and the segments to read."""
 
         def segments(idx: list[int]) -> tuple[list[int], list[Segment]]:
             keep = [i for i in idx if data.examples[i].utt.id not in self.unreadable]
             utts = [data.examples[i].utt for i in keep]
             return keep, [Segment(u.audio, u.start, u.end) for u in utts]
 
-        return segments
+        def streamed(items: list) -> tuple[list[Example], list[Segment]]:
+            keep = [(e, flac) for e, flac in items if e.utt.id not in self.unreadable]
+            return [e for e, _ in keep], [Segment(e.utt.audio, data=flac) for e, flac in keep]
+
+        return streamed if isinstance(data, StreamedExamples) else segments
 
     def _received(self, data: Examples, loaded: Loaded) -> tuple[list[Example], Features | None]:
         """A loaded batch's examples and features. Audio that did not load (missing, corrupt, NaN
         or Inf samples) is left out and remembered by id, with the reason naming the file."""
-        idx: list[int] = loaded.key
+        batch = data.batch(loaded.key)
         for pos, reason in loaded.failed.items():
-            utt_id = data.examples[idx[pos]].utt.id
+            utt_id = batch[pos].utt.id
             if utt_id not in self.unreadable:  # a batch prefetched before it was known comes back again
                 self.unreadable[utt_id] = reason
                 data.skipped["unreadable audio"] += 1
-        return [data.examples[idx[p]] for p in loaded.kept], loaded.feats
+        return [batch[p] for p in loaded.kept], loaded.feats
 
     def load_batch(self, data: Examples, idx: list[int]) -> tuple[list[Example], Features | None]:
         """The examples `idx` of `data` and their features, read in this process."""
