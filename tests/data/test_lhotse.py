@@ -148,3 +148,29 @@ def test_supervision_text_and_language_in_the_files(tmp_path):
         rows = {r["id"]: r for r in map(json.loads, f)}
     assert rows["clip"]["custom"] == {"text_norm": "un extrait"} and rows["talk-a"]["speaker"] == "s1"
     assert (rows["talk-a"]["start"], rows["talk-a"]["duration"], rows["talk-a"]["text"]) == (0.5, 1.0, "the first part")
+
+
+def test_lhotse_reads_a_kaldi_dir_as_prepare_kaldi_does(tmp_path):
+    """lhotse's Kaldi loader + `prepare lhotse` gives the rows `prepare kaldi` gives (README: why we
+    keep our importer anyway)."""
+    from lhotse.kaldi import load_kaldi_data_dir
+
+    manifest, _ = corpus(tmp_path)
+    assert run_main_output("prepare", "export-kaldi", manifest, tmp_path / "kaldi")[0] == 0
+    assert run_main_output("prepare", "kaldi", tmp_path / "kaldi", "-o", tmp_path / "ours.jsonl")[0] == 0
+    recordings, supervisions, _ = load_kaldi_data_dir(tmp_path / "kaldi", sampling_rate=16000)
+    recordings.to_file(tmp_path / "recs.jsonl.gz")
+    supervisions.to_file(tmp_path / "sups.jsonl.gz")
+    code, _, err = run_main_output(
+        "prepare", "lhotse", tmp_path / "recs.jsonl.gz", tmp_path / "sups.jsonl.gz", "-o", tmp_path / "theirs.jsonl"
+    )
+    assert code == 0, err
+
+    def rows(name):  # Kaldi's "its own speaker" (utt2spk: clip clip) is no speaker to us, "clip" to lhotse
+        return {
+            u.id: (u.audio, u.lang, u.text, u.start or 0.0, None if u.speaker == u.id else u.speaker)
+            for u in read_manifest(tmp_path / name)
+        }
+
+    ours, theirs = rows("ours.jsonl"), rows("theirs.jsonl")
+    assert len(ours) == 3 and ours == theirs
