@@ -1,23 +1,16 @@
 """The hlora CLI run in the test's own process: a subprocess costs seconds of imports per call."""
 
-from hlora_cli.errors import HloraError
-
 
 class Result:
-    def __init__(self, r):
-        self.returncode = 2 if isinstance(r.exception, HloraError) else r.exit_code
-        self.stdout = r.stdout
-        self.stderr = f"error: {r.exception}" if r.exception else ""
+    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
 
 
 def run_cli(*args, check=True):
-    """The CLI in this process (a subprocess costs seconds of imports per call); HloraError is
-    what `hlora` prints as a one-line error with exit 2."""
-    from typer.testing import CliRunner
-
-    from hlora_cli.cli.main import app
-
-    r = Result(CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"}))
+    """The CLI in this process (a subprocess costs seconds of imports per call), through the real
+    entry point: the exit status and the error line are the ones `hlora` gives."""
+    code, out, err = run_main_output(*args)
+    r = Result(code, out, err.removesuffix("\n"))  # one line, as the tests compare it
     if check:
         assert r.returncode == 0, (r.stderr, r.stdout[-2000:])
     return r
@@ -35,11 +28,14 @@ def run_main_output(*args) -> tuple[int, str, str]:
     """As run_main, with stdout too: (exit status, stdout, stderr)."""
     import contextlib
     import io
+    import os
     import sys
 
     from hlora_cli.cli import main as cli_main
 
     stdout, stderr, argv = io.StringIO(), io.StringIO(), sys.argv
+    columns = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "200"  # tables as wide as a terminal would show them, for the tests to read
     sys.argv = ["hlora", *(str(a) for a in args)]
     cli_main._state["debug"] = False
     err_file = cli_main.err._file  # None: it follows sys.stderr (pytest capture), so restore that
@@ -52,6 +48,10 @@ def run_main_output(*args) -> tuple[int, str, str]:
         code = stop.code if isinstance(stop.code, int) else 1
     finally:
         sys.argv = argv
+        if columns is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = columns
         cli_main.err._file = err_file
     return code, stdout.getvalue(), stderr.getvalue()
 
