@@ -101,7 +101,7 @@ def test_bf16_autocast_on_the_cpu_gives_the_fp32_languages(items):  # noqa: F811
     # a CPU without bf16 instructions emulates it, many times slower: the user is told
     emulated = cpu_bf16_feature() is None
     assert any("no bf16 instructions" in str(w.message) for w in caught) == emulated
-    assert [r.id for r in bf16] == [r.id for r in fp32]
+    assert [(r.id, r.lang) for r in bf16] == [(r.id, r.lang) for r in fp32]
     for a, b in zip(fp32, bf16, strict=True):
         assert max(abs(a.lang_probs[x] - b.lang_probs[x]) for x in a.lang_probs) < 0.05
 

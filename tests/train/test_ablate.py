@@ -29,7 +29,13 @@ def test_ablate_trains_each_k_once_and_writes_table(tiny_backbone, tmp_path):
     assert [x["k"] for x in results] == [1, 3]
     assert set(results[0]["dev"]["mer"]) == {"en", "de"} and "test" in results[0]
     md = (tmp_path / "abl" / "ablation.md").read_text()
-    assert "| language | k = 1 | k = 3 |" in md and "| **Avg** (pooled) |" in md and "**" in md.split("| de |")[1]
+    assert "| language | k = 1 | k = 3 |" in md and "| **Avg** (pooled) |" in md
+    de_row = next(line for line in md.splitlines() if line.startswith("| de |"))
+    cells = [c.strip().split(" / ") for c in de_row.strip("|").split("|")[1:]]  # per k: dev / test
+    for col, split in enumerate(("dev", "test")):  # bold marks each row's best, and only it
+        mers = [x[split]["mer"]["de"] for x in results]
+        assert [c[col].startswith("**") for c in cells] == [m == min(mers) for m in mers]
+        assert [float(c[col].strip("*")) for c in cells] == [round(100 * m, 1) for m in mers]
     assert (tmp_path / "abl" / "ablation.png").read_bytes()[:4] == b"\x89PNG"
     for k in (1, 3):
         cfg = (tmp_path / "abl" / f"k{k}" / "train.yaml").read_text()
