@@ -35,10 +35,10 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import machine, time_interleaved, whisper_ref, write_section  # noqa: E402
+from hlora_cli.data.vocab import BLANK  # noqa: E402
 from hlora_cli.device import autocast, check_dtype, resolve_device  # noqa: E402
 from hlora_cli.model import BackboneRef, LoRAConfig, ModelConfig, build_model, load_backbone  # noqa: E402
 from hlora_cli.model.backbone import additive_mask  # noqa: E402
-from hlora_cli.model.config import BLANK  # noqa: E402
 
 LANGS = ["en", "de", "fr", "ja"]
 VOCAB = [BLANK, "|", "<unk>"] + [chr(c) for c in range(ord("a"), ord("a") + 29)]

@@ -221,7 +221,7 @@ def main() -> None:
     manifests = make_corpus(args.data, per_language=12 if args.quick else 40)
     from transformers import WhisperFeatureExtractor
 
-    from hlora_cli.model.frontend import LogMelFrontend, WaveformFrontend
+    from hlora_cli.data.features import LogMelFrontend, WaveformFrontend
 
     frontends = {
         "waveform": WaveformFrontend(400, "hubert", do_normalize=True),

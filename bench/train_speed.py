@@ -167,7 +167,6 @@ def child(args: argparse.Namespace) -> None:
     import torch
 
     from hlora_cli.model import BackboneRef, LoRAConfig, ModelConfig, build_model
-    from hlora_cli.model.config import BLANK
     from hlora_cli.train.losses import distill_loss, joint_loss
 
     if args.threads:
@@ -182,6 +181,8 @@ def child(args: argparse.Namespace) -> None:
     ref = whisper_ref(args.whisper) if args.backbone == "whisper" else BackboneRef("hubert", config=HUBERT_BASE)
     if args.variant == "seq2seq":
         return seq2seq_child(args, ref)
+    from hlora_cli.data.vocab import BLANK
+
     vocab = [BLANK, "|", "<unk>"] + [chr(c) for c in range(ord("a"), ord("a") + 29)]
     full = args.variant == "full"
     model_type = {"full": "ctc", "hlora": "hlora", "expert": "expert"}.get(args.variant, "student")

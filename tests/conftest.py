@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from hlora_cli.data.vocab import BLANK
 from hlora_cli.model import BackboneRef, ModelConfig, build_model
-from hlora_cli.model.config import BLANK
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("HLORA_SHARED", REPO.parent / "shared"))

@@ -16,10 +16,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from hlora_cli.data.audio import load_audio
+from hlora_cli.data.features import Features, Frontend
 from hlora_cli.data.shards import decode_flac
 from hlora_cli.device import usable_cores
 from hlora_cli.errors import HloraError
-from hlora_cli.model.frontend import Features, Frontend
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,10 @@ from hlora_cli.data import bpe
 from hlora_cli.data.manifest import Utterance
 from hlora_cli.errors import HloraError
 from hlora_cli.files import atomic_write
-from hlora_cli.model.config import BLANK
 from text_normalization.registry import get_normalizer, normalize
 from text_normalization.rules import strip_language_prefix
+
+BLANK = "<blank>"  # index 0 of every CTC inventory
 
 WORD = "|"
 UNK = "<unk>"

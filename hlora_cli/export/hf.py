@@ -14,11 +14,10 @@ from pathlib import Path
 
 import torch
 
-from hlora_cli.data.vocab import UNK, WORD
+from hlora_cli.data.vocab import BLANK, UNK, WORD
 from hlora_cli.errors import HloraError
 from hlora_cli.export.common import export_language
 from hlora_cli.model import CTCModel
-from hlora_cli.model.config import BLANK
 
 CTC_CLASSES = {"hubert": "HubertForCTC", "wav2vec2": "Wav2Vec2ForCTC"}
 

@@ -16,7 +16,7 @@ from dataclasses import fields, replace
 import torch
 from torch import nn
 
-from hlora_cli.model.frontend import Features
+from hlora_cli.data.features import Features
 from hlora_cli.model.hlora import ModelOutput
 
 MEL_FRAMES_PER_SECOND = 100  # Whisper's log-mel hop of 10 ms

@@ -9,8 +9,7 @@ import numpy as np
 import regex
 
 from hlora_cli.data.bpe import WORD_START
-from hlora_cli.data.vocab import UNK, WORD
-from hlora_cli.model.config import BLANK
+from hlora_cli.data.vocab import BLANK, UNK, WORD
 from text_normalization.registry import get_normalizer
 
 UNK_MARK = "⁇"  # the beam decoder's label for <unk>, removed from its output

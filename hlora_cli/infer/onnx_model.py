@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hlora_cli.data.features import Frontend, LogMelFrontend, WaveformFrontend
 from hlora_cli.errors import HloraError
 from hlora_cli.export.onnx import read_meta
 from hlora_cli.model.backbone import Features
 from hlora_cli.model.config import ModelConfig
-from hlora_cli.model.frontend import Frontend, LogMelFrontend, WaveformFrontend
 from hlora_cli.model.hlora import ModelOutput
 
 

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from hlora_cli.data.features import SAMPLE_RATE, Features, Frontend, LogMelFrontend, WaveformFrontend
 from hlora_cli.errors import HloraError
 from hlora_cli.model.config import BackboneRef
-from hlora_cli.model.frontend import SAMPLE_RATE, Features, Frontend, LogMelFrontend, WaveformFrontend
 
 __all__ = ["SAMPLE_RATE", "Backbone", "Features", "HubertBackbone", "WhisperBackbone"]
 

@@ -32,7 +32,6 @@ BACKBONE_MODES = ("ctc", "seq2seq")
 # seq2seq: what the encoder sees. "30s" is Whisper's own input (every utterance padded to 30 s,
 # nothing masked); "true-length" runs each utterance's own frames, masked in self- and cross-attention.
 ENCODER_INPUTS = ("30s", "true-length")
-BLANK = "<blank>"
 # config.json format: 1 = `k` counted the routed top layers (before the paper's definition);
 # 2 = `k` counts the shared lower layers, and `layout` spells the layers out.
 FORMAT_VERSION = 2

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import torch
 
+from hlora_cli.data.vocab import BLANK
 from hlora_cli.errors import HloraError
 from hlora_cli.model.checkpoint import check_model_dir, load_model, read_config, read_weights, weights_file
-from hlora_cli.model.config import BLANK, LIDConfig, LoRAConfig, ModelConfig
+from hlora_cli.model.config import LIDConfig, LoRAConfig, ModelConfig
 from hlora_cli.model.hlora import CTCModel
 
 

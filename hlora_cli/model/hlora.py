@@ -34,9 +34,10 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from hlora_cli.data.vocab import BLANK
 from hlora_cli.errors import HloraError
 from hlora_cli.model.backbone import Backbone, Features, additive_mask
-from hlora_cli.model.config import BLANK, SHARED_HEAD_TYPES, Layout, ModelConfig
+from hlora_cli.model.config import SHARED_HEAD_TYPES, Layout, ModelConfig
 from hlora_cli.model.heads import CTCHeads, LIDHead, valid_mask
 from hlora_cli.model.lora import LoRALinear, inject_lora, layer_of, routing
 from hlora_cli.model.whisper_decoder import inject_decoder_lora

@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable, Iterator
 
 from hlora_cli.data.batching import DurationBatchSampler
+from hlora_cli.data.features import Frontend
 from hlora_cli.data.loader import Job, Loaded, Segment, load_in_background
-from hlora_cli.model.frontend import Frontend
 
 
 class TrainBatches:

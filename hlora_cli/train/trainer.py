@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from hlora_cli.data.batching import DurationBatchSampler, Example, duration_batches
+from hlora_cli.data.features import Features
 from hlora_cli.data.langs import resolve_language
 from hlora_cli.data.loader import Job, Loaded, Segment, default_workers, load_in_background, load_job
 from hlora_cli.data.shards import ShardIndex, ShardStream, is_shard_dir
@@ -39,7 +40,6 @@ from hlora_cli.model.experts import (
     token_maps,
     warm_start_mole,
 )
-from hlora_cli.model.frontend import Features
 from hlora_cli.model.hlora import layer_plan
 from hlora_cli.score.metrics import char_errors
 from hlora_cli.train import seq2seq

@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 
 from hlora_cli.data.audio import TruncatedAudioWarning, audio_info, load_audio
+from hlora_cli.data.features import WaveformFrontend
 from hlora_cli.data.importers import write_import
 from hlora_cli.data.importers.cv import import_cv
 from hlora_cli.data.importers.folder import import_folder
@@ -19,7 +20,6 @@ from hlora_cli.data.loader import Job, Segment, load_job
 from hlora_cli.data.manifest import Utterance, read_manifest, validate, write_manifest
 from hlora_cli.errors import HloraError
 from hlora_cli.infer.inputs import collect_inputs
-from hlora_cli.model.frontend import WaveformFrontend
 from tests.cli.test_info import hlora
 from tests.data.helpers import write_audio
 from tests.data.test_importers import kaldi_dir, mlc_tree
