@@ -17,7 +17,6 @@ weights to int8 (onnxruntime dynamic quantization)."""
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
@@ -188,13 +187,3 @@ def _quantize(out: Path, graphs: dict[str, str]) -> None:
             graphs[name] = q
     finally:
         root.setLevel(level)
-
-
-def read_meta(path: Path) -> dict:
-    meta_file = Path(path) / "onnx.json"
-    try:
-        return json.loads(meta_file.read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
-        raise HloraError(f"{meta_file}: no such file; is {path} a directory from `hlora export onnx`?") from e
-    except json.JSONDecodeError as e:
-        raise HloraError(f"{meta_file}: not valid JSON ({e})") from e

@@ -5,6 +5,7 @@ and LID alone. The decoder's output files are those of a torch model."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,6 @@ import torch
 
 from hlora_cli.data.features import Frontend, LogMelFrontend, WaveformFrontend
 from hlora_cli.errors import HloraError
-from hlora_cli.export.onnx import read_meta
 from hlora_cli.model.backbone import Features
 from hlora_cli.model.config import ModelConfig
 from hlora_cli.model.hlora import ModelOutput
@@ -159,3 +159,14 @@ class OnnxModel:
     def identify(self, feats: Features) -> torch.Tensor:
         out = self._first(feats)
         return torch.from_numpy(out[0] if self.one_graph else out[2])
+
+
+def read_meta(path: Path) -> dict:
+    """What `hlora export onnx` wrote beside the graphs (onnx.json): the layout the reader needs."""
+    meta_file = Path(path) / "onnx.json"
+    try:
+        return json.loads(meta_file.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise HloraError(f"{meta_file}: no such file; is {path} a directory from `hlora export onnx`?") from e
+    except json.JSONDecodeError as e:
+        raise HloraError(f"{meta_file}: not valid JSON ({e})") from e

@@ -11,6 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -341,8 +344,6 @@ def _load_backbone(ref: BackboneRef, encoder_input: str | None = None) -> Backbo
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
     if encoder_input is not None:
-        from hlora_cli.model.whisper_decoder import load_seq2seq  # a Whisper: ModelConfig checks the kind
-
         cfg = _hf_config(ref) if ref.source is None else None
         backbone: Backbone = load_seq2seq(ref.source, cfg, ref.tokenizer, ref.seed, encoder_input)
     elif ref.kind == "whisper":
@@ -374,3 +375,110 @@ def _load_backbone(ref: BackboneRef, encoder_input: str | None = None) -> Backbo
         backbone = HubertBackbone(model, do_normalize=_hubert_do_normalize(ref, model.config))
     backbone.fingerprint = fingerprint(backbone)
     return backbone.freeze().eval()
+
+
+class WhisperSeq2SeqBackbone(WhisperBackbone):
+    """WhisperForConditionalGeneration behind the backbone interface: `encoder` as WhisperBackbone,
+    plus `decoder` and `proj_out` (registered, so they move and freeze with the backbone) and the
+    full model for transformers' `generate` (not registered twice)."""
+
+    def __init__(self, generator: nn.Module, feature_extractor, tokenizer, encoder_input: str) -> None:
+        super().__init__(generator.model.encoder, feature_extractor)
+        self.decoder = generator.model.decoder
+        self.proj_out = generator.proj_out
+        object.__setattr__(self, "generator", generator)
+        self.tokenizer = tokenizer
+        self.encoder_input = encoder_input
+        self.pad_to_window = encoder_input == "30s"
+        self.frontend = replace(self.frontend, pad_to_max=self.pad_to_window)
+        gen = generator.generation_config
+        if not getattr(gen, "lang_to_id", None):
+            raise HloraError("this Whisper has no language tokens (generation_config.lang_to_id): not multilingual")
+        self.lang_to_id = {tok.strip("<|>"): i for tok, i in gen.lang_to_id.items()}
+        self.cross_mask: torch.Tensor | None = None  # (batch, frames) True where a frame is real
+        for layer in self.decoder.layers:
+            layer.encoder_attn.register_forward_pre_hook(self._mask_cross_attention, with_kwargs=True)
+
+    def decoder_layers(self) -> nn.ModuleList:
+        return self.decoder.layers
+
+    @property
+    def max_target_positions(self) -> int:
+        return self.decoder.config.max_target_positions
+
+    # --- tokens ---------------------------------------------------------------------------
+    def language_token(self, code: str) -> int:
+        if code not in self.lang_to_id:
+            raise HloraError(f"Whisper has no language token for '{code}'")
+        return self.lang_to_id[code]
+
+    def prefix(self, codes: list[str]) -> torch.Tensor:
+        """The decoder's forced start per utterance, shape = (batch, 4)."""
+        gen = self.generator.generation_config
+        task = gen.task_to_id["transcribe"]
+        rows = [[gen.decoder_start_token_id, self.language_token(c), task, gen.no_timestamps_token_id] for c in codes]
+        return torch.tensor(rows, dtype=torch.long)
+
+    def encode_text(self, text: str) -> list[int]:
+        """Whisper's tokens of a transcript, without prefix and end token."""
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def decode_tokens(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+    @property
+    def eot(self) -> int:
+        return self.generator.generation_config.eos_token_id
+
+    # --- cross-attention mask (true-length input) ------------------------------------------
+    def _mask_cross_attention(self, module: nn.Module, args: tuple, kwargs: dict):
+        mask = self.cross_mask
+        if mask is None:
+            return None
+        h = args[0] if args else kwargs["hidden_states"]
+        if h.shape[0] != mask.shape[0]:  # beam search: each utterance's row repeated per beam
+            mask = mask.repeat_interleave(h.shape[0] // mask.shape[0], dim=0)
+        kwargs["attention_mask"] = mask[:, None, None, :]
+        return args, kwargs
+
+    @contextmanager
+    def masked(self, lengths: torch.Tensor, frames: int) -> Iterator[None]:
+        """Hide padded encoder frames from the decoder's cross-attention (true-length input)."""
+        if not self.pad_to_window and not bool((lengths == frames).all()):
+            self.cross_mask = torch.arange(frames, device=lengths.device)[None, :] < lengths[:, None]
+        try:
+            yield
+        finally:
+            self.cross_mask = None
+
+
+def load_seq2seq(source: str | None, config, tokenizer_source: str | None, seed: int, encoder_input: str):
+    """WhisperForConditionalGeneration from a directory / hub id, or a random config (tests; its
+    tokenizer and generation config then come from `tokenizer_source`)."""
+    from transformers import (
+        GenerationConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperTokenizer,
+    )
+
+    where = source or tokenizer_source
+    if where is None:
+        raise HloraError("a seq2seq model on a random Whisper config needs a tokenizer directory (backbone tokenizer)")
+    if source is not None:
+        generator = WhisperForConditionalGeneration.from_pretrained(source, attn_implementation="sdpa")
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.random.default_generator.manual_seed(seed)
+            generator = WhisperForConditionalGeneration(config)
+        generator.generation_config = GenerationConfig.from_pretrained(tokenizer_source)
+    tokenizer = WhisperTokenizer.from_pretrained(where)
+    if generator.config.vocab_size < len(tokenizer):
+        raise HloraError(
+            f"{where}: the tokenizer has {len(tokenizer)} tokens, the model's vocabulary {generator.config.vocab_size}"
+        )
+    try:
+        fe = WhisperFeatureExtractor.from_pretrained(where)
+    except OSError:
+        fe = WhisperFeatureExtractor(feature_size=generator.config.num_mel_bins)
+    return WhisperSeq2SeqBackbone(generator.eval(), fe, tokenizer, encoder_input)

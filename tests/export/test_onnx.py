@@ -83,11 +83,14 @@ def test_int8_export_is_smaller_and_decodes(manifest, tmp_path):
     assert size["int8"] < 0.6 * size["fp32"]
     rows = _decode(manifest, tmp_path / "q.jsonl", "--onnx", tmp_path / "int8")
     assert len(rows) == 6 and json.loads((tmp_path / "q.meta.json").read_text())["int8"] is True
-    # int8 weights: the languages of the fp32 export, their posteriors within a few points
+    # int8 weights: the fp32 export's posteriors within a point (measured: 0.05 points), so its
+    # language wherever fp32's margin is wider than that (a random tiny model's margins are small)
     fp32 = _decode(manifest, tmp_path / "f.jsonl", "--onnx", tmp_path / "fp32")
-    assert [(r["id"], r["lang"]) for r in rows] == [(r["id"], r["lang"]) for r in fp32]
+    assert [r["id"] for r in rows] == [r["id"] for r in fp32]
     for a, b in zip(fp32, rows, strict=True):
-        assert a["lang_probs"] == pytest.approx(b["lang_probs"], abs=0.05)
+        assert a["lang_probs"] == pytest.approx(b["lang_probs"], abs=0.01)
+        second, first = sorted(a["lang_probs"].values())[-2:]
+        assert first - second <= 0.02 or a["lang"] == b["lang"]
     # a clip shorter than one encoder frame is skipped, naming its file; the others decode
     import numpy as np
     import soundfile as sf
