@@ -114,11 +114,7 @@ def posterior_js(
         p_log = teacher_lp[idx][:, :, : len(cols)].float()
         q_log = student_lp[idx][:, :, cols].float()
         q_log = q_log - torch.logsumexp(q_log, dim=-1, keepdim=True)
-        m_log = torch.logaddexp(p_log, q_log) - math.log(2)
-        # A token the expert gives exactly 0 adds 0: clamping its -inf keeps 0 x inf out (and NaN grads)
-        kl_p = (p_log.exp() * (p_log.clamp_min(-1e4) - m_log.clamp_min(-1e4))).sum(-1)
-        kl_q = (q_log.exp() * (q_log.clamp_min(-1e4) - m_log.clamp_min(-1e4))).sum(-1)
-        per_utt[idx] = _frame_mean(0.5 * (kl_p + kl_q), lengths[idx])
+        per_utt[idx] = _frame_mean(js_divergence(p_log, q_log), lengths[idx])
     return per_utt.mean()
 
 
@@ -170,14 +166,21 @@ def seq2seq_loss(
     return LossParts(ce + lid_weight * lid, ce, lid, lid_correct)
 
 
+def js_divergence(p_log: torch.Tensor, q_log: torch.Tensor) -> torch.Tensor:
+    """Jensen-Shannon divergence of two distributions given as log-probabilities over the last
+    dimension, per position. A token one side gives exactly 0 adds 0: clamping its -inf keeps
+    0 x inf (and NaN gradients) out."""
+    m_log = (torch.logaddexp(p_log, q_log) - math.log(2)).clamp_min(-1e4)
+    kl_p = (p_log.exp() * (p_log.clamp_min(-1e4) - m_log)).sum(-1)
+    kl_q = (q_log.exp() * (q_log.clamp_min(-1e4) - m_log)).sum(-1)
+    return 0.5 * (kl_p + kl_q)
+
+
 def token_js(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Jensen-Shannon divergence between the student's and the teacher's decoder token posteriors
     (one vocabulary: Whisper's), at the positions that carry a label, averaged per utterance, then
     over utterances. student, teacher : shape = (batch, tokens, vocab)."""
-    p_log = torch.log_softmax(teacher.float(), -1)
-    q_log = torch.log_softmax(student.float(), -1)
-    m_log = torch.logaddexp(p_log, q_log) - math.log(2)
-    js = 0.5 * ((p_log.exp() * (p_log - m_log)).sum(-1) + (q_log.exp() * (q_log - m_log)).sum(-1))
+    js = js_divergence(torch.log_softmax(teacher.float(), -1), torch.log_softmax(student.float(), -1))
     valid = (labels != -100).to(js.device)
     return ((js * valid).sum(1) / valid.sum(1).clamp_min(1)).mean()
 
