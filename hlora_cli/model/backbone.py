@@ -339,8 +339,31 @@ def _check_kind(ref: BackboneRef) -> None:
         raise HloraError(f"{ref.source}: is a {found} model, and this model was built on a {ref.kind} backbone")
 
 
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Random weights from `seed`, the global RNG untouched: a library call never reseeds it. A
+    fork of the CPU generator (the weights are built on the CPU; torch.manual_seed would also
+    reseed every CUDA device)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed)
+        yield
+
+
+def whisper_features(source: str | None, num_mel_bins: int):
+    """Whisper's feature extractor from `source`, or the default one of that many mel bins where
+    `source` has none (a random config, a directory without preprocessor_config.json)."""
+    from transformers import WhisperFeatureExtractor
+
+    if source is not None:
+        try:
+            return WhisperFeatureExtractor.from_pretrained(source)
+        except OSError:
+            pass
+    return WhisperFeatureExtractor(feature_size=num_mel_bins)
+
+
 def _load_backbone(ref: BackboneRef, encoder_input: str | None = None) -> Backbone:
-    from transformers import AutoModel, WhisperFeatureExtractor, WhisperModel
+    from transformers import AutoModel, WhisperModel
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
     if encoder_input is not None:
@@ -349,17 +372,10 @@ def _load_backbone(ref: BackboneRef, encoder_input: str | None = None) -> Backbo
     elif ref.kind == "whisper":
         if ref.source is not None:
             encoder = WhisperModel.from_pretrained(ref.source, attn_implementation="sdpa").get_encoder()
-            try:
-                fe = WhisperFeatureExtractor.from_pretrained(ref.source)
-            except OSError:
-                fe = WhisperFeatureExtractor(feature_size=encoder.config.num_mel_bins)
         else:
-            # a library call never reseeds the global RNG: seed a fork of the CPU generator (the
-            # weights are built on the CPU; torch.manual_seed would also reseed every CUDA device)
-            with torch.random.fork_rng(devices=[]):
-                torch.random.default_generator.manual_seed(ref.seed)
+            with seeded(ref.seed):
                 encoder = WhisperEncoder(_hf_config(ref))
-            fe = WhisperFeatureExtractor(feature_size=encoder.config.num_mel_bins)
+        fe = whisper_features(ref.source, encoder.config.num_mel_bins)
         backbone = WhisperBackbone(encoder, fe)
     else:
         if ref.source is not None:
@@ -369,8 +385,7 @@ def _load_backbone(ref: BackboneRef, encoder_input: str | None = None) -> Backbo
         else:
             from transformers import HubertModel, Wav2Vec2Model
 
-            with torch.random.fork_rng(devices=[]):
-                torch.random.default_generator.manual_seed(ref.seed)
+            with seeded(ref.seed):
                 model = (HubertModel if ref.kind == "hubert" else Wav2Vec2Model)(_hf_config(ref))
         backbone = HubertBackbone(model, do_normalize=_hubert_do_normalize(ref, model.config))
     backbone.fingerprint = fingerprint(backbone)
@@ -457,7 +472,6 @@ def load_seq2seq(source: str | None, config, tokenizer_source: str | None, seed:
     tokenizer and generation config then come from `tokenizer_source`)."""
     from transformers import (
         GenerationConfig,
-        WhisperFeatureExtractor,
         WhisperForConditionalGeneration,
         WhisperTokenizer,
     )
@@ -468,8 +482,7 @@ def load_seq2seq(source: str | None, config, tokenizer_source: str | None, seed:
     if source is not None:
         generator = WhisperForConditionalGeneration.from_pretrained(source, attn_implementation="sdpa")
     else:
-        with torch.random.fork_rng(devices=[]):
-            torch.random.default_generator.manual_seed(seed)
+        with seeded(seed):
             generator = WhisperForConditionalGeneration(config)
         generator.generation_config = GenerationConfig.from_pretrained(tokenizer_source)
     tokenizer = WhisperTokenizer.from_pretrained(where)
@@ -477,8 +490,5 @@ def load_seq2seq(source: str | None, config, tokenizer_source: str | None, seed:
         raise HloraError(
             f"{where}: the tokenizer has {len(tokenizer)} tokens, the model's vocabulary {generator.config.vocab_size}"
         )
-    try:
-        fe = WhisperFeatureExtractor.from_pretrained(where)
-    except OSError:
-        fe = WhisperFeatureExtractor(feature_size=generator.config.num_mel_bins)
+    fe = whisper_features(where, generator.config.num_mel_bins)
     return WhisperSeq2SeqBackbone(generator.eval(), fe, tokenizer, encoder_input)
