@@ -13,6 +13,8 @@ import pytest
 import torch
 
 from hlora_cli.data.vocab import BLANK
+from hlora_cli.errors import HloraError
+from hlora_cli.infer.lm import kenlm_tool
 from hlora_cli.model import BackboneRef, ModelConfig, build_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,7 +135,7 @@ def espeak_run(whisper_base, tmp_path_factory) -> tuple[Path, Path]:
     """A tiny HLoRA (k=4: 4 shared layers, LID after layer 4, 2 per-language layers; rank 8) on the
     real Whisper-base, trained for 200 steps on 2 x 16 espeak-ng sentences (en, de). Returns
     (run dir, corpus dir). Shared by the learning and decoding tests."""
-    from tests.cli.test_info import hlora
+    from tests.helpers import hlora
     from tests.speech import synthesize
 
     root = tmp_path_factory.mktemp("espeak")
@@ -185,3 +187,10 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def lmplz_or_skip():
+    try:
+        return kenlm_tool("lmplz")
+    except HloraError as e:
+        unavailable(str(e))

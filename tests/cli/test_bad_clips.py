@@ -8,9 +8,9 @@ import numpy as np
 import soundfile as sf
 
 from hlora_cli.model import build_model, save_model
-from tests.cli.inprocess import run_main, run_main_output
 from tests.conftest import tiny_config
 from tests.data.helpers import write_audio
+from tests.helpers import run_main, run_main_output
 
 
 def test_decode_and_lid_skip_a_clip_shorter_than_a_frame_and_a_fifo(tmp_path):

@@ -1,9 +1,8 @@
 import json
 
 from hlora_cli.data.manifest import read_manifest
-from tests.cli.test_info import hlora
-from tests.data.helpers import write_audio
-from tests.data.test_importers import kaldi_dir, mlc_tree
+from tests.data.helpers import kaldi_dir, mlc_tree, write_audio
+from tests.helpers import hlora
 
 
 def _table_rows(text: str) -> list[list[str]]:

@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from tests.cli.test_info import hlora
+from tests.helpers import hlora
 
 
 @pytest.mark.slow

@@ -11,9 +11,9 @@ import pytest
 import soundfile as sf
 
 from hlora_cli.model import build_model, save_model
-from tests.cli.inprocess import snapshot
 from tests.conftest import tiny_config
 from tests.data.helpers import write_audio
+from tests.helpers import snapshot
 
 
 @pytest.fixture(scope="module")

@@ -1,18 +1,6 @@
-import os
-import subprocess
-import sys
-
 from hlora_cli.model import build_model, save_model
 from tests.conftest import tiny_config
-
-
-def hlora(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "hlora_cli.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+from tests.helpers import hlora
 
 
 def test_info_reports_the_model(tmp_path):

@@ -9,9 +9,9 @@ import shutil
 import pytest
 
 from hlora_cli.model import build_model, save_model
-from tests.cli.inprocess import run_main, snapshot
 from tests.conftest import tiny_config
 from tests.data.helpers import write_audio
+from tests.helpers import run_main, snapshot
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,8 @@ import torch
 from hlora_cli.data.manifest import Utterance, read_manifest, write_manifest
 from hlora_cli.data.vocab import SPECIALS
 from hlora_cli.model import BackboneRef, ModelConfig, build_model, save_model
-from tests.cli.inprocess import run_cli
-from tests.cli.test_info import hlora
 from tests.conftest import LANGS, TINY, VOCAB, randomize_adapters, tiny_config
+from tests.helpers import hlora, run_cli
 
 SR = 16000
 
@@ -171,7 +170,7 @@ def test_two_stage_without_lid_model_is_a_one_line_error(world, tmp_path, monkey
 def lm_world(world, tmp_path_factory):
     """An HLoRA model whose CTC heads are made 2x sharper; u0-u3 are English, u4-u6 German; an
     English 2-gram LM of the words `abba` and `baab` built by `hlora lm build`."""
-    from tests.infer.test_beam_lm import lmplz_or_skip
+    from tests.conftest import lmplz_or_skip
 
     lmplz_or_skip()
     root = tmp_path_factory.mktemp("lm")

@@ -12,9 +12,9 @@ import torch
 from hlora_cli.errors import HloraError
 from hlora_cli.files import atomic_write, json_text
 from hlora_cli.model import build_model, save_model
-from tests.cli.inprocess import run_cli
 from tests.conftest import tiny_config
 from tests.data.helpers import write_audio
+from tests.helpers import run_cli
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import soundfile as sf
 import torch
 
 from hlora_cli.model import build_model, save_model
-from tests.cli.inprocess import run_main, run_main_output, snapshot
 from tests.conftest import TINY, tiny_config
 from tests.data.helpers import write_audio
+from tests.helpers import run_main, run_main_output, snapshot
 
 
 class Evil:

@@ -9,9 +9,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from hlora_cli.model import build_model, save_model
-from tests.cli.inprocess import run_main
 from tests.conftest import tiny_config
 from tests.data.helpers import write_audio
+from tests.helpers import run_main
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import soundfile as sf
 
 from hlora_cli.errors import HloraError
 from hlora_cli.infer.runner import Recognizer
-from tests.cli.inprocess import run_cli
 from tests.conftest import waves
-from tests.export.test_export import _model_dir
+from tests.export.conftest import tiny_model_dir
+from tests.helpers import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def data(tmp_path_factory) -> tuple[Path, Path]:
         sf.write(str(path), waves([sec], seed=i)[0], 16000)
         rows.append(json.dumps({"id": f"u{i}", "audio": str(path), "lang": ["en", "de"][i % 2], "text": "a"}))
     (root / "m.jsonl").write_text("\n".join(rows) + "\n")
-    return _model_dir("whisper", root), root / "m.jsonl"
+    return tiny_model_dir("whisper", root), root / "m.jsonl"
 
 
 def _decode(model: Path, manifest: Path, *extra, check: bool = True):
@@ -109,7 +109,7 @@ def test_resume_needs_out_and_a_finished_output_has_nothing_left(data, tmp_path)
 
 
 def test_resume_with_other_inputs_is_refused(data, tmp_path):
-    from tests.cli.inprocess import run_main
+    from tests.helpers import run_main
 
     model, manifest = data
     other = tmp_path / "other.jsonl"

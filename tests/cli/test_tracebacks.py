@@ -8,8 +8,8 @@ import sys
 
 import torch
 
-from tests.cli.inprocess import run_main
 from tests.conftest import TINY
+from tests.helpers import run_main
 
 
 def tiny_whisper_dir(path):

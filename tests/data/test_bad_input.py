@@ -20,9 +20,8 @@ from hlora_cli.data.loader import Job, Segment, load_job
 from hlora_cli.data.manifest import Utterance, read_manifest, validate, write_manifest
 from hlora_cli.errors import HloraError
 from hlora_cli.infer.inputs import collect_inputs
-from tests.cli.test_info import hlora
-from tests.data.helpers import write_audio
-from tests.data.test_importers import kaldi_dir, mlc_tree
+from tests.data.helpers import kaldi_dir, mlc_tree, write_audio
+from tests.helpers import hlora
 
 GOOD = '{"id": "a", "audio": "a.wav", "lang": "en", "text": "x"}'
 

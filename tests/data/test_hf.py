@@ -11,8 +11,8 @@ import soundfile as sf
 
 from hlora_cli.data.audio import load_audio
 from hlora_cli.data.manifest import read_manifest
-from tests.cli.inprocess import run_main_output
 from tests.data.helpers import tone, write_audio
+from tests.helpers import run_main_output
 
 pa = pytest.importorskip("pyarrow")
 import pyarrow.parquet as pq  # noqa: E402

@@ -11,8 +11,8 @@ from hlora_cli.data.audio import load_audio
 from hlora_cli.data.importers.lhotse_manifests import export_lhotse, import_lhotse
 from hlora_cli.data.manifest import Utterance, read_manifest, write_manifest
 from hlora_cli.errors import HloraError
-from tests.cli.inprocess import run_main_output
 from tests.data.helpers import write_audio
+from tests.helpers import run_main_output
 
 lhotse = pytest.importorskip("lhotse")
 

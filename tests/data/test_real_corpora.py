@@ -13,8 +13,8 @@ from hlora_cli.data.importers.magicdata_tts import strip_prosody
 from hlora_cli.data.manifest import Utterance, read_manifest, write_manifest
 from hlora_cli.data.split import split_groups
 from hlora_cli.errors import HloraError
-from tests.cli.inprocess import run_cli
 from tests.data.helpers import write_audio
+from tests.helpers import run_cli
 
 ROOMS = ("AirbnbStudio", "AnechoicChamber", "DanceStudio")
 KO = [f"문장 {i}번입니다." for i in range(10)]

@@ -13,8 +13,8 @@ from hlora_cli.data.audio import load_audio
 from hlora_cli.data.manifest import Utterance, write_manifest
 from hlora_cli.data.shards import INDEX, ShardIndex, ShardStream, read_shard
 from hlora_cli.errors import HloraError
-from tests.cli.inprocess import run_main_output
 from tests.data.helpers import write_audio
+from tests.helpers import run_main_output
 
 
 class Row:

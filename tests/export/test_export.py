@@ -10,25 +10,11 @@ import torch
 
 from hlora_cli.data.audio import load_audio
 from hlora_cli.data.manifest import read_manifest
-from hlora_cli.model import build_model, load_backbone, save_model
+from hlora_cli.model import load_backbone
 from hlora_cli.model.backbone import Features
-from tests.cli.inprocess import run_cli
-from tests.conftest import LANGS, randomize_adapters, tiny_config, waves
-
-UNK = 2  # index of <unk> in the tiny inventories
-
-
-def _model_dir(kind: str, root: Path, model_type: str = "hlora", **kw) -> Path:
-    """A tiny model with random adapters and heads (so that LoRA and routing change the output), whose
-    heads never emit <unk> (transformers' tokenizer keeps it as text; hlora drops it)."""
-    model = build_model(tiny_config(kind, model_type, **kw)).eval()
-    randomize_adapters(model)
-    with torch.no_grad():
-        for m in model.lora_modules():  # a mole's experts are frozen: randomize_adapters leaves them
-            torch.nn.init.normal_(m.lora_B, std=0.1)
-        for head in model.ctc_heads.heads:
-            head.bias[UNK] = -100.0
-    return save_model(model, root / f"{kind}_{model_type}")
+from tests.conftest import LANGS, waves
+from tests.export.conftest import tiny_model_dir
+from tests.helpers import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +29,7 @@ def speech(tmp_path_factory) -> Path:
 def test_hf_export_transcribes_with_the_pipeline_as_hlora_oracle(kind, speech, tmp_path):
     from transformers import pipeline
 
-    model_dir = _model_dir(kind, tmp_path)
+    model_dir = tiny_model_dir(kind, tmp_path)
     out = tmp_path / "hf"
     r = run_cli("export", "hf", model_dir, "--lang", "de", "-o", out)
     assert "-> " in r.stdout and (out / "config.json").is_file() and (out / "processor_config.json").is_file()
@@ -60,10 +46,10 @@ def test_hf_export_transcribes_with_the_pipeline_as_hlora_oracle(kind, speech, t
 
 
 def test_hf_export_refuses_whisper_and_needs_a_language_for_a_routed_model(tmp_path):
-    whisper = _model_dir("whisper", tmp_path)
+    whisper = tiny_model_dir("whisper", tmp_path)
     r = run_cli("export", "hf", whisper, "--lang", "de", "-o", tmp_path / "w", check=False)
     assert r.returncode == 2 and "no transformers CTC class" in r.stderr and "hlora export onnx" in r.stderr
-    hubert = _model_dir("hubert", tmp_path)
+    hubert = tiny_model_dir("hubert", tmp_path)
     r = run_cli("export", "hf", hubert, "-o", tmp_path / "h", check=False)
     assert r.returncode == 2 and "choose one with --lang (en, de, fr, ja)" in r.stderr
     r = run_cli("export", "hf", hubert, "--lang", "xx", "-o", tmp_path / "h", check=False)
@@ -94,7 +80,7 @@ def test_peft_adapters_on_the_plain_encoder_give_our_encoder_outputs(kind, model
     from hlora_cli.model import load_model
 
     extra = {"l1": 2} if model_type == "mole" else {}
-    model_dir = _model_dir(kind, tmp_path, model_type, **extra)
+    model_dir = tiny_model_dir(kind, tmp_path, model_type, **extra)
     out = tmp_path / "peft"
     run_cli("export", "peft", model_dir, "-o", out)
     model = load_model(model_dir)
@@ -126,7 +112,7 @@ def test_peft_adapters_on_the_plain_encoder_give_our_encoder_outputs(kind, model
 
 
 def test_peft_and_hf_exports_refuse_a_ctc_model(tmp_path):
-    model_dir = _model_dir("hubert", tmp_path, "ctc")
+    model_dir = tiny_model_dir("hubert", tmp_path, "ctc")
     r = run_cli("export", "hf", model_dir, "-o", tmp_path / "h", check=False)
     assert r.returncode == 2 and "language-prefix token (<de>)" in r.stderr and not (tmp_path / "h").exists()
     r = run_cli("export", "peft", model_dir, "-o", tmp_path / "p", check=False)

@@ -6,7 +6,7 @@ import json
 
 import yaml
 
-from tests.cli.inprocess import run_main
+from tests.helpers import run_main
 from tests.train.conftest import make_corpus, train_args
 from tests.train.conftest import tiny_backbone as tiny_backbone  # the fixture, shared with tests/train
 

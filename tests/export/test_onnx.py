@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.inprocess import run_cli
-from tests.export.test_export import _model_dir
+from tests.export.conftest import tiny_model_dir
+from tests.helpers import run_cli
 
 
 def _rows(path: Path) -> list[dict]:
@@ -51,7 +51,7 @@ def manifest(tmp_path_factory) -> Path:
 )
 def test_onnx_decodes_as_torch_in_single_pass_and_oracle(kind, model_type, manifest, tmp_path):
     extra = {"l1": 2} if model_type == "mole" else {}
-    model_dir = _model_dir(kind, tmp_path, model_type, **extra)
+    model_dir = tiny_model_dir(kind, tmp_path, model_type, **extra)
     out = tmp_path / "onnx"
     r = run_cli("export", "onnx", model_dir, "-o", out)
     routed = model_type in ("hlora", "mole")
@@ -75,7 +75,7 @@ def test_onnx_decodes_as_torch_in_single_pass_and_oracle(kind, model_type, manif
 
 
 def test_int8_export_is_smaller_and_decodes(manifest, tmp_path):
-    model_dir = _model_dir("whisper", tmp_path)
+    model_dir = tiny_model_dir("whisper", tmp_path)
     run_cli("export", "onnx", model_dir, "-o", tmp_path / "fp32")
     run_cli("export", "onnx", model_dir, "-o", tmp_path / "int8", "--int8")
     size = {d: sum(p.stat().st_size for p in (tmp_path / d).glob("*.onnx")) for d in ("fp32", "int8")}
@@ -106,10 +106,10 @@ def test_int8_export_is_smaller_and_decodes(manifest, tmp_path):
 
 
 def test_onnx_export_and_decode_errors(manifest, tmp_path):
-    lidlora = _model_dir("whisper", tmp_path, "lidlora")
+    lidlora = tiny_model_dir("whisper", tmp_path, "lidlora")
     r = run_cli("export", "onnx", lidlora, "-o", tmp_path / "x", check=False)
     assert r.returncode == 2 and "cannot decode single-pass" in r.stderr and not (tmp_path / "x").exists()
-    model_dir = _model_dir("whisper", tmp_path)
+    model_dir = tiny_model_dir("whisper", tmp_path)
     run_cli("export", "onnx", model_dir, "-o", tmp_path / "o")
     r = run_cli(
         "decode", manifest, "--onnx", tmp_path / "o", "--routing", "soft", "-o", tmp_path / "h.jsonl", check=False
@@ -138,7 +138,7 @@ def test_onnx_student_and_expert_decode_as_torch(manifest, tmp_path):
     from hlora_cli.model import build_model, save_model
     from tests.conftest import randomize_adapters, tiny_config
 
-    student = _model_dir("whisper", tmp_path, "student")
+    student = tiny_model_dir("whisper", tmp_path, "student")
     config = dataclasses.replace(tiny_config("whisper", "lidlora"), model_type="expert", languages=["de"])
     model = build_model(config).eval()
     randomize_adapters(model)

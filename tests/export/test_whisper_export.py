@@ -14,9 +14,9 @@ from transformers import GenerationConfig, WhisperForConditionalGeneration, Whis
 from hlora_cli.model import build_model, load_model, save_model
 from hlora_cli.model.backbone import _hf_config
 from hlora_cli.model.whisper_decoder import looping, token_budget
-from tests.cli.inprocess import run_cli
 from tests.conftest import randomize_adapters, waves
-from tests.model.test_seq2seq import decode, s2s_config
+from tests.helpers import run_cli
+from tests.model.conftest import decode, s2s_config
 from text_normalization import normalize
 
 WAVS = waves([1.0, 1.6, 1.2], seed=7)

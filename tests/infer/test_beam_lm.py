@@ -5,16 +5,9 @@ from hlora_cli.data.vocab import SPECIALS
 from hlora_cli.errors import HloraError
 from hlora_cli.infer.ctc_decode import BeamDecoder, greedy_hypothesis
 from hlora_cli.infer.lm import build_lm, kenlm_tool
-from tests.conftest import unavailable
+from tests.conftest import lmplz_or_skip
 
 VOCAB = SPECIALS + list("abcdefghijklmnopqrstuvwxyz")
-
-
-def lmplz_or_skip():
-    try:
-        return kenlm_tool("lmplz")
-    except HloraError as e:
-        unavailable(str(e))
 
 
 def near_miss(sentence: str, last: tuple[str, str]) -> np.ndarray:
@@ -53,7 +46,7 @@ def test_kenlm_beam_search_repairs_a_near_miss(tmp_path):
 
 def test_lm_build_cli_and_missing_tool_message(tmp_path, monkeypatch):
     from hlora_cli.data.manifest import Utterance, write_manifest
-    from tests.cli.test_info import hlora
+    from tests.helpers import hlora
 
     lmplz_or_skip()
     utts = [

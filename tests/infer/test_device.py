@@ -13,7 +13,7 @@ from hlora_cli import device as device_mod
 from hlora_cli.device import check_dtype, cpu_bf16_feature, resolve_device
 from hlora_cli.errors import HloraError
 from hlora_cli.infer.runner import DecodeOptions, Recognizer
-from tests.infer.test_modes import items, model  # noqa: F401  (fixture)
+from tests.infer.conftest import model
 
 
 def test_the_recognizer_leaves_the_callers_model_unchanged(items):  # noqa: F811
@@ -81,7 +81,7 @@ def test_the_cpu_flags_tell_native_bf16():
 
 def test_decode_and_train_say_the_dtype_auto_chose(items, tmp_path, monkeypatch):  # noqa: F811
     from hlora_cli.model import save_model
-    from tests.cli.inprocess import run_main_output
+    from tests.helpers import run_main_output
 
     model_dir = save_model(model("hlora", 1), tmp_path / "m")
     for value, name in (("1", "bf16"), ("0", "fp32")):
@@ -109,7 +109,7 @@ def test_bf16_autocast_on_the_cpu_gives_the_fp32_languages(items):  # noqa: F811
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("mode", ["single", "two-stage", "oracle"])
 def test_cuda_decoding_equals_cpu_decoding(items, mode):  # noqa: F811
-    from tests.infer.test_modes import with_langs
+    from tests.infer.conftest import with_langs
 
     m, first = model("hlora", 1), model("shared-lora", 2)
     given = with_langs(items, ["en", "de", "fr", "ja", "en"]) if mode == "oracle" else items
@@ -158,7 +158,7 @@ def test_compiled_decoding_equals_eager_decoding(items, device):  # noqa: F811
 
 
 def test_compile_is_refused_where_nothing_would_compile(items, tmp_path_factory):  # noqa: F811
-    from tests.cli.inprocess import run_main
+    from tests.helpers import run_main
 
     model_dir, out = tmp_path_factory.mktemp("m"), str(tmp_path_factory.mktemp("out") / "h.jsonl")
     code, err = run_main("decode", str(items[0].audio), "--onnx", str(model_dir), "--compile", "-o", out)

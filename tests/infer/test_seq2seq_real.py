@@ -14,7 +14,7 @@ import soundfile as sf
 
 from hlora_cli.data.manifest import read_manifest
 from hlora_cli.model import BackboneRef, ModelConfig, build_model, save_model
-from tests.cli.test_info import hlora
+from tests.helpers import hlora
 from text_normalization import normalize
 
 CLIPS = ["leopard-test", "leopard-test_de", "leopard-test_fr", "cheetah-test_es"]  # en de fr es

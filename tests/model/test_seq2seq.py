@@ -11,29 +11,9 @@ from transformers import WhisperForConditionalGeneration
 from hlora_cli.errors import HloraError
 from hlora_cli.model import BackboneRef, ModelConfig, build_model, load_model, save_model
 from hlora_cli.model.backbone import _hf_config
-from hlora_cli.model.whisper_decoder import IGNORE, generate, teacher_forcing
+from hlora_cli.model.whisper_decoder import IGNORE, teacher_forcing
 from tests.conftest import TINY, randomize_adapters, waves
-
-LANGS = ["de", "fr", "en"]
-TINY_S2S = {**TINY["whisper"], "decoder_layers": 2, "encoder_layers": 2, "max_target_positions": 64}
-
-
-def s2s_config(tokenizer, model_type: str = "hlora", encoder_input: str = "30s", **kw) -> ModelConfig:
-    return ModelConfig(
-        model_type,
-        BackboneRef("whisper", config=TINY_S2S, tokenizer=str(tokenizer)),
-        list(LANGS) if model_type != "expert" else ["de"],
-        k=1 if model_type == "hlora" else None,
-        backbone_mode="seq2seq",
-        encoder_input=encoder_input,
-        **kw,
-    )
-
-
-def decode(model, wavs, langs, routing="oracle", **kw) -> list[list[int]]:
-    feats = model.prepare(wavs)
-    out = model(feats, routing, model.lang_index(langs) if routing == "oracle" else None)
-    return generate(model, out, max_new_tokens=12, **kw)
+from tests.model.conftest import LANGS, decode, s2s_config
 
 
 def test_layout_puts_lora_in_the_decoder(whisper_base):

@@ -13,7 +13,7 @@ import soundfile as sf
 
 from hlora_cli.data.audio import load_audio
 from hlora_cli.data.manifest import Utterance, read_manifest, write_manifest
-from tests.cli.inprocess import run_cli
+from tests.helpers import run_cli
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "mlc_slm"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 
 from hlora_cli.data.manifest import Utterance, write_manifest
 from hlora_cli.data.vocab import build_vocab
+from hlora_cli.train.config import load_config
 from tests.conftest import TINY
 from text_normalization import normalize
 
@@ -74,3 +76,31 @@ def train_args(backbone: Path, manifest: Path, vocab: Path, out: Path, *extra: s
         "--deterministic",
         *extra,
     ]
+
+
+def config(backbone, manifest, vocab, **kw):
+    base = dict(
+        model_type="hlora",
+        k=2,
+        backbone=str(backbone),
+        train=str(manifest),
+        vocab=str(vocab),
+        lora_rank=4,
+        lr=5e-3,
+        warmup_steps=2,
+        batch_seconds=3.0,
+        deterministic=True,
+        max_steps=4,
+        eval_every=2,
+        save_every=2,
+    )
+    return load_config(None, {**base, **kw})
+
+
+def losses(run_dir):
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in rows if "loss" in r}
+
+
+def records(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

@@ -1,6 +1,6 @@
 import json
 
-from tests.cli.test_info import hlora
+from tests.helpers import hlora
 from tests.train.conftest import make_corpus
 
 

@@ -4,7 +4,7 @@ YAML is one line too."""
 
 import pytest
 
-from tests.cli.inprocess import run_main
+from tests.helpers import run_main
 
 
 @pytest.mark.parametrize(

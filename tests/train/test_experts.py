@@ -19,8 +19,8 @@ from hlora_cli.model.experts import init_student, load_experts
 from hlora_cli.train.config import TrainConfig
 from hlora_cli.train.trainer import Trainer
 from tests.conftest import waves
-from tests.train.conftest import make_corpus
-from tests.train.test_trainer_types import cli, records
+from tests.helpers import run_cli
+from tests.train.conftest import make_corpus, records
 from text_normalization import normalize
 
 FR = ["aba", "ce bec", "dace", "ebe"]
@@ -57,7 +57,7 @@ def experts(tiny_backbone, tmp_path_factory) -> tuple[dict[str, Path], Path, Pat
     dirs = {}
     for lang in ("en", "de", "fr"):
         run = root / f"expert_{lang}"
-        cli(
+        run_cli(
             "train", "--model-type", "expert", "--languages", lang, "--backbone", tiny_backbone, "--vocab", vocab,
             "--lora-rank", "4", *_common(manifest, run),
         )  # fmt: skip
@@ -93,22 +93,22 @@ def test_an_expert_is_one_language_adapter_only_and_decodes_alone(experts, tmp_p
     assert {r["utts"] for r in records(run) if "utts" in r} <= {1, 2, 3, 4}
     assert all("lid_acc" not in r for r in records(run))  # no LID to be right or wrong
     de_rows = _subset(manifest, {"de"})
-    cli("decode", de_rows, "--model", dirs["de"], "-o", tmp_path / "hyp.jsonl")  # single mode: no language given
+    run_cli("decode", de_rows, "--model", dirs["de"], "-o", tmp_path / "hyp.jsonl")  # single mode: no language given
     hyps = _rows(tmp_path / "hyp.jsonl")
     assert len(hyps) == 4 and {h["lang"] for h in hyps} == {"de"}
-    cli("lid", de_rows, "--model", dirs["de"], "-o", tmp_path / "lid.jsonl")
-    cli("score", de_rows, tmp_path / "hyp.jsonl", "--json", tmp_path / "s.json")
+    run_cli("lid", de_rows, "--model", dirs["de"], "-o", tmp_path / "lid.jsonl")
+    run_cli("score", de_rows, tmp_path / "hyp.jsonl", "--json", tmp_path / "s.json")
     scores = json.loads((tmp_path / "s.json").read_text())
     assert scores["languages"]["de"]["n"] == 4 and scores["lid_accuracy"] == 1.0
-    r = cli("info", dirs["de"])
-    assert "expert" in r.output and "rank 4," in r.output and "one language (de)" in r.output
+    r = run_cli("info", dirs["de"])
+    assert "expert" in r.stdout and "rank 4," in r.stdout and "one language (de)" in r.stdout
 
 
 def test_expert_needs_one_language_and_defaults_to_rank_64(tiny_backbone, tmp_path):
     manifest, vocab = make_corpus(tmp_path / "d")
     base = ["train", "--model-type", "expert", "--backbone", tiny_backbone, "--vocab", vocab]
-    r = cli(*base, *_common(manifest, tmp_path / "run"), ok=False)
-    assert r.exit_code != 0 and "one language's model: give it with --languages" in str(r.exception)
+    r = run_cli(*base, *_common(manifest, tmp_path / "run"), check=False)
+    assert r.returncode == 2 and "one language's model: give it with --languages" in r.stderr
     cfg = TrainConfig(train=str(manifest), vocab=str(vocab), backbone=str(tiny_backbone), model_type="expert",
                       languages=["en"], max_steps=1)  # fmt: skip
     cfg.check()
@@ -117,7 +117,7 @@ def test_expert_needs_one_language_and_defaults_to_rank_64(tiny_backbone, tmp_pa
 
 def _mole(dirs: dict[str, Path], langs: list[str], manifest: Path, out: Path, *extra) -> Path:
     data = _subset(manifest, set(langs))
-    cli("fuse", *(dirs[x] for x in langs), "--l1", "2", "--lid-weight", "1.0", *_common(data, out), *extra)
+    run_cli("fuse", *(dirs[x] for x in langs), "--l1", "2", "--lid-weight", "1.0", *_common(data, out), *extra)
     return out / "best"
 
 
@@ -173,19 +173,19 @@ def test_mole_goes_through_lid_decode_score_and_info_in_every_mode(experts, tmp_
     best = _mole(dirs, ["en", "de"], manifest, tmp_path / "mole")
     test = _subset(manifest, {"en", "de"})
     for mode in ("single", "oracle"):
-        cli("decode", test, "--model", best, "--mode", mode, "-o", tmp_path / f"{mode}.jsonl")
-    cli("decode", test, "--model", best, "--mode", "two-stage", "--lid-model", best, "-o", tmp_path / "two.jsonl")
+        run_cli("decode", test, "--model", best, "--mode", mode, "-o", tmp_path / f"{mode}.jsonl")
+    run_cli("decode", test, "--model", best, "--mode", "two-stage", "--lid-model", best, "-o", tmp_path / "two.jsonl")
     single = [(h["id"], h["lang"], h["text"]) for h in _rows(tmp_path / "single.jsonl")]
     assert single == [(h["id"], h["lang"], h["text"]) for h in _rows(tmp_path / "two.jsonl")]
-    cli("lid", test, "--model", best, "-o", tmp_path / "lid.jsonl")
+    run_cli("lid", test, "--model", best, "-o", tmp_path / "lid.jsonl")
     lid = {h["id"]: h["lang"] for h in _rows(tmp_path / "lid.jsonl")}
     assert lid == {i: lang for i, lang, _ in single}
-    cli("score", test, tmp_path / "single.jsonl", tmp_path / "oracle.jsonl", "--systems", "single,oracle",
+    run_cli("score", test, tmp_path / "single.jsonl", tmp_path / "oracle.jsonl", "--systems", "single,oracle",
         "--json", tmp_path / "s.json")  # fmt: skip
     scores = json.loads((tmp_path / "s.json").read_text())
     assert scores["oracle"]["lid_accuracy"] == 1.0 and scores["single"]["languages"]["en"]["n"] == 4
-    r = cli("info", best)
-    assert "mole" in r.output and "experts fused" in r.output and "fusion weights, layer 2" in r.output
+    r = run_cli("info", best)
+    assert "mole" in r.stdout and "experts fused" in r.stdout and "fusion weights, layer 2" in r.stdout
 
 
 def test_merged_mole_decodes_as_unmerged(experts, tmp_path):
@@ -214,7 +214,7 @@ def test_adding_a_language_warm_starts_fusion_and_router_and_retrains_nothing_el
     torch.testing.assert_close(head_new.weight.detach()[:2], head_old.weight.detach(), atol=0, rtol=0)
     assert all(n == "fusion" or n.startswith("lid_head.") for n in new.trainable_state_dict())
     trainer.fit()
-    cli("decode", manifest, "--model", tmp_path / "three" / "best", "-o", tmp_path / "hyp.jsonl")
+    run_cli("decode", manifest, "--model", tmp_path / "three" / "best", "-o", tmp_path / "hyp.jsonl")
     assert len(_rows(tmp_path / "hyp.jsonl")) == 12
 
 
@@ -223,21 +223,21 @@ def test_fuse_refuses_experts_that_do_not_fit(experts, tiny_backbone, tmp_path):
     with pytest.raises(HloraError, match="a second expert for en"):
         load_experts([dirs["en"], dirs["en"]])
     hlora_dir = tmp_path / "hl"
-    cli("train", "--model-type", "hlora", "--k", "2", "--backbone", tiny_backbone, "--vocab", vocab, "--lora-rank",
+    run_cli("train", "--model-type", "hlora", "--k", "2", "--backbone", tiny_backbone, "--vocab", vocab, "--lora-rank",
         "4", *_common(manifest, hlora_dir, steps=1))  # fmt: skip
     with pytest.raises(HloraError, match="is a hlora model, not an expert"):
         load_experts([dirs["en"], hlora_dir / "best"])
     r8 = tmp_path / "r8"
-    cli("train", "--model-type", "expert", "--languages", "fr", "--backbone", tiny_backbone, "--vocab", vocab,
+    run_cli("train", "--model-type", "expert", "--languages", "fr", "--backbone", tiny_backbone, "--vocab", vocab,
         "--lora-rank", "8", *_common(manifest, r8, steps=1))  # fmt: skip
     with pytest.raises(HloraError, match="train every expert with the same --lora-rank"):
         load_experts([dirs["en"], r8 / "best"])
-    r = cli("fuse", dirs["en"], dirs["de"], *_common(manifest, tmp_path / "m"), ok=False)
-    assert "needs --l1" in str(r.exception)
-    r = cli("fuse", dirs["en"], dirs["de"], "--l1", "4", *_common(manifest, tmp_path / "m"), ok=False)
-    assert "l1=4 is outside 1..3" in str(r.exception)
-    r = cli("fuse", dirs["en"], *_common(manifest, tmp_path / "m"), "--l1", "2", ok=False)
-    assert "two or more expert directories, got 1" in str(r.exception)
+    r = run_cli("fuse", dirs["en"], dirs["de"], *_common(manifest, tmp_path / "m"), check=False)
+    assert "needs --l1" in r.stderr
+    r = run_cli("fuse", dirs["en"], dirs["de"], "--l1", "4", *_common(manifest, tmp_path / "m"), check=False)
+    assert "l1=4 is outside 1..3" in r.stderr
+    r = run_cli("fuse", dirs["en"], *_common(manifest, tmp_path / "m"), "--l1", "2", check=False)
+    assert "two or more expert directories, got 1" in r.stderr
 
 
 def test_student_starts_from_the_experts_average(experts):
@@ -261,7 +261,7 @@ def test_student_starts_from_the_experts_average(experts):
 
 
 def _distill(dirs, manifest, out: Path, *extra) -> Path:
-    cli("distill", dirs["en"], dirs["de"], "--lora-rank", "8", "--lid-weight", "0.5",
+    run_cli("distill", dirs["en"], dirs["de"], "--lora-rank", "8", "--lid-weight", "0.5",
         *_common(manifest, out), *extra)  # fmt: skip
     return out
 
@@ -296,12 +296,12 @@ def test_student_reloads_identically_and_goes_through_decode_lid_score_info(expe
     with torch.no_grad():
         a, b = student(feats), load_model(tmp_path / "again")(feats)
     torch.testing.assert_close(a.ctc_logprobs, b.ctc_logprobs, atol=0, rtol=0)
-    cli("decode", data, "--model", best, "-o", tmp_path / "hyp.jsonl")
-    cli("lid", data, "--model", best, "-o", tmp_path / "lid.jsonl")
-    cli("score", data, tmp_path / "hyp.jsonl", "--json", tmp_path / "s.json")
+    run_cli("decode", data, "--model", best, "-o", tmp_path / "hyp.jsonl")
+    run_cli("lid", data, "--model", best, "-o", tmp_path / "lid.jsonl")
+    run_cli("score", data, tmp_path / "hyp.jsonl", "--json", tmp_path / "s.json")
     assert len(_rows(tmp_path / "hyp.jsonl")) == 8
     assert json.loads((tmp_path / "s.json").read_text())["languages"]["en"]["n"] == 4
-    assert "student" in cli("info", best).output
+    assert "student" in run_cli("info", best).stdout
 
 
 def test_js_is_zero_for_the_same_posteriors_and_positive_otherwise():
@@ -340,15 +340,17 @@ def test_experts_fuse_and_distill_train_in_bf16_on_the_gpu_and_decode_as_on_the_
     dirs, manifest, _ = experts
     data = _subset(manifest, {"en", "de"})
     gpu = ["--device", "cuda"]  # bf16 autocast is the default there
-    cli("fuse", dirs["en"], dirs["de"], "--l1", "2", *_common(data, tmp_path / "mole"), *gpu)
-    cli("distill", dirs["en"], dirs["de"], "--lora-rank", "8", *_common(data, tmp_path / "student"), *gpu)
+    run_cli("fuse", dirs["en"], dirs["de"], "--l1", "2", *_common(data, tmp_path / "mole"), *gpu)
+    run_cli("distill", dirs["en"], dirs["de"], "--lora-rank", "8", *_common(data, tmp_path / "student"), *gpu)
     for run in ("mole", "student"):
         steps = [r for r in records(tmp_path / run) if "loss" in r]
         assert len(steps) == 6 and all(np.isfinite(r["loss"]) for r in steps)
         out = {}
         for device in ("cpu", "cuda"):
             path = tmp_path / f"{run}_{device}.jsonl"
-            cli("decode", data, "--model", tmp_path / run / "best", "--device", device, "--dtype", "fp32", "-o", path)
+            run_cli(
+                "decode", data, "--model", tmp_path / run / "best", "--device", device, "--dtype", "fp32", "-o", path
+            )
             out[device] = [(h["id"], h["lang"], h["text"]) for h in _rows(path)]
         assert out["cuda"] == out["cpu"]
     assert json.loads((tmp_path / "student_cuda.meta.json").read_text())["device"].startswith("cuda")

@@ -19,8 +19,7 @@ from hlora_cli.model import build_model
 from hlora_cli.train.batches import TrainBatches
 from hlora_cli.train.trainer import Trainer
 from tests.conftest import randomize_adapters, tiny_config, waves
-from tests.train.conftest import make_corpus
-from tests.train.test_trainer import config
+from tests.train.conftest import config, make_corpus
 
 
 def _steps(run_dir):

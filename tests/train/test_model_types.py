@@ -9,9 +9,8 @@ from hlora_cli.data.manifest import read_manifest
 from hlora_cli.data.vocab import Vocab, build_vocab, from_tokens
 from hlora_cli.errors import HloraError
 from hlora_cli.model import load_model
-from tests.cli.inprocess import run_cli
-from tests.train.conftest import make_corpus, train_args
-from tests.train.test_trainer import losses
+from tests.helpers import run_cli
+from tests.train.conftest import losses, make_corpus, train_args
 
 
 def decode(*args):
@@ -94,7 +93,7 @@ def test_two_stage_with_the_ctc_model_as_first_stage(ctc_run, tiny_backbone, cor
 
 def test_soft_routing_trains_the_lid_head_through_the_ctc_loss(tiny_backbone, corpus, tmp_path):
     from hlora_cli.train.trainer import Trainer
-    from tests.train.test_trainer import config
+    from tests.train.conftest import config
 
     manifest, vocab = corpus
     cfg = config(tiny_backbone, manifest, vocab, max_steps=1, train_routing="soft", lid_weight=0.0)

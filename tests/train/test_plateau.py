@@ -12,8 +12,7 @@ from hlora_cli.errors import HloraError
 from hlora_cli.model.heads import CTCHeads
 from hlora_cli.train.plateau import EmissionWatch, emitted_tokens, plateau_warning
 from hlora_cli.train.trainer import Trainer
-from tests.train.conftest import make_corpus
-from tests.train.test_trainer import config
+from tests.train.conftest import config, make_corpus
 
 INVENTORIES = [["<blank>", "|", "a", "b"], ["<blank>", "|", "b", "c", "ñ"]]
 

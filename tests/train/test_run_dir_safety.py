@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from tests.cli.inprocess import run_main, snapshot
+from tests.helpers import run_main, snapshot
 from tests.train.conftest import make_corpus, train_args
 
 

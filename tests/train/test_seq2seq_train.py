@@ -14,8 +14,8 @@ import torch
 from hlora_cli.model import load_model
 from hlora_cli.train.config import load_config
 from hlora_cli.train.trainer import Trainer
-from tests.cli.test_info import hlora
-from tests.model.test_seq2seq import TINY_S2S
+from tests.helpers import hlora
+from tests.model.conftest import TINY_S2S
 from tests.train.conftest import make_corpus
 
 STEPS = ["--max-steps", "3", "--warmup-steps", "1", "--batch-seconds", "3", "--seed", "0", "--lora-rank", "4"]

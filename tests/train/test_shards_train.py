@@ -8,9 +8,8 @@ import torch
 
 from hlora_cli.errors import HloraError
 from hlora_cli.train.trainer import Trainer
-from tests.cli.inprocess import run_main_output
-from tests.train.conftest import make_corpus
-from tests.train.test_trainer import config
+from tests.helpers import run_main_output
+from tests.train.conftest import config, make_corpus
 
 
 @pytest.fixture

@@ -8,8 +8,7 @@ import pytest
 
 from hlora_cli.errors import HloraError
 from hlora_cli.train.trainer import Trainer
-from tests.train.conftest import make_corpus
-from tests.train.test_trainer import config
+from tests.train.conftest import config, make_corpus
 
 pytest.importorskip("tensorboard")
 

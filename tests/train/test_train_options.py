@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from hlora_cli.data.manifest import Utterance, read_manifest, write_manifest
 from hlora_cli.data.vocab import build_vocab
-from tests.cli.inprocess import run_cli
+from tests.helpers import run_cli
 from tests.train.conftest import TEXTS, make_corpus, train_args
 from text_normalization import normalize
 

@@ -15,45 +15,13 @@ from hlora_cli.train import trainer as trainer_module
 from hlora_cli.train.config import load_config
 from hlora_cli.train.trainer import Trainer
 from tests.data.helpers import write_audio
-from tests.train.conftest import make_corpus, train_args
-
-
-def run_cli(*args, check=True):
-    r = subprocess.run(
-        [sys.executable, "-m", "hlora_cli", *args], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}
-    )
-    if check:
-        assert r.returncode == 0, r.stderr[-2000:]
-    return r
-
-
-def losses(run_dir):
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return {r["step"]: r["loss"] for r in rows if "loss" in r}
-
-
-def config(backbone, manifest, vocab, **kw):
-    base = dict(
-        model_type="hlora",
-        k=2,
-        backbone=str(backbone),
-        train=str(manifest),
-        vocab=str(vocab),
-        lora_rank=4,
-        lr=5e-3,
-        warmup_steps=2,
-        batch_seconds=3.0,
-        deterministic=True,
-        max_steps=4,
-        eval_every=2,
-        save_every=2,
-    )
-    return load_config(None, {**base, **kw})
+from tests.helpers import hlora
+from tests.train.conftest import config, losses, make_corpus, train_args
 
 
 def test_trains_saves_and_loss_goes_down(tiny_backbone, tmp_path):
     manifest, vocab = make_corpus(tmp_path / "data")
-    r = run_cli(
+    r = hlora(
         *train_args(
             tiny_backbone,
             manifest,
@@ -67,7 +35,8 @@ def test_trains_saves_and_loss_goes_down(tiny_backbone, tmp_path):
             "10",
             "--save-every",
             "10",
-        )
+        ),
+        check=True,
     )
     assert "best cer" in r.stdout and "trainable / frozen" in r.stdout
     loss = losses(tmp_path / "run")
@@ -85,7 +54,7 @@ def test_sigkill_then_resume_gives_the_same_losses(tiny_backbone, tmp_path, monk
     monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))
     manifest, vocab = make_corpus(tmp_path / "data")
     steps = ["--max-steps", "40", "--save-every", "1", "--lora-dropout", "0.1"]
-    run_cli(*train_args(tiny_backbone, manifest, vocab, tmp_path / "whole", *steps, "--num-workers", "0"))
+    hlora(*train_args(tiny_backbone, manifest, vocab, tmp_path / "whole", *steps, "--num-workers", "0"), check=True)
     killed = tmp_path / "killed"
     # with workers reading ahead (the resume keeps them): the state saved is the step's, not theirs
     with_workers = train_args(tiny_backbone, manifest, vocab, killed, *steps, "--num-workers", "2")
@@ -103,7 +72,7 @@ def test_sigkill_then_resume_gives_the_same_losses(tiny_backbone, tmp_path, monk
     proc.wait()
     stopped_at = len(losses(killed))
     assert 6 <= stopped_at < 40, "the run should have been killed part-way"
-    run_cli("train", "--out", str(killed), "--resume")
+    hlora("train", "--out", str(killed), "--resume", check=True)
     whole, resumed = losses(tmp_path / "whole"), losses(killed)
     assert sorted(resumed) == list(range(1, 41))
     for step in range(1, 41):
@@ -112,14 +81,14 @@ def test_sigkill_then_resume_gives_the_same_losses(tiny_backbone, tmp_path, monk
 
 def test_run_dir_with_another_run_is_refused(tiny_backbone, tmp_path):
     manifest, vocab = make_corpus(tmp_path / "data")
-    run_cli(*train_args(tiny_backbone, manifest, vocab, tmp_path / "run", "--max-steps", "2"))
-    r = run_cli(*train_args(tiny_backbone, manifest, vocab, tmp_path / "run", "--max-steps", "2"), check=False)
+    hlora(*train_args(tiny_backbone, manifest, vocab, tmp_path / "run", "--max-steps", "2"), check=True)
+    r = hlora(*train_args(tiny_backbone, manifest, vocab, tmp_path / "run", "--max-steps", "2"))
     assert r.returncode == 2
     assert (
         r.stderr.strip() == f"error: {tmp_path / 'run'} holds another run: pass --resume to continue it or "
         "--overwrite to replace it"
     )
-    run_cli(*train_args(tiny_backbone, manifest, vocab, tmp_path / "run", "--max-steps", "3", "--overwrite"))
+    hlora(*train_args(tiny_backbone, manifest, vocab, tmp_path / "run", "--max-steps", "3", "--overwrite"), check=True)
     assert len(losses(tmp_path / "run")) == 3
 
 

@@ -1,4 +1,23 @@
-"""The hlora CLI run in the test's own process: a subprocess costs seconds of imports per call."""
+"""The ways tests run `hlora`: `hlora` in a real process (signals, environment, the installed entry
+point), `run_cli` / `run_main` / `run_main_output` through the real entry point in this process (no
+interpreter start-up), and `snapshot` to tell that a command wrote nothing."""
+
+import os
+import subprocess
+import sys
+
+
+def hlora(*args, check: bool = False) -> subprocess.CompletedProcess:
+    """`hlora ARGS` in a process of its own; with `check`, it must exit 0."""
+    r = subprocess.run(
+        [sys.executable, "-m", "hlora_cli.cli.main", *(str(a) for a in args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    if check:
+        assert r.returncode == 0, r.stderr[-2000:]
+    return r
 
 
 class Result:
