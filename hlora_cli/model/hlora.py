@@ -37,7 +37,7 @@ from torch.utils.checkpoint import checkpoint
 from hlora_cli.data.vocab import BLANK
 from hlora_cli.errors import HloraError
 from hlora_cli.model.backbone import Backbone, Features, additive_mask
-from hlora_cli.model.config import SHARED_HEAD_TYPES, Layout, ModelConfig
+from hlora_cli.model.config import SHARED_HEAD_TYPES, ModelConfig, resolve_layout
 from hlora_cli.model.heads import CTCHeads, LIDHead, valid_mask
 from hlora_cli.model.lora import LoRALinear, inject_lora, layer_of, routing
 from hlora_cli.model.whisper_decoder import inject_decoder_lora
@@ -65,57 +65,12 @@ class ModelOutput:
     encoder_out: torch.Tensor | None = None  # seq2seq: shape = (batch, frames, d_model), the decoder's memory
 
 
-def layer_plan(
-    model_type: str, num_layers: int, k: int | None, freeze_layers: int = 0, l1: int | None = None
-) -> Layout:
-    """The layout of a model type on an encoder of `num_layers` layers (k as the HLoRA paper
-    defines it: the number of shared lower layers; l1 as the experts paper: the fused lower layers)."""
-    every = list(range(1, num_layers + 1))
-    if model_type == "ctc":
-        if not 0 <= freeze_layers < num_layers:
-            raise HloraError(f"--freeze-layers {freeze_layers} must be in 0..{num_layers - 1} for {num_layers} layers")
-        return Layout(finetuned=every[freeze_layers:])
-    if model_type in ("shared-lora", "student"):
-        return Layout(shared=every, lid_after=num_layers)
-    if model_type in ("lidlora", "expert"):
-        return Layout(routed=every)
-    if model_type == "mole":
-        if l1 is None or not 1 <= l1 <= num_layers - 1:
-            raise HloraError(
-                f"l1={l1} is outside 1..{num_layers - 1} for a {num_layers}-layer encoder: layers 1..l1 fuse the "
-                f"experts, the router reads layer l1, l1+1..{num_layers} are each language's expert; "
-                "set --l1 in that range"
-            )
-        return Layout(fused=every[:l1], routed=every[l1:], lid_after=l1)
-    if k is None or not 1 <= k <= num_layers - 1:
-        raise HloraError(
-            f"k={k} is outside 1..{num_layers - 1} for a {num_layers}-layer encoder: k counts the shared lower "
-            f"layers (1..k shared LoRA, LID after layer k, k+1..{num_layers} per language); set --k in that range"
-        )
-    return Layout(shared=every[:k], routed=every[k:], lid_after=k)
-
-
-def _resolve_layout(config: ModelConfig, num_layers: int) -> Layout:
-    """The layout of `config`, upgrading a format-1 config (its k counted the routed top layers)."""
-    if config.format_version < 2 and config.model_type == "hlora" and config.k is not None:
-        config.k = num_layers - config.k
-    layout = layer_plan(config.model_type, num_layers, config.k, config.freeze_layers, config.l1)
-    layout.decoder = config.decoder_lora
-    if config.layout is not None and config.layout != layout:
-        raise HloraError(
-            f"config layout ({config.layout.describe()}) does not match {config.model_type} with k={config.k} "
-            f"on {num_layers} layers ({layout.describe()})"
-        )
-    config.layout, config.format_version = layout, 2
-    return layout
-
-
 class CTCModel(nn.Module):
     def __init__(self, config: ModelConfig, backbone: Backbone) -> None:
         super().__init__()
         self.config = config
         self.backbone = backbone.freeze()
-        self.layout = _resolve_layout(config, backbone.num_layers)
+        self.layout = resolve_layout(config, backbone.num_layers)
         self.layer_lora = ["none"] * backbone.num_layers  # per layer (0-based): shared, routed or none
         for n in self.layout.shared:
             self.layer_lora[n - 1] = "shared"

@@ -29,7 +29,7 @@ from hlora_cli.files import atomic_write, check_apart, json_text
 from hlora_cli.infer.ctc_decode import greedy_hypothesis
 from hlora_cli.model import BackboneRef, CTCModel, LIDConfig, LoRAConfig, ModelConfig, build_model
 from hlora_cli.model.backbone import detect_kind
-from hlora_cli.model.config import SHARED_HEAD_TYPES, canonical_model_type
+from hlora_cli.model.config import SHARED_HEAD_TYPES, canonical_model_type, layer_plan
 from hlora_cli.model.experts import (
     init_student,
     load_expert_weights,
@@ -40,7 +40,6 @@ from hlora_cli.model.experts import (
     token_maps,
     warm_start_mole,
 )
-from hlora_cli.model.hlora import layer_plan
 from hlora_cli.score.metrics import char_errors
 from hlora_cli.train import seq2seq
 from hlora_cli.train import state as run_state

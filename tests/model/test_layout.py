@@ -9,8 +9,7 @@ import torch
 from hlora_cli.errors import HloraError
 from hlora_cli.model import BackboneRef, ModelConfig, build_model, load_model, save_model
 from hlora_cli.model.checkpoint import CONFIG, FINETUNED
-from hlora_cli.model.config import LIDConfig
-from hlora_cli.model.hlora import layer_plan
+from hlora_cli.model.config import LIDConfig, layer_plan
 from tests.conftest import LANGS, TINY, randomize_adapters, tiny_config, waves
 
 HUBERT_12 = {**TINY["hubert"], "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 12}
