@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from hlora_cli.errors import HloraError
-from hlora_cli.files import atomic_write
+from hlora_cli.files import atomic_write, check_apart
 from hlora_cli.model import CTCModel, save_model
 
 CHECKPOINT = "checkpoint.pt"
@@ -143,3 +143,80 @@ def remove_partial_writes(run_dir: Path) -> None:
         if old.is_dir() and not (run_dir / name).exists():
             os.replace(old, run_dir / name)  # killed between the two renames: the old one is the model
         shutil.rmtree(old, ignore_errors=True)
+
+
+# Settings that shape the model or its data: a resumed run must keep them.
+MODEL_SETTINGS = (
+    "backbone",
+    "model_type",
+    "k",
+    "freeze_layers",
+    "lora_rank",
+    "lora_alpha",
+    "lora_targets",
+    "lid_head",
+    "lid_pooling",
+    "lid_hidden",
+    "vocab",
+    "languages",
+    "train_routing",
+    "experts",
+    "l1",
+    "backbone_mode",
+    "encoder_input",
+)
+
+
+def check_run_dir(run_dir: Path, cfg, resume: bool, overwrite: bool) -> bool:
+    """RUN_DIR checked before any work: a file, an input inside it, a run without --resume or
+    --overwrite, or a user's folder of other files is refused. Returns whether an old run is to
+    be replaced; nothing is removed here: --overwrite replaces it only once every input has been
+    read and the model built (open_run_dir), so a bad option never costs the old run."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise HloraError(f"{run_dir}: is a file; --out names the run directory")
+    # the run directory is replaced as a whole: it may hold, or lie in, no input
+    inputs = [cfg.train, cfg.dev, cfg.vocab, cfg.backbone, cfg.init_from, *(cfg.experts or [])]
+    check_apart(run_dir, inputs, "run directory")
+    holds_run = (run_dir / "train.yaml").exists() or (run_dir / CHECKPOINT).exists()
+    if resume:
+        if not (run_dir / CHECKPOINT).exists():
+            raise HloraError(f"{run_dir}: no {CHECKPOINT} to resume from")
+    elif holds_run and not overwrite:
+        raise HloraError(f"{run_dir} holds another run: pass --resume to continue it or --overwrite to replace it")
+    elif not holds_run and run_dir.is_dir():
+        foreign = foreign_files(run_dir)
+        if foreign:  # the user's folder: never appended to, replaced or cleaned by us
+            raise HloraError(
+                f"{run_dir}: holds no hlora run but other files ({', '.join(foreign[:3])}); "
+                "give a new or empty directory for the run"
+            )
+    return holds_run and not resume
+
+
+def open_run_dir(run_dir: Path, replace: bool) -> object:
+    """Make and lock RUN_DIR (one training at a time; the lock is returned), then clear what an old
+    run (`replace`) or a killed write left: called after every check, so an error before leaves
+    the directory as it was."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = lock_run_dir(run_dir)
+    if replace:
+        remove_run_files(run_dir)  # what we wrote; other files in RUN_DIR stay
+    remove_partial_writes(run_dir)
+    return lock
+
+
+def check_resume_settings(run_dir: Path, cfg) -> None:
+    """Every setting that shapes the model or its data must be the run's: resuming with another
+    backbone, type, k, rank or vocabulary would load adapters into the wrong model."""
+    from hlora_cli.model.config import canonical_model_type
+    from hlora_cli.train.config import load_config
+
+    saved = load_config(run_dir / "train.yaml", {})
+    saved.model_type = canonical_model_type(saved.model_type)  # a run saved as "baseline" is shared-lora
+    for name in MODEL_SETTINGS:
+        old, new = getattr(saved, name), getattr(cfg, name)
+        if old != new:
+            raise HloraError(
+                f"{run_dir}: --resume with {name}={new!r}, but the run was trained with {old!r}: "
+                "resume with the run's setting, or start a new run in another directory"
+            )

@@ -25,11 +25,11 @@ from hlora_cli.data.shards import ShardIndex, ShardStream, is_shard_dir
 from hlora_cli.data.vocab import Vocab, norm_text
 from hlora_cli.device import autocast, check_dtype, fit_threads, resolve_device, say_on_stderr
 from hlora_cli.errors import HloraError
-from hlora_cli.files import atomic_write, check_apart, json_text
+from hlora_cli.files import atomic_write, json_text
 from hlora_cli.infer.ctc_decode import greedy_hypothesis
 from hlora_cli.model import BackboneRef, CTCModel, LIDConfig, LoRAConfig, ModelConfig, build_model
 from hlora_cli.model.backbone import detect_kind
-from hlora_cli.model.config import SHARED_HEAD_TYPES, canonical_model_type, layer_plan
+from hlora_cli.model.config import SHARED_HEAD_TYPES, layer_plan
 from hlora_cli.model.experts import (
     init_student,
     load_expert_weights,
@@ -44,7 +44,7 @@ from hlora_cli.score.metrics import char_errors
 from hlora_cli.train import seq2seq
 from hlora_cli.train import state as run_state
 from hlora_cli.train.batches import TrainBatches
-from hlora_cli.train.config import TrainConfig, load_config
+from hlora_cli.train.config import TrainConfig
 from hlora_cli.train.data import (
     ExampleMaker,
     Examples,
@@ -61,26 +61,6 @@ from text_normalization import normalize
 from text_normalization.rules import strip_language_prefix
 
 METRICS = "metrics.jsonl"
-# Settings that shape the model or its data: a resumed run must keep them.
-MODEL_SETTINGS = (
-    "backbone",
-    "model_type",
-    "k",
-    "freeze_layers",
-    "lora_rank",
-    "lora_alpha",
-    "lora_targets",
-    "lid_head",
-    "lid_pooling",
-    "lid_hidden",
-    "vocab",
-    "languages",
-    "train_routing",
-    "experts",
-    "l1",
-    "backbone_mode",
-    "encoder_input",
-)
 Callback = Callable[[dict], None]
 
 
@@ -163,9 +143,10 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.local_rank) if self.dist.enabled else self.device
             torch.cuda.set_device(self.device)
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-        self._check_run_dir(overwrite)
+        self._replace_run = run_state.check_run_dir(self.run_dir, cfg, resume, overwrite)
+        self.dist.barrier()  # every rank has looked before the main one changes anything
         if resume:
-            self._check_resume_settings()
+            run_state.check_resume_settings(self.run_dir, cfg)
         # autocast's dtype, once: "auto" is bf16 where the device computes it natively (unless
         # bf16: false), and says so; check_dtype warns where the CPU only emulates a bf16 asked for
         name = "fp32" if cfg.dtype == "auto" and not cfg.bf16 else cfg.dtype
@@ -251,7 +232,9 @@ class Trainer:
         self.last_eval: dict = {}
         self.unreadable: dict[str, str] = {}  # utterance id -> why its audio was left out
         self.emission = None if self.seq2seq else EmissionWatch(languages)  # CTC's blank plateau, per language
-        self._open_run_dir()
+        if self.dist.is_main:
+            self._lock = run_state.open_run_dir(self.run_dir, self._replace_run)
+        self.dist.barrier()
         if resume:
             try:
                 self._restore()
@@ -302,59 +285,6 @@ class Trainer:
         return build_model(model_config(cfg, self.vocab, languages))
 
     # --- run directory -------------------------------------------------------------------
-    def _check_run_dir(self, overwrite: bool) -> None:
-        if self.run_dir.exists() and not self.run_dir.is_dir():
-            raise HloraError(f"{self.run_dir}: is a file; --out names the run directory")
-        cfg = self.cfg  # the run directory is replaced as a whole: it may hold, or lie in, no input
-        check_apart(
-            self.run_dir,
-            [cfg.train, cfg.dev, cfg.vocab, cfg.backbone, cfg.init_from, *(cfg.experts or [])],
-            "run directory",
-        )
-        holds_run = (self.run_dir / "train.yaml").exists() or (self.run_dir / run_state.CHECKPOINT).exists()
-        if self.resume:
-            if not (self.run_dir / run_state.CHECKPOINT).exists():
-                raise HloraError(f"{self.run_dir}: no {run_state.CHECKPOINT} to resume from")
-        elif holds_run and not overwrite:
-            raise HloraError(
-                f"{self.run_dir} holds another run: pass --resume to continue it or --overwrite to replace it"
-            )
-        elif not holds_run and self.run_dir.is_dir():
-            foreign = run_state.foreign_files(self.run_dir)
-            if foreign:  # the user's folder: never appended to, replaced or cleaned by us
-                raise HloraError(
-                    f"{self.run_dir}: holds no hlora run but other files ({', '.join(foreign[:3])}); "
-                    "give a new or empty directory for the run"
-                )
-        # Nothing is removed here: --overwrite replaces the old run only once every input has been
-        # read and the model built (_open_run_dir), so a bad option never costs the old run.
-        self._replace_run = holds_run and not self.resume
-        self.dist.barrier()  # every rank has looked before the main one changes anything
-
-    def _open_run_dir(self) -> None:
-        """Make and lock RUN_DIR (one training at a time), then clear what an old run or a killed
-        write left: called after every check, so an error above leaves the directory as it was."""
-        if self.dist.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            self._lock = run_state.lock_run_dir(self.run_dir)
-            if self._replace_run:
-                run_state.remove_run_files(self.run_dir)  # what we wrote; other files in RUN_DIR stay
-            run_state.remove_partial_writes(self.run_dir)
-        self.dist.barrier()
-
-    def _check_resume_settings(self) -> None:
-        """Every setting that shapes the model or its data must be the run's: resuming with another
-        backbone, type, k, rank or vocabulary would load adapters into the wrong model."""
-        saved = load_config(self.run_dir / "train.yaml", {})
-        saved.model_type = canonical_model_type(saved.model_type)  # a run saved as "baseline" is shared-lora
-        for name in MODEL_SETTINGS:
-            old, new = getattr(saved, name), getattr(self.cfg, name)
-            if old != new:
-                raise HloraError(
-                    f"{self.run_dir}: --resume with {name}={new!r}, but the run was trained with {old!r}: "
-                    "resume with the run's setting, or start a new run in another directory"
-                )
-
     def _restore(self) -> None:
         ckpt = run_state.load_checkpoint(self.run_dir)
         if len(ckpt["sampler"]) != self.dist.world_size:
