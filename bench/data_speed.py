@@ -174,7 +174,7 @@ def manifest_child(path: Path) -> None:
     vocab = Vocab.load(path.with_name("vocab.json"))
     start = time.perf_counter()
     data = load_examples(path, vocab, list(vocab.languages), False, 30.0)
-    sampler = DurationBatchSampler(data.durations, 120.0, seed=0, groups=[e.lang for e in data.examples])
+    sampler = DurationBatchSampler(data.durations, 120.0, seed=0, groups=[e.lang_index for e in data.examples])
     seconds = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
     summary = {"seconds": seconds, "peak_mb": peak_mb, "utterances": len(data.examples), "batches": len(sampler)}

@@ -22,7 +22,7 @@ from hlora_cli.errors import HloraError
 @dataclass(slots=True)
 class Example:
     utt: Utterance
-    lang: int  # index into the model's languages
+    lang_index: int  # index into the model's languages (Utterance.lang is the code)
     targets: list[int]  # token ids in the inventory of the head that trains on it
     targets_by_lang: list[list[int]] | None = None  # soft routing: the text in every language's inventory
 

@@ -37,7 +37,7 @@ from hlora_cli.values import check_number
 from text_normalization import normalize
 
 MODES = ("single", "two-stage", "oracle")
-ROUTINGS = {"hard": "predicted", "soft": "soft", "top2": "top2"}  # --routing -> the model core's routing
+ROUTING_FLAGS = {"hard": "predicted", "soft": "soft", "top2": "top2"}  # --routing -> the model core's routing
 
 
 @dataclass(frozen=True)
@@ -74,8 +74,8 @@ class DecodeOptions:
         """Every value checked before any model is loaded or file read."""
         if self.mode not in MODES:
             raise HloraError(f"unknown mode '{self.mode}': choose single, two-stage or oracle")
-        if self.routing not in ROUTINGS:
-            raise HloraError(f"unknown routing '{self.routing}': choose {', '.join(ROUTINGS)}")
+        if self.routing not in ROUTING_FLAGS:
+            raise HloraError(f"unknown routing '{self.routing}': choose {', '.join(ROUTING_FLAGS)}")
         if self.decoder not in ("greedy", "beam"):
             raise HloraError(f"unknown decoder {self.decoder}: choose greedy or beam")
         check_number("--beam-width", self.beam_width, 1, optional=True)
@@ -414,7 +414,7 @@ class Recognizer:
                 if fixed(batch[0]) is not None:
                     out = self._forward(model, feats, "oracle", model.lang_index([fixed(w) for w in batch]))
                 else:
-                    out = self._forward(model, feats, ROUTINGS[self.opt.routing])
+                    out = self._forward(model, feats, ROUTING_FLAGS[self.opt.routing])
                 texts = self._generate(out, batch) if self.seq2seq else None
                 decoded.add(batch, out, model, record_lid=[w.item not in decided for w in batch], texts=texts)
             if on_progress:

@@ -24,7 +24,7 @@ from hlora_cli.data.features import SAMPLE_RATE, Features, Frontend, LogMelFront
 from hlora_cli.errors import HloraError
 from hlora_cli.model.config import BackboneRef
 
-__all__ = ["SAMPLE_RATE", "Backbone", "Features", "HubertBackbone", "WhisperBackbone"]
+__all__ = ["SAMPLE_RATE", "Backbone", "Features", "SelfSupervisedBackbone", "WhisperBackbone"]
 
 
 def additive_mask(lengths: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor | None:
@@ -171,7 +171,7 @@ class WhisperBackbone(Backbone):
         return self.encoder.layer_norm  # conv1/conv2 (frontend) and the sinusoidal positions stay frozen
 
 
-class HubertBackbone(Backbone):
+class SelfSupervisedBackbone(Backbone):
     """HuBERT or wav2vec2 (`HubertModel`, `Wav2Vec2Model`, e.g. mHuBERT-147) on raw 16 kHz audio."""
 
     target_paths = {
@@ -387,7 +387,7 @@ def _load_backbone(ref: BackboneRef, encoder_input: str | None = None) -> Backbo
 
             with seeded(ref.seed):
                 model = (HubertModel if ref.kind == "hubert" else Wav2Vec2Model)(_hf_config(ref))
-        backbone = HubertBackbone(model, do_normalize=_hubert_do_normalize(ref, model.config))
+        backbone = SelfSupervisedBackbone(model, do_normalize=_hubert_do_normalize(ref, model.config))
     backbone.fingerprint = fingerprint(backbone)
     return backbone.freeze().eval()
 

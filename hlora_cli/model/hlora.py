@@ -42,7 +42,7 @@ from hlora_cli.model.heads import CTCHeads, LIDHead, valid_mask
 from hlora_cli.model.lora import LoRALinear, inject_lora, layer_of, routing
 from hlora_cli.model.whisper_decoder import inject_decoder_lora
 
-ROUTINGS = ("predicted", "oracle", "soft", "top2")
+ROUTING_MODES = ("predicted", "oracle", "soft", "top2")
 
 
 @dataclass
@@ -243,8 +243,8 @@ class CTCModel(nn.Module):
         seq2seq: `encoder_out` instead of CTC log-probs, for `decode` (teacher forcing) or
         `whisper_decoder.generate`.
         """
-        if routing_mode not in ROUTINGS:
-            raise HloraError(f"unknown routing '{routing_mode}': choose {', '.join(ROUTINGS)}")
+        if routing_mode not in ROUTING_MODES:
+            raise HloraError(f"unknown routing '{routing_mode}': choose {', '.join(ROUTING_MODES)}")
         if routing_mode == "oracle":
             if langs is None:
                 raise HloraError("oracle routing needs the language of every utterance")

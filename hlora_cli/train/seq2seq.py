@@ -31,7 +31,7 @@ class WhisperTokens:
         missing = [lang for lang in languages if f"<|{lang}|>" not in vocab]
         if missing:
             raise HloraError(f"{source}: Whisper has no language token for {', '.join(missing)}")
-        self.languages = {lang: [] for lang in languages}
+        self.languages = list(languages)  # Whisper has a token for each; no inventories of ours
         self.bpe_models: dict[str, str] = {}
 
     # Targets as written (no character spacing for ja/ko/th/zh): Whisper's tokenizer reads words.
@@ -76,7 +76,7 @@ def forward(trainer, batch, feats, routing_mode: str) -> Seq2SeqForward:
     """Loss of one batch of a seq2seq model (and, for a student, its distillation terms)."""
     model = trainer.model
     feats = feats.to(trainer.device, non_blocking=trainer.pin_memory)
-    langs = torch.tensor([e.lang for e in batch], device=trainer.device)
+    langs = torch.tensor([e.lang_index for e in batch], device=trainer.device)
     targets = [e.targets for e in batch]
     layerwise = trainer.teacher is not None and trainer.cfg.kd == "layerwise"
     with trainer._autocast():
@@ -110,7 +110,7 @@ def dev_hypotheses(trainer, batch, feats, routing_mode: str) -> tuple[list[int],
     """Routed language and greedy text of each utterance, decoded as the system would."""
     model = trainer.model
     feats = feats.to(trainer.device, non_blocking=trainer.pin_memory)
-    langs = torch.tensor([e.lang for e in batch], device=trainer.device)
+    langs = torch.tensor([e.lang_index for e in batch], device=trainer.device)
     with trainer._autocast():
         out = model(feats, routing_mode, langs if routing_mode == "oracle" else None)
         caps = [token_budget(e.utt.duration) for e in batch]

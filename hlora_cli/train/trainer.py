@@ -217,7 +217,7 @@ class Trainer:
                 rank=self.dist.rank,
                 world_size=self.dist.world_size,
                 batching=cfg.batching,
-                groups=[e.lang for e in self.train_data.examples],
+                groups=[e.lang_index for e in self.train_data.examples],
             )
             self.total_steps = cfg.max_steps or math.ceil(self.sampler.batches_in(cfg.epochs) / cfg.grad_accum)
         self.workers = default_workers() if cfg.num_workers is None else cfg.num_workers
@@ -401,7 +401,7 @@ class Trainer:
             result = seq2seq.forward(self, batch, feats, routing_mode)
             return result.out, result.parts
         feats = feats.to(self.device, non_blocking=self.pin_memory)
-        langs = torch.tensor([e.lang for e in batch], device=self.device)
+        langs = torch.tensor([e.lang_index for e in batch], device=self.device)
         layerwise = self.teacher is not None and self.cfg.kd == "layerwise"
         with self._autocast():
             out = self.model(feats, routing_mode, langs if routing_mode == "oracle" else None, hidden=layerwise)
@@ -532,7 +532,7 @@ class Trainer:
             for e, routed, hyp in zip(batch, *self._dev_hypotheses(batch, feats, out), strict=True):
                 ref = normalize(strip_language_prefix(norm_text(e.utt)), e.utt.lang)
                 errors, chars = char_errors([ref], [normalize(hyp, e.utt.lang)], e.utt.lang)
-                per[e.lang] += [errors, chars, 1, routed == e.lang]
+                per[e.lang_index] += [errors, chars, 1, routed == e.lang_index]
         totals = np.array(self.dist.sum([*per.reshape(-1).tolist(), loss_sum])).astype(float)
         per, loss_sum = totals[:-1].reshape(len(langs), len(EVAL_SUMS)), totals[-1]
         errors, chars, utts, lid_correct = per.T

@@ -4,7 +4,6 @@ directories the runs write."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from safetensors.torch import load_file
 from hlora_cli.data.manifest import Utterance, read_manifest, write_manifest
 from hlora_cli.data.vocab import build_vocab
 from tests.helpers import run_cli
-from tests.train.conftest import TEXTS, make_corpus, train_args
+from tests.train.conftest import TEXTS, make_corpus, records, train_args
 from text_normalization import normalize
 
 STILL = ["--lr", "1e-12", "--head-lr", "1e-12"]  # the weights do not move: every step sees the same model
@@ -30,10 +29,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def corpus(tmp_path_factory) -> tuple[Path, Path]:
     """8 utterances (en, de), 0.6-0.9 s: 3 batches an epoch at --batch-seconds 3."""
     return make_corpus(tmp_path_factory.mktemp("corpus"))
-
-
-def records(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
 def steps_of(run: Path) -> list[dict]:
