@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from hlora_cli.model import CTCModel
+from hlora_cli.model import HloraModel
 
 
 def _run_record(model_dir: Path) -> tuple[dict, dict]:
@@ -31,7 +31,7 @@ def _run_record(model_dir: Path) -> tuple[dict, dict]:
     return (settings if isinstance(settings, dict) else {}), last_eval
 
 
-def model_card(model: CTCModel, model_dir: Path, languages: list[str], library: str, what: str) -> str:
+def model_card(model: HloraModel, model_dir: Path, languages: list[str], library: str, what: str) -> str:
     config = model.config
     settings, last_eval = _run_record(Path(model_dir))
     base = config.backbone.source or f"a random {config.backbone.kind} config (seed {config.backbone.seed})"

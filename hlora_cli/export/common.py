@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from hlora_cli.errors import HloraError
-from hlora_cli.model import CTCModel
+from hlora_cli.model import HloraModel
 
 
-def export_language(model: CTCModel, lang: str | None) -> int:
+def export_language(model: HloraModel, lang: str | None) -> int:
     """The index of `lang` in the model, or 0 where the model has one language or one shared head
     and no routed layer (then nothing depends on the language)."""
     routed = bool(model.layout.routed or model.layout.fused)

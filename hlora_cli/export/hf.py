@@ -17,12 +17,12 @@ import torch
 from hlora_cli.data.vocab import BLANK, UNK, WORD
 from hlora_cli.errors import HloraError
 from hlora_cli.export.common import export_language
-from hlora_cli.model import CTCModel
+from hlora_cli.model import HloraModel
 
 CTC_CLASSES = {"hubert": "HubertForCTC", "wav2vec2": "Wav2Vec2ForCTC"}
 
 
-def check_hf_exportable(model: CTCModel) -> None:
+def check_hf_exportable(model: HloraModel) -> None:
     kind = model.backbone.kind
     if kind not in CTC_CLASSES:
         raise HloraError(
@@ -38,7 +38,7 @@ def check_hf_exportable(model: CTCModel) -> None:
         raise HloraError("a BPE model cannot be exported as a character CTC tokenizer: export a character model")
 
 
-def export_hf(model: CTCModel, lang: str | None, out: Path) -> str:
+def export_hf(model: HloraModel, lang: str | None, out: Path) -> str:
     """Write the transformers model and processor for `lang` into `out` (a new directory); returns
     the language exported."""
     import transformers

@@ -26,7 +26,7 @@ from torch import nn
 
 from hlora_cli.errors import HloraError
 from hlora_cli.files import json_text
-from hlora_cli.model import CTCModel
+from hlora_cli.model import HloraModel
 from hlora_cli.model.backbone import Backbone, Features, additive_mask
 
 OPSET = 17
@@ -36,7 +36,7 @@ class _Encoder(nn.Module):
     """Frontend and layers 1..upto of a folded backbone (then the final norm when upto = N), the
     LID head where it reads layer upto, and, for a one-graph model, the CTC head."""
 
-    def __init__(self, model: CTCModel, backbone: Backbone, upto: int, head: bool) -> None:
+    def __init__(self, model: HloraModel, backbone: Backbone, upto: int, head: bool) -> None:
         super().__init__()
         self.model, self.backbone, self.upto, self.head = model, backbone, upto, head
 
@@ -73,14 +73,14 @@ class _Routed(nn.Module):
         return torch.log_softmax(self.head(self.backbone.finish(h)).float(), dim=-1)
 
 
-def routing_point(model: CTCModel) -> int | None:
+def routing_point(model: HloraModel) -> int | None:
     """The layer after which the graphs split (the LID layer), or None for one graph."""
     if model.one_language or model.shared_head or not model.layout.routed:
         return None
     return model.lid_after
 
 
-def check_onnx_exportable(model: CTCModel) -> None:
+def check_onnx_exportable(model: HloraModel) -> None:
     if not model.has_lid:
         raise HloraError(
             "a lidlora model needs its language from outside and cannot decode single-pass: export an hlora, mole, "
@@ -97,7 +97,7 @@ def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outpu
         )  # fmt: skip
 
 
-def _example(model: CTCModel) -> Features:
+def _example(model: HloraModel) -> Features:
     """Two utterances of different lengths (one, for frontends run per utterance): the trace sees a
     padded batch, so the graph keeps the mask."""
     rng = np.random.default_rng(0)
@@ -105,7 +105,7 @@ def _example(model: CTCModel) -> Features:
     return model.prepare([(0.1 * rng.standard_normal(int(s * 16000))).astype(np.float32) for s in seconds])
 
 
-def export_onnx(model: CTCModel, out: Path, int8: bool = False) -> list[str]:
+def export_onnx(model: HloraModel, out: Path, int8: bool = False) -> list[str]:
     """Write the graphs and onnx.json into `out` (a new directory); returns the graph files."""
     check_onnx_exportable(model)
     model = model.eval()

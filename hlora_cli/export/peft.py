@@ -18,11 +18,11 @@ import torch
 from safetensors.torch import save_file
 
 from hlora_cli.errors import HloraError
-from hlora_cli.model import CTCModel
+from hlora_cli.model import HloraModel
 from hlora_cli.model.lora import LoRALinear, layer_of
 
 
-def _adapter(model: CTCModel, m: LoRALinear, i: int, lang: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _adapter(model: HloraModel, m: LoRALinear, i: int, lang: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(A, B) of module m in layer i for language `lang` (None: language-independent layers only)."""
     kind = model.layer_lora[i]
     if kind == "fused":
@@ -31,7 +31,7 @@ def _adapter(model: CTCModel, m: LoRALinear, i: int, lang: int | None) -> tuple[
     return m.lora_A[lang if m.routed else 0], m.lora_B[lang if m.routed else 0]
 
 
-def _write_adapter(model: CTCModel, out: Path, lang: int | None, base_name: str) -> None:
+def _write_adapter(model: HloraModel, out: Path, lang: int | None, base_name: str) -> None:
     from peft import LoraConfig
 
     cfg = model.config.lora
@@ -63,7 +63,7 @@ def _write_adapter(model: CTCModel, out: Path, lang: int | None, base_name: str)
     save_file(tensors, str(out / "adapter_model.safetensors"))
 
 
-def export_peft(model: CTCModel, out: Path) -> list[str]:
+def export_peft(model: HloraModel, out: Path) -> list[str]:
     """Write the adapters into `out` (a new directory); returns the adapter names written."""
     if model.config.model_type == "ctc":
         raise HloraError("a ctc model has no LoRA (its encoder layers are fine-tuned): use `hlora export hf`")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from hlora_cli.errors import HloraError
 from hlora_cli.export.common import export_language
-from hlora_cli.model import CTCModel, ModelConfig
+from hlora_cli.model import HloraModel, ModelConfig
 
 
 def check_whisper_exportable(config: ModelConfig, allow_30s_input: bool) -> None:
@@ -34,7 +34,7 @@ def check_whisper_exportable(config: ModelConfig, allow_30s_input: bool) -> None
         )
 
 
-def export_whisper(model: CTCModel, lang: str | None, out: Path, allow_30s_input: bool = False) -> str:
+def export_whisper(model: HloraModel, lang: str | None, out: Path, allow_30s_input: bool = False) -> str:
     """Write the folded Whisper, its processor and generation config for `lang` into `out` (a new
     directory); returns the language forced, or "language detected"."""
     from transformers import WhisperProcessor

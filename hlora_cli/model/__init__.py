@@ -3,13 +3,13 @@
 from hlora_cli.model.backbone import Backbone, Features, load_backbone
 from hlora_cli.model.checkpoint import build_model, load_model, read_config, save_model
 from hlora_cli.model.config import BackboneRef, LIDConfig, LoRAConfig, ModelConfig
-from hlora_cli.model.hlora import CTCModel, ModelOutput
+from hlora_cli.model.hlora import HloraModel, ModelOutput
 
 __all__ = [
     "Backbone",
     "BackboneRef",
     "Features",
-    "CTCModel",
+    "HloraModel",
     "LIDConfig",
     "LoRAConfig",
     "ModelConfig",

@@ -19,7 +19,7 @@ from hlora_cli.errors import HloraError
 from hlora_cli.files import atomic_write, json_text
 from hlora_cli.model.backbone import load_backbone
 from hlora_cli.model.config import BackboneRef, ModelConfig
-from hlora_cli.model.hlora import CTCModel
+from hlora_cli.model.hlora import HloraModel
 
 CONFIG = "config.json"
 ADAPTERS = "adapters.safetensors"
@@ -30,14 +30,14 @@ def weights_file(config: ModelConfig) -> str:
     return FINETUNED if config.model_type == "ctc" else ADAPTERS
 
 
-def build_model(config: ModelConfig) -> CTCModel:
+def build_model(config: ModelConfig) -> HloraModel:
     """A fresh model (new adapters) on the backbone the config references; fills in its fingerprint."""
     backbone = load_backbone(config.backbone, config.encoder_input if config.seq2seq else None)
     config.backbone.fingerprint = backbone.fingerprint
-    return CTCModel(config, backbone)
+    return HloraModel(config, backbone)
 
 
-def save_model(model: CTCModel, out_dir: str | Path) -> Path:
+def save_model(model: HloraModel, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     if model.is_merged:
         raise HloraError("save the model unmerged: merged weights would be saved twice")
@@ -125,7 +125,7 @@ def _read_at(dir_fd: int, name: str) -> bytes:
         return f.read()
 
 
-def load_model(model_dir: str | Path, backbone: str | None = None) -> CTCModel:
+def load_model(model_dir: str | Path, backbone: str | None = None) -> HloraModel:
     """Rebuild a saved model in eval mode. `backbone` overrides where the encoder is loaded from
     (a moved directory); its weights must still match the saved fingerprint."""
     model_dir = Path(model_dir)
@@ -141,7 +141,7 @@ def load_model(model_dir: str | Path, backbone: str | None = None) -> CTCModel:
             f"{config.backbone.source or 'a random config'} with fingerprint {ref.fingerprint}: "
             "load the backbone it was trained on"
         )
-    model = CTCModel(config, bb)
+    model = HloraModel(config, bb)
     path = model_dir / weights_file(config)
     expected = set(model.saved_state_dict())
     if set(state) != expected:

@@ -14,7 +14,7 @@ from hlora_cli.data.vocab import BLANK
 from hlora_cli.errors import HloraError
 from hlora_cli.model.checkpoint import check_model_dir, load_model, read_config, read_weights, weights_file
 from hlora_cli.model.config import LIDConfig, LoRAConfig, ModelConfig
-from hlora_cli.model.hlora import CTCModel
+from hlora_cli.model.hlora import HloraModel
 
 
 @dataclass
@@ -125,7 +125,7 @@ def token_maps(student_vocab: list[str], experts: list[Expert]) -> list[torch.Te
     return [torch.tensor([index[t] for t in e.vocab], dtype=torch.long) for e in experts]
 
 
-def load_expert_weights(model: CTCModel, experts: list[Expert]) -> None:
+def load_expert_weights(model: HloraModel, experts: list[Expert]) -> None:
     """Copy expert i's LoRA into adapter i of every LoRA module and its head into head i (mole,
     teacher). Parameter names match: the same backbone wrapped the same way."""
     params = dict(model.named_parameters())
@@ -145,7 +145,7 @@ def load_expert_weights(model: CTCModel, experts: list[Expert]) -> None:
         raise HloraError(f"{experts[0].dir}: lacks LoRA weights the model needs ({sorted(missing)[:2]})")
 
 
-def load_teacher(experts: list[Expert], device: torch.device) -> CTCModel:
+def load_teacher(experts: list[Expert], device: torch.device) -> HloraModel:
     from hlora_cli.model.checkpoint import build_model
 
     with torch.random.fork_rng(devices=[]):  # its random init (overwritten) leaves the student's RNG as it was
@@ -154,7 +154,7 @@ def load_teacher(experts: list[Expert], device: torch.device) -> CTCModel:
     return teacher.to(device).eval().requires_grad_(False)
 
 
-def init_student(model: CTCModel, experts: list[Expert]) -> None:
+def init_student(model: HloraModel, experts: list[Expert]) -> None:
     """Start the student from the experts' average: each LoRA module's update is the mean of the
     experts' updates (its top `rank` singular components: exact when rank >= the experts' ranks
     summed), the rest of A keeping its random start; each head row is the mean of the experts'
@@ -191,13 +191,13 @@ def init_student(model: CTCModel, experts: list[Expert]) -> None:
         b.copy_(bias / counts)
 
 
-def _lora_modules(model: CTCModel) -> list[tuple[str, torch.nn.Module]]:
+def _lora_modules(model: HloraModel) -> list[tuple[str, torch.nn.Module]]:
     from hlora_cli.model.lora import LoRALinear
 
     return [(n, m) for n, m in model.named_modules() if isinstance(m, LoRALinear)]
 
 
-def warm_start_mole(model: CTCModel, previous_dir: str | Path) -> None:
+def warm_start_mole(model: HloraModel, previous_dir: str | Path) -> None:
     """Fusion weights and router from an earlier MoLE model whose languages this one extends (a
     language added): the known languages keep their fusion logits and router outputs; a new
     language's fusion logit starts at the mean of the layer's logits, its router output at random."""

@@ -65,7 +65,10 @@ class ModelOutput:
     encoder_out: torch.Tensor | None = None  # seq2seq: shape = (batch, frames, d_model), the decoder's memory
 
 
-class CTCModel(nn.Module):
+class HloraModel(nn.Module):
+    """The model core of every type: a frozen encoder, its LoRA (shared, routed, fused) and a LID
+    head as the layout says, read out by CTC heads or (seq2seq) Whisper's decoder."""
+
     def __init__(self, config: ModelConfig, backbone: Backbone) -> None:
         super().__init__()
         self.config = config
@@ -404,7 +407,7 @@ class CTCModel(nn.Module):
         frozen = sum(p.numel() for p in self.parameters() if not p.requires_grad)
         return trainable, frozen
 
-    def train(self, mode: bool = True) -> CTCModel:
+    def train(self, mode: bool = True) -> HloraModel:
         if mode and self.is_merged:
             raise HloraError("the model is merged for inference: call unmerge() before training")
         return super().train(mode)

@@ -16,7 +16,7 @@ from hlora_cli.model.hlora import ModelOutput
 @dataclass
 class LossParts:
     total: torch.Tensor
-    ctc: torch.Tensor
+    asr: torch.Tensor  # the recognition loss: CTC, or (seq2seq) the decoder's cross-entropy
     lid: torch.Tensor
     lid_correct: int
     kd_cos: torch.Tensor | None = None  # distillation only: mean cosine distance over layers
@@ -139,7 +139,7 @@ def distill_loss(
     js = posterior_js(student.ctc_logprobs, teacher.ctc_logprobs, langs, student.out_lengths, token_maps)
     if js_weight > 0:
         total = total + js_weight * js
-    return LossParts(total, parts.ctc, parts.lid, parts.lid_correct, cos.detach(), js.detach())
+    return LossParts(total, parts.asr, parts.lid, parts.lid_correct, cos.detach(), js.detach())
 
 
 def seq2seq_loss(
@@ -213,4 +213,4 @@ def seq2seq_distill_loss(
     js = token_js(student_logits, teacher_logits, labels)
     if js_weight > 0:
         total = total + js_weight * js
-    return LossParts(total, parts.ctc, parts.lid, parts.lid_correct, cos.detach(), js.detach())
+    return LossParts(total, parts.asr, parts.lid, parts.lid_correct, cos.detach(), js.detach())

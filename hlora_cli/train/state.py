@@ -17,7 +17,7 @@ import torch
 
 from hlora_cli.errors import HloraError
 from hlora_cli.files import atomic_write, check_apart
-from hlora_cli.model import CTCModel, save_model
+from hlora_cli.model import HloraModel, save_model
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -71,7 +71,7 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
         ) from e
 
 
-def save_model_dir(model: CTCModel, target: Path) -> None:
+def save_model_dir(model: HloraModel, target: Path) -> None:
     """Write a model directory beside `target`, then swap it in: a crash leaves either the old or
     the new one (or both, the old as TARGET.old), never a half-written one."""
     tmp, old = target.with_name(target.name + ".tmp"), target.with_name(target.name + ".old")

@@ -27,7 +27,7 @@ from hlora_cli.device import autocast, check_dtype, fit_threads, resolve_device,
 from hlora_cli.errors import HloraError
 from hlora_cli.files import atomic_write, json_text
 from hlora_cli.infer.ctc_decode import greedy_hypothesis
-from hlora_cli.model import BackboneRef, CTCModel, LIDConfig, LoRAConfig, ModelConfig, build_model
+from hlora_cli.model import BackboneRef, HloraModel, LIDConfig, LoRAConfig, ModelConfig, build_model
 from hlora_cli.model.backbone import detect_kind
 from hlora_cli.model.config import SHARED_HEAD_TYPES, layer_plan
 from hlora_cli.model.experts import (
@@ -85,7 +85,7 @@ def model_config(cfg: TrainConfig, vocab: Vocab, languages: list[str]) -> ModelC
     )
 
 
-def param_groups(model: CTCModel, trainable: list[torch.nn.Parameter], cfg: TrainConfig) -> list[dict]:
+def param_groups(model: HloraModel, trainable: list[torch.nn.Parameter], cfg: TrainConfig) -> list[dict]:
     """LoRA at `lr`; the heads at `head_lr`. The heads start from random weights and need large
     steps, while LoRA steps that large move the frozen encoder's features faster than a head on
     top of them can follow (on 7 languages, lr 5e-3 for everything kept the LID head at chance)."""
@@ -111,7 +111,7 @@ def lr_lambda(cfg: TrainConfig, total: int) -> Callable[[int], float]:
 
 # A training step's sums over its micro-batches (and ranks): utterance-weighted losses, LID hits,
 # utterances, audio seconds.
-STEP_SUMS = ("loss", "ctc", "lid", "lid_correct", "utts", "audio_s", "kd_cos", "kd_js")
+STEP_SUMS = ("loss", "asr", "lid", "lid_correct", "utts", "audio_s", "kd_cos", "kd_js")
 # An evaluation's sums per language (the columns of its array): character errors, reference
 # characters, utterances, LID hits.
 EVAL_SUMS = ("char_errors", "ref_chars", "utts", "lid_correct")
@@ -196,7 +196,7 @@ class Trainer:
             if cfg.dev
             else None
         )
-        self.model: CTCModel = self._build_model(languages).to(self.device)
+        self.model: HloraModel = self._build_model(languages).to(self.device)
         self.teacher = None
         if cfg.model_type == "student" and cfg.kd != "none":
             self.teacher = load_teacher(self.experts, self.device)
@@ -267,7 +267,7 @@ class Trainer:
         make = shard_examples(maker, self.train_data)
         return ShardStream(index, make, cfg.batch_seconds, cfg.seed, self.dist.rank, self.dist.world_size)
 
-    def _build_model(self, languages: list[str]) -> CTCModel:
+    def _build_model(self, languages: list[str]) -> HloraModel:
         """A fresh model; built from the experts for mole (their weights, warm-started fusion and
         router with --init-from) and student (starting from their average)."""
         cfg = self.cfg
@@ -450,7 +450,7 @@ class Trainer:
                 refs = [len(e.targets) for e in batch]
                 self.emission.add(out.ctc_logprobs, out.out_lengths, out.lang_ids.tolist(), refs)
             sums["loss"] += parts.total.item() * n
-            sums["ctc"] += parts.ctc.item() * n
+            sums["asr"] += parts.asr.item() * n
             sums["lid"] += parts.lid.item() * n
             sums["lid_correct"] += parts.lid_correct
             sums["utts"] += n
@@ -494,7 +494,7 @@ class Trainer:
         return {
             "step": self.step,
             "loss": totals["loss"] / n,
-            asr: totals["ctc"] / n,
+            asr: totals["asr"] / n,
             "lid": totals["lid"] / n,
             **lid,
             "utts": n,
