@@ -88,7 +88,7 @@ class OnnxModel:
 
     @property
     def one_language(self) -> bool:
-        return self.config.model_type == "expert"
+        return self.config.one_language  # the rule the torch model follows
 
     has_lid = True  # only single-pass models are exported
 

@@ -212,6 +212,13 @@ class ModelConfig:
             return ""
         return "shared" if self.shared_head else "routed"
 
+    @property
+    def one_language(self) -> bool:
+        """An expert: one language and nothing that tells languages apart (no LID head, no
+        prefix tokens), so none needs identifying."""
+        lid_after = self.layout.lid_after if self.layout is not None else 0
+        return len(self.languages) == 1 and not lid_after and self.model_type != "ctc"
+
     def head_vocab(self, lang: int) -> list[str]:
         """Token inventory of the CTC head that language index `lang` decodes with."""
         return self.shared_vocab if self.shared_head else self.vocabs[self.languages[lang]]

@@ -160,7 +160,7 @@ class HloraModel(nn.Module):
     @property
     def one_language(self) -> bool:
         """An expert: its one language needs no identification."""
-        return len(self.config.languages) == 1 and self.lid_head is None and self.prefix_ids is None
+        return self.config.one_language
 
     @property
     def has_lid(self) -> bool:
