@@ -91,6 +91,7 @@ class OnnxModel:
         return self.config.one_language  # the rule the torch model follows
 
     has_lid = True  # only single-pass models are exported
+    seq2seq = False  # only CTC readouts are exported to ONNX (a Whisper goes through `export whisper`)
 
     def vocab(self, lang: int) -> list[str]:
         return self.config.head_vocab(lang)

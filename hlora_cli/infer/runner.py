@@ -28,9 +28,10 @@ from hlora_cli.device import autocast, check_dtype, resolve_device, say_on_stder
 from hlora_cli.errors import HloraError
 from hlora_cli.infer.compiled import bucket, compile_model, unbucket
 from hlora_cli.infer.ctc_decode import BeamDecoder, Hypothesis, greedy_hypothesis
+from hlora_cli.infer.decodable import DecodableModel
 from hlora_cli.infer.inputs import Item, item_duration
 from hlora_cli.infer.long_audio import Window, stitch, text_windows, windows
-from hlora_cli.model import HloraModel, ModelOutput
+from hlora_cli.model import ModelOutput
 from hlora_cli.model.backbone import Features
 from hlora_cli.model.whisper_decoder import LOOP_NGRAM, TOKENS_PER_SECOND, generate, retry_loops, token_budget
 from hlora_cli.values import check_number
@@ -138,7 +139,7 @@ class Recognizer:
     """Decoding with a model (and, two-stage, a first-stage LID model). The models handed in are
     never changed: they are copied before being merged or moved to the device."""
 
-    def __init__(self, model: HloraModel, options: DecodeOptions, lid_model: HloraModel | None = None) -> None:
+    def __init__(self, model: DecodableModel, options: DecodeOptions, lid_model: DecodableModel | None = None) -> None:
         if options.mode == "two-stage" and lid_model is None:
             raise HloraError("two-stage decoding needs --lid-model (a ctc, shared-lora or hlora model)")
         if options.mode == "single" and not model.has_lid:
@@ -163,7 +164,7 @@ class Recognizer:
         # Whisper's encoder takes 30 s at most (either model's, two-stage); 1 s spare for framing
         limits = [m.backbone.max_seconds for m in (model, lid_model) if m is not None and m.backbone.max_seconds]
         self.window = min([options.window, *(limit - 1 for limit in limits)])
-        self.seq2seq = bool(getattr(model, "seq2seq", False))
+        self.seq2seq = model.seq2seq
         if self.seq2seq and options.lms:
             raise HloraError("--lm fuses a KenLM into CTC beam search; a seq2seq model decodes with Whisper's decoder")
         self.workers = default_workers() if options.num_workers is None else options.num_workers
@@ -179,7 +180,7 @@ class Recognizer:
         for code in options.lms:  # load every LM now: a broken one fails before any decoding
             self._beam(model.languages.index(code))
 
-    def _ready(self, model: HloraModel | None, options: DecodeOptions) -> HloraModel | None:
+    def _ready(self, model: DecodableModel | None, options: DecodeOptions) -> DecodableModel | None:
         """An eval-mode copy on the device, merged if asked (the caller's model stays as it was)."""
         if model is None or not isinstance(model, torch.nn.Module):  # None, or an ONNX model (infer/onnx_model.py)
             return model
@@ -196,7 +197,7 @@ class Recognizer:
         while self._dtype_note:
             say_on_stderr(self._dtype_note.pop(0))
 
-    def _forward(self, model: HloraModel, feats: Features, routing_mode: str, langs: torch.Tensor | None = None):
+    def _forward(self, model: DecodableModel, feats: Features, routing_mode: str, langs: torch.Tensor | None = None):
         self._say_dtype()
         compiled = self._compiled.get(id(model))
         if compiled is None:
@@ -209,7 +210,7 @@ class Recognizer:
             out = compiled(feats.to(self.device, non_blocking=True), routing_mode, langs)
         return unbucket(out, rows)
 
-    def _identify(self, model: HloraModel, feats: Features) -> np.ndarray:
+    def _identify(self, model: DecodableModel, feats: Features) -> np.ndarray:
         self._say_dtype()
         with autocast(self.device, self.dtype):
             return model.identify(feats.to(self.device, non_blocking=True)).float().exp().cpu().numpy()
@@ -256,7 +257,7 @@ class Recognizer:
         return [[wins[i] for i in b] for b in duration_batches(lengths, self.opt.batch_seconds, 0, 0, shuffle=False)]
 
     def _loaded(
-        self, items: list[Item], batches: list[list[Window]], model: HloraModel, failed: dict[int, str]
+        self, items: list[Item], batches: list[list[Window]], model: DecodableModel, failed: dict[int, str]
     ) -> Iterator[tuple[list[Window], Features | None, list[Window]]]:
         """For each batch of windows: the batch, the features (`model`'s frontend) of its windows
         whose audio decoded, and those windows; read ahead by --num-workers processes. A window
@@ -308,7 +309,7 @@ class Recognizer:
         self,
         items: list[Item],
         wins: list[Window],
-        model: HloraModel,
+        model: DecodableModel,
         failed: dict[int, str],
         on_progress: Callable[[float], None] | None = None,
     ) -> dict[int, list[tuple[float, np.ndarray]]]:
@@ -473,7 +474,7 @@ class _Decoded:
         self,
         batch: list[Window],
         out: ModelOutput,
-        model: HloraModel,
+        model: DecodableModel,
         record_lid: list[bool],
         texts: list[str] | None = None,
     ) -> None:

@@ -165,3 +165,18 @@ def test_compile_is_refused_where_nothing_would_compile(items, tmp_path_factory)
     assert code == 2 and "drop --routing, --device, --dtype and --compile" in err
     code, err = run_main("decode", str(items[0].audio), "--whisper", str(model_dir), "--compile", "-o", out)
     assert code == 2 and "--compile compiles a --model's encoder pass" in err
+
+
+def test_the_torch_model_and_an_onnx_export_are_both_decodable_models(tmp_path):
+    from hlora_cli.infer.decodable import DecodableModel
+    from hlora_cli.infer.onnx_model import OnnxModel
+    from hlora_cli.model import save_model
+    from tests.helpers import run_cli
+
+    m = model("hlora", 1)
+    assert isinstance(m, DecodableModel)
+    save_model(m, tmp_path / "m")
+    run_cli("export", "onnx", tmp_path / "m", "-o", tmp_path / "onnx")
+    onnx = OnnxModel(tmp_path / "onnx")
+    assert isinstance(onnx, DecodableModel)
+    assert (onnx.languages, onnx.one_language, onnx.has_lid, onnx.seq2seq) == (m.languages, False, True, False)
