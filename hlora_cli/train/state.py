@@ -4,6 +4,7 @@ sampler position, RNG states, step, counters), written atomically; and model dir
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import random
@@ -220,3 +221,59 @@ def check_resume_settings(run_dir: Path, cfg) -> None:
                 f"{run_dir}: --resume with {name}={new!r}, but the run was trained with {old!r}: "
                 "resume with the run's setting, or start a new run in another directory"
             )
+
+
+def gather(trainer, obj: object) -> list:
+    """`obj` of every rank, in rank order (one process: [obj])."""
+    if not trainer.dist.enabled:
+        return [obj]
+    out: list = [None] * trainer.dist.world_size
+    torch.distributed.all_gather_object(out, obj)
+    return out
+
+
+def checkpoint(trainer) -> None:
+    """RUN_DIR/checkpoint.pt: what a resumed run needs to go on as the uninterrupted one would."""
+    sampler = gather(trainer, trainer.batches.state_dict())
+    rng = gather(trainer, rng_state())
+    emission = gather(trainer, trainer.emission.state_dict() if trainer.emission is not None else [])
+    if trainer.dist.is_main:
+        state = {
+            "step": trainer.step,
+            "model": {n: t.cpu() for n, t in trainer.model.trainable_state_dict().items()},
+            "optimizer": trainer.optimizer.state_dict(),
+            "scheduler": trainer.scheduler.state_dict(),
+            "sampler": sampler,
+            "rng": rng,
+            "emission": emission,
+            "best": trainer.best,
+            "evals_since_best": trainer.evals_since_best,
+            "bad_in_a_row": trainer.bad_in_a_row,
+            "bad_total": trainer.bad_total,
+        }
+        save_checkpoint(trainer.run_dir, state)
+
+
+def restore(trainer) -> None:
+    """The trainer as its checkpoint left it; metrics.jsonl loses what the killed run logged later."""
+    run_dir, dist = trainer.run_dir, trainer.dist
+    ckpt = load_checkpoint(run_dir)
+    if len(ckpt["sampler"]) != dist.world_size:
+        raise HloraError(f"{run_dir}: the run was saved by {len(ckpt['sampler'])} process(es); resume it with as many")
+    with torch.no_grad():
+        named = dict(trainer.model.named_parameters())
+        for name, t in ckpt["model"].items():
+            named[name].copy_(t)
+    trainer.optimizer.load_state_dict(ckpt["optimizer"])
+    trainer.scheduler.load_state_dict(ckpt["scheduler"])
+    trainer.batches.load_state_dict(ckpt["sampler"][dist.rank])
+    set_rng_state(ckpt["rng"][dist.rank])
+    if trainer.emission is not None and "emission" in ckpt:  # a checkpoint from before the watch has none
+        trainer.emission.load_state_dict(ckpt["emission"][dist.rank])
+    trainer.step, trainer.best, trainer.evals_since_best = ckpt["step"], ckpt["best"], ckpt["evals_since_best"]
+    trainer.bad_in_a_row, trainer.bad_total = ckpt["bad_in_a_row"], ckpt["bad_total"]
+    metrics = run_dir / "metrics.jsonl"
+    if dist.is_main and metrics.exists():
+        lines = metrics.read_text().splitlines()
+        kept = [line for line in lines if json.loads(line).get("step", 0) <= trainer.step]
+        atomic_write(metrics, lambda p: p.write_text("".join(x + "\n" for x in kept)))

@@ -5,7 +5,6 @@ batches, gradients are averaged, rank 0 alone writes."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -25,7 +24,7 @@ from hlora_cli.data.shards import ShardIndex, ShardStream, is_shard_dir
 from hlora_cli.data.vocab import Vocab, norm_text
 from hlora_cli.device import autocast, check_dtype, fit_threads, resolve_device, say_on_stderr
 from hlora_cli.errors import HloraError
-from hlora_cli.files import atomic_write, json_text
+from hlora_cli.files import json_text
 from hlora_cli.infer.ctc_decode import greedy_hypothesis
 from hlora_cli.model import BackboneRef, HloraModel, LIDConfig, LoRAConfig, ModelConfig, build_model
 from hlora_cli.model.backbone import detect_kind
@@ -286,56 +285,10 @@ class Trainer:
 
     # --- run directory -------------------------------------------------------------------
     def _restore(self) -> None:
-        ckpt = run_state.load_checkpoint(self.run_dir)
-        if len(ckpt["sampler"]) != self.dist.world_size:
-            raise HloraError(
-                f"{self.run_dir}: the run was saved by {len(ckpt['sampler'])} process(es); resume it with as many"
-            )
-        with torch.no_grad():
-            named = dict(self.model.named_parameters())
-            for name, t in ckpt["model"].items():
-                named[name].copy_(t)
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        self.batches.load_state_dict(ckpt["sampler"][self.dist.rank])
-        run_state.set_rng_state(ckpt["rng"][self.dist.rank])
-        if self.emission is not None and "emission" in ckpt:  # a checkpoint from before the watch has none
-            self.emission.load_state_dict(ckpt["emission"][self.dist.rank])
-        self.step, self.best, self.evals_since_best = ckpt["step"], ckpt["best"], ckpt["evals_since_best"]
-        self.bad_in_a_row, self.bad_total = ckpt["bad_in_a_row"], ckpt["bad_total"]
-        if self.dist.is_main and (self.run_dir / METRICS).exists():  # forget what the killed run logged later
-            lines = (self.run_dir / METRICS).read_text().splitlines()
-            kept = [line for line in lines if json.loads(line).get("step", 0) <= self.step]
-            atomic_write(self.run_dir / METRICS, lambda p: p.write_text("".join(x + "\n" for x in kept)))
+        run_state.restore(self)
 
     def _checkpoint(self) -> None:
-        gathered_sampler = self._gather(self.batches.state_dict())
-        gathered_rng = self._gather(run_state.rng_state())
-        gathered_emission = self._gather(self.emission.state_dict() if self.emission is not None else [])
-        if self.dist.is_main:
-            run_state.save_checkpoint(
-                self.run_dir,
-                {
-                    "step": self.step,
-                    "model": {n: t.cpu() for n, t in self.model.trainable_state_dict().items()},
-                    "optimizer": self.optimizer.state_dict(),
-                    "scheduler": self.scheduler.state_dict(),
-                    "sampler": gathered_sampler,
-                    "rng": gathered_rng,
-                    "emission": gathered_emission,
-                    "best": self.best,
-                    "evals_since_best": self.evals_since_best,
-                    "bad_in_a_row": self.bad_in_a_row,
-                    "bad_total": self.bad_total,
-                },
-            )
-
-    def _gather(self, obj: object) -> list:
-        if not self.dist.enabled:
-            return [obj]
-        out: list = [None] * self.dist.world_size
-        torch.distributed.all_gather_object(out, obj)
-        return out
+        run_state.checkpoint(self)
 
     def _tensorboard(self):
         """RUN_DIR/tensorboard: the metrics.jsonl records as TensorBoard scalars (with --tensorboard,
