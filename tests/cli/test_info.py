@@ -39,6 +39,6 @@ def test_help_lists_every_command():
     assert _listed(r.stdout) == ["hf", "peft", "onnx"]
     r = hlora("prepare", "--help")
     assert _listed(r.stdout) == [
-        "kaldi", "export-kaldi", "mlc-slm", "folder", "deeply-ko", "magicdata-tts", "split", "cv", "vocab", "synth",
-        "subset",
+        "kaldi", "export-kaldi", "lhotse", "hf", "shards", "to-lhotse", "mlc-slm", "folder", "deeply-ko",
+        "magicdata-tts", "split", "cv", "vocab", "synth", "subset",
     ]  # fmt: skip
