@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markdown import Markdown
 
 from hlora_cli.errors import HloraError
-from hlora_cli.train.ablate import ablate as run_ablation
+from hlora_cli.experiments.ablate import ablate as run_ablation
 from hlora_cli.train.config import load_config
 
 
