@@ -174,6 +174,15 @@ def check_parent(path: Path, what: str = "output") -> None:
         raise HloraError(f"{path}: {parent} is not writable, so the {what} cannot be written there")
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def safe_stem(name: str, limit: int = 100) -> str:
+    """`name` (an utterance or recording id) as a file name that stays in its folder on every
+    file system: no `/`, no leading dot, ASCII letters, digits, `.`, `_` and `-` only."""
+    return _UNSAFE.sub("_", name).lstrip(".")[:limit]
+
+
 def _finite(obj: Any) -> Any:
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None

@@ -40,6 +40,14 @@ class StreamedExamples(Examples):
         return key
 
 
+def no_head(source: str | Path, langs: str, languages: list[str]) -> HloraError:
+    """The error for training data (a manifest, or shards) in languages the model has no head for."""
+    return HloraError(
+        f"{source}: utterances in language(s) {langs} have no head in this model ({', '.join(languages)}): "
+        "add them to the vocab and --languages, or remove them"
+    )
+
+
 def shard_examples(maker: ExampleMaker, out: StreamedExamples) -> Callable[[dict, str], Example | None]:
     """How a shard's row becomes an example (None: skipped and counted in `out`)."""
     from hlora_cli.data.manifest import Utterance
@@ -105,11 +113,7 @@ def load_examples(
             raise HloraError(f"{path}: no utterance in {', '.join(languages)}")
     missing = Counter(u.lang for u, r in zip(utts, resolved, strict=True) if r is None)
     if missing:
-        langs = ", ".join(f"{lang} ({n})" for lang, n in missing.most_common())
-        raise HloraError(
-            f"{path}: utterances in language(s) {langs} have no head in this model ({', '.join(languages)}): "
-            "add them to the vocab and --languages, or remove them"
-        )
+        raise no_head(path, ", ".join(f"{lang} ({n})" for lang, n in missing.most_common()), languages)
     maker = ExampleMaker(vocab, languages, shared_head, max_duration, every_head)
     out = Examples([])
     if other:

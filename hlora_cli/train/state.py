@@ -21,6 +21,7 @@ from hlora_cli.files import atomic_write, check_apart
 from hlora_cli.model import HloraModel, save_model
 
 CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
 
 
 def rng_state() -> dict[str, Any]:
@@ -86,7 +87,7 @@ def save_model_dir(model: HloraModel, target: Path) -> None:
 
 
 # What a run writes in RUN_DIR: --overwrite removes these and nothing else.
-RUN_FILES = ("train.yaml", "metrics.jsonl", CHECKPOINT, "best", "last", "tensorboard")
+RUN_FILES = ("train.yaml", METRICS, CHECKPOINT, "best", "last", "tensorboard")
 LOCK = ".lock"
 
 
@@ -135,7 +136,7 @@ def remove_run_files(run_dir: Path) -> None:
 def remove_partial_writes(run_dir: Path) -> None:
     """Leftovers of a write killed half-way (atomic_write's `.NAME.XXXX`, a model directory's
     `.tmp` / `.old`): ours by name, never complete files."""
-    for name in (CHECKPOINT, "metrics.jsonl", "train.yaml"):
+    for name in (CHECKPOINT, METRICS, "train.yaml"):
         for tmp in run_dir.glob(f".{name}.*"):
             tmp.unlink(missing_ok=True)
     for name in ("best", "last"):
@@ -272,7 +273,7 @@ def restore(trainer) -> None:
         trainer.emission.load_state_dict(ckpt["emission"][dist.rank])
     trainer.step, trainer.best, trainer.evals_since_best = ckpt["step"], ckpt["best"], ckpt["evals_since_best"]
     trainer.bad_in_a_row, trainer.bad_total = ckpt["bad_in_a_row"], ckpt["bad_total"]
-    metrics = run_dir / "metrics.jsonl"
+    metrics = run_dir / METRICS
     if dist.is_main and metrics.exists():
         lines = metrics.read_text().splitlines()
         kept = [line for line in lines if json.loads(line).get("step", 0) <= trainer.step]

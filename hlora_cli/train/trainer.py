@@ -50,6 +50,7 @@ from hlora_cli.train.data import (
     StreamedExamples,
     experts_vocab,
     load_examples,
+    no_head,
     shard_examples,
 )
 from hlora_cli.train.distributed import Dist
@@ -59,7 +60,6 @@ from hlora_cli.train.seq2seq import WhisperTokens, manifest_languages
 from text_normalization import normalize
 from text_normalization.rules import strip_language_prefix
 
-METRICS = "metrics.jsonl"
 Callback = Callable[[dict], None]
 
 
@@ -259,10 +259,7 @@ class Trainer:
             )
         missing = [x for x in index.languages if resolve_language(x, maker.languages) is None]
         if missing and not only_languages:
-            raise HloraError(
-                f"{cfg.train}: utterances in language(s) {', '.join(missing)} have no head in this model "
-                f"({', '.join(maker.languages)}): add them to the vocab and --languages, or remove them"
-            )
+            raise no_head(cfg.train, ", ".join(missing), maker.languages)
         make = shard_examples(maker, self.train_data)
         return ShardStream(index, make, cfg.batch_seconds, cfg.seed, self.dist.rank, self.dist.world_size)
 
@@ -305,7 +302,7 @@ class Trainer:
     def _log(self, record: dict) -> None:
         if not self.dist.is_main:
             return
-        with open(self.run_dir / METRICS, "a", encoding="utf-8") as f:
+        with open(self.run_dir / run_state.METRICS, "a", encoding="utf-8") as f:
             f.write(json_text(record) + "\n")
         if self.tensorboard is not None:
             for key, value in record.items():

@@ -4,6 +4,7 @@ FLAC beside the manifest; audio held as files is referenced in place."""
 
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -153,3 +154,15 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(tmp_path):
     code, text = hlora(tmp_path / "plain", "-o", out, "--lang", "en")
     assert code == 2 and "not a dataset saved with save_to_disk, a folder of parquet files or an audiofolder" in text
     assert not out.exists() and not (tmp_path / "m_audio").exists()
+
+
+def test_ids_made_alike_as_file_names_keep_files_of_their_own(tmp_path):
+    data = tmp_path / "ds"
+    data.mkdir()
+    rows = [{"bytes": wav_bytes(0.5, 16000, 1), "path": None}, {"bytes": wav_bytes(0.75, 16000, 1), "path": None}]
+    pq.write_table(table(rows, ["eins", "zwei"], ["de", "de"], ["a/b", "a_b"]), data / "train.parquet")
+    code, text = hlora(data, "-o", tmp_path / "m.jsonl", "--text-column", "sentence", "--lang", "de")
+    assert code == 0, text
+    rows = {u.id: u for u in read_manifest(tmp_path / "m.jsonl")}
+    assert Path(rows["a_b"].audio).name == "a_b.flac" and Path(rows["a/b"].audio).name.startswith("a_b-")
+    assert [sf.info(rows[i].audio).duration for i in ("a/b", "a_b")] == [0.5, 0.75]

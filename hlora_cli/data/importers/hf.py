@@ -7,6 +7,7 @@ written once as 16 kHz FLAC beside the manifest; one pointing at files is refere
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -22,6 +23,7 @@ from hlora_cli.data.audio import SAMPLE_RATE, mono_16k
 from hlora_cli.data.importers import ImportResult, LanguageRule
 from hlora_cli.data.manifest import Rejected, Utterance
 from hlora_cli.errors import HloraError
+from hlora_cli.files import safe_stem
 
 METADATA = ("metadata.csv", "metadata.jsonl")  # an audiofolder's table: file_name + other columns
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".opus", ".mp3"}
@@ -246,11 +248,13 @@ def _audio(value: object, utt_id: str, base: Path, audio_dir: Path) -> tuple[str
     return str(file), None
 
 
-_UNSAFE = re.compile(r"[^\w.-]")
-
-
 def _file_name(utt_id: str) -> str:
-    return _UNSAFE.sub("_", utt_id).lstrip(".")[:150] or "utt"
+    """The id itself where it is a safe file name; else made safe, with a hash of the id so that
+    two ids made alike ("a/b", "a_b") never share a file."""
+    stem = safe_stem(utt_id)
+    if stem and stem == utt_id:
+        return stem
+    return f"{stem}-{hashlib.sha256(utt_id.encode('utf-8')).hexdigest()[:12]}"
 
 
 def _write_flac(samples: np.ndarray, path: Path) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 from hlora_cli.data.importers import ImportResult, read_lines
 from hlora_cli.data.manifest import Rejected, Utterance
 from hlora_cli.errors import HloraError
-from hlora_cli.files import atomic_write, check_parent
+from hlora_cli.files import atomic_write, check_parent, safe_stem
 from text_normalization.registry import language_code
 
 
@@ -89,15 +89,12 @@ def _check_wav_entry(rec: str, fields: list[str], where: str, allow_pipes: bool)
         raise HloraError(f"{where}: recording '{rec}' has extra fields after the path (a pipe must end with '|')")
 
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-
-
 def pipe_cache_path(cache: Path, rec: str, command: str) -> Path:
     """Where a pipe's audio is kept: a file named by the recording id (made safe: no `/`, no
     leading dot, so it stays inside the cache folder) and a hash of the command, so a cached file
     is reused only for the same command and a changed wav.scp runs its pipe again."""
     digest = hashlib.sha256(command.encode("utf-8")).hexdigest()[:16]
-    return cache / f"{_UNSAFE.sub('_', rec).lstrip('.')[:100]}-{digest}.wav"
+    return cache / f"{safe_stem(rec)}-{digest}.wav"
 
 
 def _wav_entry(rec: str, fields: list[str], where: str, audio_root: Path, cache: Path) -> str:
