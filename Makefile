@@ -50,8 +50,8 @@ smoke: install system-deps whisper-base kenlm
 	bash recipes/real/run.sh --smoke
 
 lint: install
-	$(BIN)/ruff check hlora_cli text_normalization tests bench recipes
-	$(BIN)/ruff format --check hlora_cli text_normalization tests bench recipes
+	$(BIN)/ruff check hlora_cli text_normalization tests bench recipes scripts
+	$(BIN)/ruff format --check hlora_cli text_normalization tests bench recipes scripts
 
 # HLORA_REQUIRE_REAL=1: a missing real resource (../shared, espeak-ng, KenLM, Whisper-base) fails the
 # test that needs it instead of skipping it, so `make test` runs exactly what CI runs. HLORA_REQUIRE_REAL=0

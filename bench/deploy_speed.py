@@ -6,7 +6,9 @@ the time of one pass goes (audio I/O, features, encoder + LID, routed layers + h
 measured stage by stage without the background worker.
 
 Default: the demo's HLoRA (Whisper-base, k=3) on the demo's test set: `make demo` first.
-Usage: python bench/deploy_speed.py [--model DIR] [--test MANIFEST] [--threads 2] [--repeats 3]
+With --compile, a row more: torch bf16 through `hlora decode --compile` (infer/compiled.py; the
+compiling, in an untimed first pass over the test set, is reported apart).
+Usage: python bench/deploy_speed.py [--model DIR] [--test MANIFEST] [--threads 2] [--repeats 3] [--compile]
 The last line printed is one JSON object; the results also go to BENCHMARKS.md (section deploy_speed).
 """
 
@@ -29,19 +31,24 @@ from hlora_cli.data.audio import load_audio  # noqa: E402
 from hlora_cli.data.batching import duration_batches  # noqa: E402
 from hlora_cli.data.manifest import read_manifest  # noqa: E402
 from hlora_cli.export.onnx import export_onnx  # noqa: E402
-from hlora_cli.infer.ctc_decode import greedy_hypothesis  # noqa: E402
 from hlora_cli.infer.inputs import collect_inputs  # noqa: E402
 from hlora_cli.infer.onnx_model import OnnxModel  # noqa: E402
-from hlora_cli.infer.runner import DecodeOptions, Recognizer  # noqa: E402
+from hlora_cli.infer.options import DecodeOptions  # noqa: E402
+from hlora_cli.infer.runner import Recognizer  # noqa: E402
 from hlora_cli.model import load_model  # noqa: E402
+from hlora_cli.model.ctc_decoding import greedy_hypothesis  # noqa: E402
 from hlora_cli.score.metrics import score  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def decode_pass(model, items, dtype: str, batch_seconds: float) -> tuple[float, dict[str, tuple[str, str]]]:
-    options = DecodeOptions(device="cpu", dtype=dtype, batch_seconds=batch_seconds, num_workers=1)
-    report = Recognizer(model, options).run(items)
+def recognizer(model, dtype: str, batch_seconds: float, compile_: bool = False) -> Recognizer:
+    options = DecodeOptions(device="cpu", dtype=dtype, batch_seconds=batch_seconds, num_workers=1, compile=compile_)
+    return Recognizer(model, options)
+
+
+def decode_pass(rec: Recognizer, items) -> tuple[float, dict[str, tuple[str, str]]]:
+    report = rec.run(items)
     return report.rtf, {r.id: (r.lang, r.text) for r in report.results}
 
 
@@ -96,6 +103,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch-seconds", type=float, default=60.0)
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--compile", action="store_true", help="also torch bf16 compiled (hlora decode --compile)")
     args = ap.parse_args()
     if not Path(args.model).is_dir():
         sys.exit(f"{args.model}: no model; run `make demo` first (or give --model and --test)")
@@ -114,11 +122,20 @@ def main() -> None:
         "onnxruntime fp32": (OnnxModel(tmp / "fp32", args.threads), "fp32"),
         "onnxruntime int8": (OnnxModel(tmp / "int8", args.threads), "fp32"),
     }
+    recs = {name: recognizer(m, dtype, args.batch_seconds) for name, (m, dtype) in paths.items()}
+    if args.compile:
+        paths["torch bf16 compiled"] = (model, "bf16")
+        recs["torch bf16 compiled"] = recognizer(model, "bf16", args.batch_seconds, compile_=True)
+    warm = {}
+    for name, rec in recs.items():  # one untimed pass each: the compiled path compiles its shapes here
+        t0 = time.perf_counter()
+        decode_pass(rec, items)
+        warm[name] = time.perf_counter() - t0
     rtfs: dict[str, list[float]] = {name: [] for name in paths}
     hyps: dict[str, dict] = {}
     for _ in range(args.repeats):  # interleaved: drift in machine speed hits every path alike
-        for name, (m, dtype) in paths.items():
-            rtf, hyps[name] = decode_pass(m, items, dtype, args.batch_seconds)
+        for name in paths:
+            rtf, hyps[name] = decode_pass(recs[name], items)
             rtfs[name].append(rtf)
     result: dict = {"audio_seconds": round(audio_s, 1), "utterances": len(items), "threads": args.threads}
     rows = []
@@ -145,6 +162,11 @@ def main() -> None:
         where[name] = {k: round(v / audio_s, 5) for k, v in t.items()}
         where[name]["total_rtf"] = round(total / audio_s, 5)
     result["where_the_time_goes"] = where
+    if args.compile:
+        compiled, eager = result["torch_bf16_compiled"]["rtf"], result["torch_bf16"]["rtf"]
+        result["compiled_over_eager_bf16"] = round(compiled / eager, 3)
+        result["compile_pass_seconds"] = round(warm["torch bf16 compiled"], 1)
+        result["same_texts_compiled"] = hyps["torch bf16 compiled"] == hyps["torch bf16"]
     best = min(paths, key=lambda n: result[n.replace(" ", "_")]["rtf"])
     result["fastest"] = best
     shutil.rmtree(tmp)
@@ -164,6 +186,14 @@ def main() -> None:
         + "\n"
         + "\n".join(f"| {n} | " + " | ".join(f"{v:.4f}" for v in w.values()) + " |" for n, w in where.items())
     )
+    if args.compile:
+        body += (
+            f"\n\nCompiled (`--compile`): RTF {result['torch_bf16_compiled']['rtf']:.4f} against eager bf16's "
+            f"{result['torch_bf16']['rtf']:.4f} (ratio {result['compiled_over_eager_bf16']:.2f}); its first pass, "
+            f"which compiles every bucketed shape, took {result['compile_pass_seconds']:.0f} s for {audio_s:.0f} s "
+            "of audio; texts and languages "
+            + ("equal to eager bf16's." if result["same_texts_compiled"] else "differ from eager bf16's.")
+        )
     if not args.no_write:
         write_section("deploy_speed", body, result)
     print(json.dumps(result))

@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import machine, time_interleaved, write_section  # noqa: E402
 from hlora_cli.data.manifest import read_manifest  # noqa: E402
 from hlora_cli.infer.inputs import collect_inputs  # noqa: E402
-from hlora_cli.infer.runner import DecodeOptions, Recognizer  # noqa: E402
+from hlora_cli.infer.options import DecodeOptions  # noqa: E402
+from hlora_cli.infer.runner import Recognizer  # noqa: E402
 from hlora_cli.infer.whisper_zero_shot import WhisperZeroShot  # noqa: E402
 from hlora_cli.model import load_model  # noqa: E402
 from hlora_cli.score.metrics import score  # noqa: E402

@@ -93,7 +93,6 @@ def seq2seq_child(args: argparse.Namespace, ref) -> None:
     import torch
 
     from hlora_cli.model import LoRAConfig, ModelConfig, build_model
-    from hlora_cli.train.seq2seq import teacher_forced
 
     cfg = ModelConfig(
         "hlora", ref, LANGS, k=3, backbone_mode="seq2seq", encoder_input="true-length",
@@ -108,7 +107,7 @@ def seq2seq_child(args: argparse.Namespace, ref) -> None:
     def step():
         with torch.autocast(device.type, dtype=dtype, enabled=args.bf16):
             out = model(feats, "oracle", langs)
-            logits, labels, _ = teacher_forced(model, out, targets, False)
+            logits, labels, _ = model.readout.teacher_forced(model, out, targets, False)
         loss = torch.nn.functional.cross_entropy(
             logits.float().flatten(0, 1), labels.to(device).flatten(), ignore_index=-100
         )
@@ -167,7 +166,7 @@ def child(args: argparse.Namespace) -> None:
     import torch
 
     from hlora_cli.model import BackboneRef, LoRAConfig, ModelConfig, build_model
-    from hlora_cli.train.losses import distill_loss, joint_loss
+    from hlora_cli.model.losses import distill_loss, joint_loss
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -206,7 +205,7 @@ def child(args: argparse.Namespace) -> None:
         maps = [torch.arange(len(vocab), device=device) for _ in LANGS]
     params, opt, rng, feats, langs = training_batch(args, model, device, len(langs_of))
     targets = [[int(x) for x in rng.integers(3, len(vocab), size=int(args.seconds * 12))] for _ in range(args.batch)]
-    sizes = model.ctc_heads.vocab_sizes
+    sizes = model.readout.vocab_sizes
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if args.bf16 else torch.autocast("cpu", enabled=False)
 
     def step():

@@ -8,9 +8,10 @@ import functools
 import re
 from dataclasses import dataclass
 
-# The one exception the CLI prints as a one-line error; a bad code is a user's input error.
-from hlora_cli.errors import HloraError
 from text_normalization import rules
+
+# The one exception the CLI prints as a one-line error; a bad code is a user's input error.
+from text_normalization.errors import LanguageError
 from text_normalization.iso639 import ISO_639_1, ISO_639_3
 
 
@@ -58,7 +59,7 @@ def register_normalizer(normalizer: Normalizer) -> None:
     """Add (or replace) the normalizer of `normalizer.lang`; its code is then a valid language code
     even where ISO 639 does not list it."""
     if not _BASE.fullmatch(normalizer.lang):
-        raise HloraError(f"{normalizer.lang!r}: a normalizer's language is 2 to 8 lower-case letters (no region)")
+        raise LanguageError(f"{normalizer.lang!r}: a normalizer's language is 2 to 8 lower-case letters (no region)")
     _REGISTRY[normalizer.lang] = normalizer
     forget_cached_codes()  # the code is valid now
 
@@ -88,11 +89,11 @@ def _checked(code: str) -> str | None:
 def language_code(code: object, where: str | None = None) -> str:
     """The code as the toolkit stores it: an ISO 639-1 (`en`) or ISO 639-3 (`yue`) code, or one
     with a registered normalizer, in lower case, with any region or variant kept as written
-    (`EN-IN` -> `en-IN`). Anything else raises HloraError (prefixed with `where`, e.g. a file and
+    (`EN-IN` -> `en-IN`). Anything else raises LanguageError (prefixed with `where`, e.g. a file and
     line or an option name)."""
     canonical = _checked(code) if isinstance(code, str) else None
     if canonical is None:
-        raise HloraError(
+        raise LanguageError(
             f"{where + ': ' if where else ''}{code!r} is not a language code: use ISO 639-1 (en) or ISO 639-3 "
             "(yue), optionally with a region (en-IN), or register a normalizer for it"
         )

@@ -32,7 +32,7 @@ def ablate(
     if not cfg.dev:
         raise HloraError("ablate needs a dev set: --dev or dev: in the config")
     from hlora_cli.device import check_dtype, resolve_device
-    from hlora_cli.infer.runner import DecodeOptions
+    from hlora_cli.infer.options import DecodeOptions
 
     check_dtype(dtype, resolve_device(device), say=lambda _: None)  # before any training; decoding says it
     options = DecodeOptions(mode="single", device=device, dtype=dtype)

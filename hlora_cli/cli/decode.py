@@ -13,15 +13,11 @@ from hlora_cli.device import DTYPE_NAMES
 from hlora_cli.errors import HloraError
 from hlora_cli.files import check_not_listed
 from hlora_cli.infer.inputs import collect_inputs, item_duration
-from hlora_cli.infer.output import (
-    PartialOutput,
-    check_no_partial,
-    check_outputs,
-    kaldi_path,
-    partial_path,
-    write_meta,
-)
-from hlora_cli.infer.runner import DecodeOptions, Recognizer, Report, chunks
+from hlora_cli.infer.options import DecodeOptions, check_sources
+from hlora_cli.infer.output import check_no_partial, check_outputs, kaldi_path
+from hlora_cli.infer.results import Report
+from hlora_cli.infer.runner import Recognizer
+from hlora_cli.infer.streaming import ChunkedDecode
 from hlora_cli.values import check_number
 
 console = Console()
@@ -71,54 +67,33 @@ def print_skipped(skipped: list[tuple[str, str]], out: Console = console) -> Non
 
 
 def stream(run, items, out: Path | None, system: dict, resume: bool, chunk_seconds: float, label: str) -> None:
-    """Decode in chunks of about `chunk_seconds` of audio, each chunk's results leaving as it
-    finishes: appended to OUT.partial (made into OUT, OUT.text and OUT.meta.json at the end), or,
-    without -o, printed to stdout as `id<TAB>lang<TAB>text` lines (messages then go to stderr)."""
+    """Decode in chunks (infer/streaming.py) under a progress bar; without -o, print each result
+    as an `id<TAB>lang<TAB>text` line as its chunk finishes (messages then go to stderr)."""
     log = console if out is not None else Console(stderr=True)
-    partial = PartialOutput(out, resume, system) if out is not None else None
-    if partial is not None and partial.done:
-        foreign = partial.done_ids - {it.id for it in items}
-        if foreign:  # results of other inputs would end up in OUT beside these
-            raise HloraError(
-                f"{partial_path(out) if partial_path(out).exists() else out}: the earlier decode holds "
-                f"{len(foreign)} utterance(s) these inputs lack (e.g. '{sorted(foreign)[0]}'): resume with the "
-                "same inputs, or decode into another -o"
-            )
-        items = [it for it in items if it.id not in partial.done_ids]
-        log.print(f"resuming: {len(partial.done)} utterance(s) already decoded, {len(items)} to go", soft_wrap=True)
-    skipped: list[tuple[str, str]] = []
-    decoded, audio, wall = 0, 0.0, 0.0
+    job = ChunkedDecode(items, out, system, resume)
+    if job.resumed:
+        log.print(f"resuming: {job.resumed} utterance(s) already decoded, {len(job.items)} to go", soft_wrap=True)
+
+    def show(results) -> None:
+        for r in sorted(results, key=lambda r: r.id):
+            print(f"{r.id}\t{r.lang}\t{r.text}", flush=True)
+
     with _progress(label, log) as progress:
-        task = progress.add_task(label, total=max(_total_seconds(items), 1e-6))
-        for chunk in chunks(items, chunk_seconds):
-            report = run(chunk, on_progress=lambda s: progress.advance(task, s))
-            if partial is not None:
-                partial.append(report.results)
-            else:
-                for r in sorted(report.results, key=lambda r: r.id):
-                    print(f"{r.id}\t{r.lang}\t{r.text}", flush=True)
-            skipped += report.skipped
-            decoded, audio, wall = (
-                decoded + len(report.results),
-                audio + report.audio_seconds,
-                wall + report.wall_seconds,
-            )
-    where = ""
-    if partial is not None:
-        results = partial.finish(out)
-        if results is not None:  # audio and wall time are this run's (a resumed run's earlier part is not timed)
-            write_meta(Report(results, skipped, audio, wall), out, {**system, "resumed": len(partial.done)})
-        where = f" -> {out}, {kaldi_path(out)}"
-    print_skipped(skipped, log)
-    if not decoded:
-        log.print(f"nothing was decoded ({len(skipped)} input(s) skipped){where}", soft_wrap=True)
+        task = progress.add_task(label, total=max(_total_seconds(job.items), 1e-6))
+        job.run(run, chunk_seconds, lambda s: progress.advance(task, s), show)
+    job.finish()
+    where = f" -> {out}, {kaldi_path(out)}" if out is not None else ""
+    print_skipped(job.skipped, log)
+    if not job.decoded:
+        log.print(f"nothing was decoded ({len(job.skipped)} input(s) skipped){where}", soft_wrap=True)
     else:
-        rtf = wall / max(audio, 1e-9)
+        rtf = job.wall / max(job.audio, 1e-9)
         log.print(
-            f"{decoded} utterances, {audio / 3600:.4f} h audio in {wall:.1f} s: real-time factor {rtf:.4f}{where}",
+            f"{job.decoded} utterances, {job.audio / 3600:.4f} h audio in {job.wall:.1f} s: real-time factor "
+            f"{rtf:.4f}{where}",
             soft_wrap=True,
         )
-    if skipped or (not decoded and not (partial and partial.done)):
+    if job.skipped or (not job.decoded and not job.resumed):
         raise typer.Exit(1)
 
 
@@ -192,21 +167,9 @@ def decode(
         outputs = check_outputs(out, [*read, *(x.split("=", 1)[-1] for x in lm or [])])
         if not resume:
             check_no_partial(out)
-    if onnx is not None and (
-        routing != "hard" or device not in ("auto", "cpu") or dtype not in ("auto", "fp32") or compile_
-    ):
-        raise HloraError(
-            "an ONNX model runs in onnxruntime on the CPU in fp32 (int8 if exported so), routing hard: "
-            "drop --routing, --device, --dtype and --compile, or decode the torch model with --model"
-        )
-    if compile_ and whisper is not None:
-        raise HloraError("--compile compiles a --model's encoder pass; --whisper decodes with transformers' generate")
+    check_sources(model, lid_model, onnx, whisper, routing, device, dtype, compile_)
     if onnx is not None:
         device = "cpu"  # onnxruntime's CPU provider: the features stay where they are made
-    if whisper is not None and (model is not None or lid_model is not None or onnx is not None):
-        raise HloraError("--whisper DIR decodes zero-shot on its own: give it without --model, --onnx or --lid-model")
-    if onnx is not None and model is not None:
-        raise HloraError("give either --onnx DIR (an exported model) or --model DIR, not both")
     if threads is not None:
         check_number("--threads", threads, 1)
         torch.set_num_threads(threads)
@@ -220,8 +183,6 @@ def decode(
     for path in (model, lid_model, onnx):
         if path is not None:
             check_model_dir(path)
-    if whisper is None and model is None and onnx is None:
-        raise HloraError("give --model DIR, --onnx DIR (an export) or --whisper DIR (a Whisper zero-shot run)")
     lms = parse_lms(lm)
     options = DecodeOptions(
         mode=mode,
@@ -247,11 +208,12 @@ def decode(
     check_not_listed(outputs, (it.audio for it in items))
     sources = " ".join(str(Path(p).resolve()) for p in inputs)  # recorded: --resume takes the same inputs
     if whisper is not None:
+        from hlora_cli.infer.reading import generation_settings
         from hlora_cli.infer.whisper_zero_shot import WhisperZeroShot
 
         langs = [x.strip() for x in whisper_languages.split(",")] if whisper_languages else None
         run = WhisperZeroShot(whisper, languages=langs, options=options).run
-        system = {"inputs": sources, "whisper": whisper, **_generation(options)}
+        system = {"inputs": sources, "whisper": whisper, **generation_settings(options)}
         stream(run, items, out, system, resume, chunk_seconds, "whisper")
         return
     from hlora_cli.model import load_model
@@ -275,16 +237,6 @@ def decode(
         "device": str(recognizer.device),
         "dtype": DTYPE_NAMES[recognizer.dtype],
         **({"compile": True} if compile_ else {}),
-        **(_generation(options) if recognizer.seq2seq else {}),
+        **recognizer.reading.settings(),
     }
     stream(recognizer.run, items, out, system, resume, chunk_seconds, mode)
-
-
-def _generation(options: DecodeOptions) -> dict:
-    """The settings of a seq2seq decode, recorded in its meta."""
-    return {
-        "beams": options.seq2seq_beams,
-        "max_tokens_per_second": options.max_tokens_per_second,
-        "no_repeat_ngram": options.no_repeat_ngram,
-        "loop_ngram": options.loop_ngram,
-    }

@@ -81,7 +81,7 @@ def hf(
     from hlora_cli.export.whisper import check_whisper_exportable, export_whisper
 
     model = _load(model_dir, out, overwrite, lambda config: check_whisper_exportable(config, allow_30s_input))
-    if model.seq2seq:
+    if model.config.seq2seq:
         what = (
             "A transformers WhisperForConditionalGeneration with its processor: every LoRA of its language (encoder"
             " and decoder) folded into the weights; its generation config forces the language."

@@ -56,12 +56,12 @@ def _output(model) -> list[tuple[str, str]]:
             ("encoder input", cfg.encoder_input),
         ]
     units = "bpe (" + ", ".join(sorted(cfg.bpe_models)) + ")" if cfg.bpe_models else "characters"
-    return [("CTC heads", ", ".join(f"{n}" for n in model.ctc_heads.vocab_sizes) + " tokens"), ("units", units)]
+    return [("CTC heads", ", ".join(f"{n}" for n in model.readout.vocab_sizes) + " tokens"), ("units", units)]
 
 
 def _lid(model) -> str:
     cfg = model.config
-    if model.prefix_ids is not None:
+    if model.readout.tells_language:
         return "the CTC posteriors of the <xx> prefix tokens"
     if model.one_language:
         return f"none needed: one language ({cfg.languages[0]})"

@@ -10,8 +10,9 @@ from hlora_cli.cli.decode import console, print_skipped, run_with_progress
 from hlora_cli.errors import HloraError
 from hlora_cli.files import check_not_listed, check_output
 from hlora_cli.infer.inputs import collect_inputs
+from hlora_cli.infer.options import DecodeOptions
 from hlora_cli.infer.output import check_outputs, write_results
-from hlora_cli.infer.runner import DecodeOptions, Recognizer
+from hlora_cli.infer.runner import Recognizer
 
 
 def lid(

@@ -11,6 +11,7 @@ from rich.console import Console
 from hlora_cli import __version__
 from hlora_cli.cli import ablate, backbone, decode, export, info, lid, lm, normalize, prepare, score, train
 from hlora_cli.errors import HloraError
+from text_normalization.errors import LanguageError
 
 app = typer.Typer(
     help="Multilingual CTC ASR on frozen encoders with shared, routed and hierarchical LoRA (HLoRA).",
@@ -66,7 +67,7 @@ def main() -> None:
         code = app(standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
-    except HloraError as e:
+    except (HloraError, LanguageError) as e:  # text_normalization's, where a code reached it unchecked
         if _state["debug"]:
             raise
         err.print(f"[bold red]error:[/] {e}", soft_wrap=True, highlight=False)

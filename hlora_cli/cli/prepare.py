@@ -280,7 +280,7 @@ def magicdata_tts(
 ) -> None:
     """Import a Magic Data Mandarin TTS corpus (prosody marks #1-#4 removed, 48 kHz audio read at 16 kHz)."""
     from hlora_cli.data.importers.magicdata_tts import import_magicdata_tts
-    from text_normalization.registry import language_code
+    from hlora_cli.data.langs import language_code
 
     _check_out(out, sorted((root / "ProsodyLabeling").glob("*.txt")))
     _write_manifest(import_magicdata_tts(root, language_code(lang, "--lang")), out, None, max_duration)

@@ -1,15 +1,27 @@
 """Language codes: ISO 639-1 or 639-3 (or one with a registered normalizer), optionally with a
 region (`en-IN`), mapped onto a configured set. Every code a command reads goes through
-`text_normalization.registry.language_code`, which checks it and folds its case (`EN` -> `en`)."""
+`language_code` here: text_normalization's check, which folds the case (`EN` -> `en`), its error
+made hlora's one-line error."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 from hlora_cli.errors import HloraError
-from text_normalization.registry import base_language, language_code
+from text_normalization import registry
+from text_normalization.errors import LanguageError
+from text_normalization.registry import base_language
 
-__all__ = ["language_code", "language_files", "language_list", "resolve_language"]
+__all__ = ["base_language", "language_code", "language_files", "language_list", "resolve_language"]
+
+
+def language_code(code: object, where: str | None = None) -> str:
+    """The code as the toolkit stores it (text_normalization.registry.language_code); a code that
+    is not a language raises HloraError, prefixed with `where` (a file and line, an option)."""
+    try:
+        return registry.language_code(code, where)
+    except LanguageError as e:
+        raise HloraError(str(e)) from e
 
 
 def language_list(value: str | None, option: str = "--languages") -> list[str] | None:

@@ -17,9 +17,9 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+from hlora_cli.data.langs import language_code
 from hlora_cli.errors import HloraError
 from hlora_cli.files import atomic_write
-from text_normalization.registry import language_code
 
 REQUIRED = ("id", "audio", "lang", "text")
 _WHITESPACE = re.compile(r"\s")  # what str.isspace() calls whitespace, found without a Python loop

@@ -101,6 +101,11 @@ class Vocab:
             self._indices[lang] = {t: i for i, t in enumerate(tokens)}
         return self._indices[lang]
 
+    def head_inventories(self, languages: list[str], shared: bool) -> tuple[dict[str, list[str]], list[str]]:
+        """The CTC heads' inventories of a model of `languages`: (per language, the shared one),
+        one of them empty: a head per language, or one shared head (`shared`)."""
+        return ({}, self.shared) if shared else ({lang: self.languages[lang] for lang in languages}, [])
+
     def bpe_models_for(self, languages: list[str], shared: bool) -> dict[str, str]:
         """The BPE models a model over `languages` with a shared or per-language heads encodes with."""
         if shared:

@@ -12,8 +12,9 @@ from pathlib import Path
 from hlora_cli.data.manifest import read_manifest
 from hlora_cli.files import atomic_write, json_text
 from hlora_cli.infer.inputs import collect_inputs
+from hlora_cli.infer.options import DecodeOptions
 from hlora_cli.infer.output import write_results
-from hlora_cli.infer.runner import DecodeOptions, Recognizer
+from hlora_cli.infer.runner import Recognizer
 from hlora_cli.model import load_model
 from hlora_cli.score.metrics import score
 from hlora_cli.train.config import TrainConfig

@@ -29,7 +29,7 @@ def check_hf_exportable(model: HloraModel) -> None:
             f"a {kind}-encoder CTC model has no transformers CTC class to export to: use `hlora export onnx` "
             "(or `hlora export peft` for the adapters alone)"
         )
-    if model.prefix_ids is not None:
+    if model.readout.tells_language:
         raise HloraError(
             "a ctc model writes a language-prefix token (<de>) that the transformers tokenizer would keep in the "
             "text: export a shared-lora, hlora or expert model, or the ctc model with `hlora export onnx`"
@@ -47,7 +47,7 @@ def export_hf(model: HloraModel, lang: str | None, out: Path) -> str:
     idx = export_language(model, lang)
     vocab = model.vocab(idx)
     encoder = model.backbone.module
-    head = model.ctc_heads.heads[0 if model.shared_head else idx]
+    head = model.readout.heads[0 if model.shared_head else idx]
     config = type(encoder.config).from_dict(encoder.config.to_dict())
     config.vocab_size, config.pad_token_id = len(vocab), vocab.index(BLANK)
     config.architectures = [CTC_CLASSES[model.backbone.kind]]

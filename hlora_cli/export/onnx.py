@@ -51,9 +51,9 @@ class _Encoder(nn.Module):
         lid = model._lid(h, lengths) if model.lid_head is not None and model.lid_after == self.upto else None
         if not self.head:
             return h, lengths, lid
-        log_probs = torch.log_softmax(model.ctc_heads.heads[0](h).float(), dim=-1)
-        if model.prefix_ids is not None:
-            lid = model._prefix_lid(log_probs, lengths)
+        log_probs = torch.log_softmax(model.readout.heads[0](h).float(), dim=-1)
+        if model.readout.tells_language:
+            lid = model.readout.prefix_lid(log_probs, lengths)
         if lid is None:  # one language: nothing to identify
             lid = torch.zeros(h.shape[0], 1, device=h.device)
         return lid, log_probs, lengths
@@ -138,7 +138,7 @@ def export_onnx(model: HloraModel, out: Path, int8: bool = False) -> list[str]:
         with torch.no_grad():
             h, lengths, _ = encoder(feats.values, feats.lengths)
         for idx, code in enumerate(model.languages):
-            routed = _Routed(model.folded_backbone(idx), point, model.ctc_heads.heads[idx])
+            routed = _Routed(model.folded_backbone(idx), point, model.readout.heads[idx])
             _export(
                 routed, (h, lengths), out / f"{code}.onnx", ["hidden", "out_lengths"], ["ctc_logprobs"],
                 {"hidden": {0: "batch", 1: "frames"}, "out_lengths": {0: "batch"},

@@ -78,13 +78,13 @@ def export_peft(model: HloraModel, out: Path) -> list[str]:
     if model.layout.routed:
         for idx, code in enumerate(model.languages):
             _write_adapter(model, out / code, idx, base)
-            head = model.ctc_heads.heads[idx]
+            head = model.readout.heads[idx]
             save_file({"weight": head.weight.detach().contiguous(), "bias": head.bias.detach().contiguous()},
                       str(out / code / "ctc_head.safetensors"))  # fmt: skip
             (out / code / "vocab.json").write_text(json.dumps(model.vocab(idx), ensure_ascii=False))
             written.append(code)
     if model.shared_head:  # one head for every language: beside the shared adapter
-        head = model.ctc_heads.heads[0]
+        head = model.readout.heads[0]
         save_file({"weight": head.weight.detach().contiguous(), "bias": head.bias.detach().contiguous()},
                   str(out / "shared" / "ctc_head.safetensors"))  # fmt: skip
         (out / "shared" / "vocab.json").write_text(json.dumps(model.vocab(0), ensure_ascii=False))

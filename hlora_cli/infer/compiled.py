@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from hlora_cli.data.features import Features
-from hlora_cli.model.hlora import ModelOutput
+from hlora_cli.model.output import ModelOutput
 
 MEL_FRAMES_PER_SECOND = 100  # Whisper's log-mel hop of 10 ms
 SAMPLES_PER_SECOND = 16000

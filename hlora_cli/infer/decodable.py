@@ -9,7 +9,7 @@ import torch
 
 from hlora_cli.data.features import Features
 from hlora_cli.model.config import ModelConfig
-from hlora_cli.model.hlora import ModelOutput
+from hlora_cli.model.output import ModelOutput
 
 
 @runtime_checkable
@@ -28,9 +28,6 @@ class DecodableModel(Protocol):
 
     @property
     def has_lid(self) -> bool: ...
-
-    @property
-    def seq2seq(self) -> bool: ...
 
     def vocab(self, lang: int) -> list[str]:
         """The token inventory of head `lang`."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,3 +72,23 @@ def item_duration(item: Item) -> float:
     if item.duration is None:
         item.duration = segment_duration(item.audio, item.start, item.end)
     return item.duration
+
+
+def chunks(items: list[Item], seconds: float) -> Iterator[list[Item]]:
+    """Consecutive runs of items of about `seconds` of audio each (at least one item): what a
+    streaming decode holds at a time. An item whose header does not read counts as 0 s (the
+    decoding pass skips it and says why)."""
+    chunk: list[Item] = []
+    total = 0.0
+    for it in items:
+        try:
+            d = item_duration(it)
+        except HloraError:
+            d = 0.0
+        if chunk and total + d > seconds:
+            yield chunk
+            chunk, total = [], 0.0
+        chunk.append(it)
+        total += d
+    if chunk:
+        yield chunk

@@ -16,7 +16,7 @@ from hlora_cli.data.features import Frontend, LogMelFrontend, WaveformFrontend
 from hlora_cli.errors import HloraError
 from hlora_cli.model.backbone import Features
 from hlora_cli.model.config import ModelConfig
-from hlora_cli.model.hlora import ModelOutput
+from hlora_cli.model.output import ModelOutput
 
 
 @dataclass
@@ -91,7 +91,6 @@ class OnnxModel:
         return self.config.one_language  # the rule the torch model follows
 
     has_lid = True  # only single-pass models are exported
-    seq2seq = False  # only CTC readouts are exported to ONNX (a Whisper goes through `export whisper`)
 
     def vocab(self, lang: int) -> list[str]:
         return self.config.head_vocab(lang)

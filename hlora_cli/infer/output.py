@@ -8,7 +8,7 @@ from pathlib import Path
 
 from hlora_cli.errors import HloraError
 from hlora_cli.files import atomic_write, check_output, json_text
-from hlora_cli.infer.runner import Report, Result
+from hlora_cli.infer.results import Report, Result
 
 
 def result_line(r: Result) -> str:

@@ -15,7 +15,8 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,112 +28,14 @@ from hlora_cli.data.loader import Job, Segment, default_workers, load_in_backgro
 from hlora_cli.device import autocast, check_dtype, resolve_device, say_on_stderr
 from hlora_cli.errors import HloraError
 from hlora_cli.infer.compiled import bucket, compile_model, unbucket
-from hlora_cli.infer.ctc_decode import BeamDecoder, Hypothesis, greedy_hypothesis
 from hlora_cli.infer.decodable import DecodableModel
 from hlora_cli.infer.inputs import Item, item_duration
-from hlora_cli.infer.long_audio import Window, stitch, text_windows, windows
+from hlora_cli.infer.long_audio import Window
+from hlora_cli.infer.options import ROUTING_FLAGS, DecodeOptions
+from hlora_cli.infer.reading import Reading, reading_for
+from hlora_cli.infer.results import Report, Result
 from hlora_cli.model import ModelOutput
 from hlora_cli.model.backbone import Features
-from hlora_cli.model.whisper_decoder import LOOP_NGRAM, TOKENS_PER_SECOND, generate, retry_loops, token_budget
-from hlora_cli.values import check_number
-from text_normalization import normalize
-
-MODES = ("single", "two-stage", "oracle")
-ROUTING_FLAGS = {"hard": "predicted", "soft": "soft", "top2": "top2"}  # --routing -> the model core's routing
-
-
-@dataclass(frozen=True)
-class DecodeOptions:
-    mode: str = "single"
-    routing: str = "hard"  # single pass: hard, soft or top2
-    decoder: str = "greedy"  # "greedy" or "beam"
-    beam_width: int | None = None  # default: 32 (CTC prefix beams), 5 (seq2seq beams)
-    lms: dict[str, str] = field(default_factory=dict)  # language -> KenLM (ARPA or binary)
-    lm_alpha: float = 0.5
-    lm_beta: float = 1.0
-    batch_seconds: float = 60.0
-    window: float = 25.0  # longer audio is decoded in windows of this many seconds
-    overlap: float = 2.0
-    lang: str | None = None  # oracle language for inputs without one
-    merge: bool = True  # fold LoRA into the weights of a copy of the model (bare-backbone speed)
-    compile: bool = False  # torch.compile the encoder pass (CUDA graphs on a GPU): infer/compiled.py
-    device: str = "auto"  # auto, cpu, cuda, cuda:N
-    dtype: str = "auto"  # auto (bf16 where the device computes it natively), fp32, bf16, fp16 (CUDA only)
-    num_workers: int | None = None  # processes reading audio ahead; default none on 1-2 cores, else cores / 4 up to 4
-    # seq2seq: repetition loops (Whisper on synthetic voices) are cut by a token budget per second
-    # of audio and, if asked, transformers' no-repeat n-gram rule; a hypothesis that still loops
-    # (whisper's compression-ratio test) is generated again without repeated loop_ngram-grams
-    max_tokens_per_second: float = TOKENS_PER_SECOND
-    no_repeat_ngram: int = 0
-    loop_ngram: int = LOOP_NGRAM
-
-    @property
-    def seq2seq_beams(self) -> int:
-        """Beams of a seq2seq (Whisper decoder) search: 1 for greedy, else --beam-width (5)."""
-        return 1 if self.decoder == "greedy" else self.beam_width or 5
-
-    def __post_init__(self) -> None:
-        """Every value checked before any model is loaded or file read."""
-        if self.mode not in MODES:
-            raise HloraError(f"unknown mode '{self.mode}': choose single, two-stage or oracle")
-        if self.routing not in ROUTING_FLAGS:
-            raise HloraError(f"unknown routing '{self.routing}': choose {', '.join(ROUTING_FLAGS)}")
-        if self.decoder not in ("greedy", "beam"):
-            raise HloraError(f"unknown decoder {self.decoder}: choose greedy or beam")
-        check_number("--beam-width", self.beam_width, 1, optional=True)
-        check_number("--max-tokens-per-second", self.max_tokens_per_second, 0, open_low=True)
-        check_number("--no-repeat-ngram", self.no_repeat_ngram, 0)
-        check_number("--loop-ngram", self.loop_ngram, 0)
-        check_number("--lm-alpha", self.lm_alpha, 0)
-        check_number("--lm-beta", self.lm_beta, -1e9)
-        check_number("--batch-seconds", self.batch_seconds, 0, open_low=True)
-        check_number("--overlap", self.overlap, 0)
-        check_number("--window", self.window, 1)
-        check_number("--num-workers", self.num_workers, 0, optional=True)
-        if self.window <= self.overlap:
-            raise HloraError(f"--window {self.window} must be longer than --overlap {self.overlap}")
-
-
-def chunks(items: list[Item], seconds: float) -> Iterator[list[Item]]:
-    """Consecutive runs of items of about `seconds` of audio each (at least one item): what a
-    streaming decode holds at a time. An item whose header does not read counts as 0 s (the
-    decoding pass skips it and says why)."""
-    chunk: list[Item] = []
-    total = 0.0
-    for it in items:
-        try:
-            d = item_duration(it)
-        except HloraError:
-            d = 0.0
-        if chunk and total + d > seconds:
-            yield chunk
-            chunk, total = [], 0.0
-        chunk.append(it)
-        total += d
-    if chunk:
-        yield chunk
-
-
-@dataclass
-class Result:
-    id: str
-    lang: str
-    lang_probs: dict[str, float]
-    text: str
-    words: list[tuple[str, float, float]]
-    duration: float
-
-
-@dataclass
-class Report:
-    results: list[Result]
-    skipped: list[tuple[str, str]]  # (id, reason)
-    audio_seconds: float
-    wall_seconds: float
-
-    @property
-    def rtf(self) -> float:
-        return self.wall_seconds / max(1e-9, self.audio_seconds)
 
 
 class Recognizer:
@@ -164,21 +67,10 @@ class Recognizer:
         # Whisper's encoder takes 30 s at most (either model's, two-stage); 1 s spare for framing
         limits = [m.backbone.max_seconds for m in (model, lid_model) if m is not None and m.backbone.max_seconds]
         self.window = min([options.window, *(limit - 1 for limit in limits)])
-        self.seq2seq = model.seq2seq
-        if self.seq2seq and options.lms:
-            raise HloraError("--lm fuses a KenLM into CTC beam search; a seq2seq model decodes with Whisper's decoder")
+        self.reading: Reading = reading_for(self.model, options, self.device, self.dtype)  # CTC heads or a decoder
         self.workers = default_workers() if options.num_workers is None else options.num_workers
-        self.fps = model.backbone.frames_per_second
         # shorter audio gives no frame: skipped with its file named (either model's, two-stage)
         self.min_samples = max(m.backbone.frontend.min_samples for m in (model, lid_model) if m is not None)
-        self._beams: dict[int, BeamDecoder] = {}
-        unknown = sorted(set(options.lms) - set(model.languages))
-        if unknown:
-            raise HloraError(
-                f"--lm for {', '.join(unknown)}: the model has no head for it (it knows {', '.join(model.languages)})"
-            )
-        for code in options.lms:  # load every LM now: a broken one fails before any decoding
-            self._beam(model.languages.index(code))
 
     def _ready(self, model: DecodableModel | None, options: DecodeOptions) -> DecodableModel | None:
         """An eval-mode copy on the device, merged if asked (the caller's model stays as it was)."""
@@ -232,25 +124,6 @@ class Recognizer:
         return out
 
     # --- decoding ------------------------------------------------------------------------
-    def _hypothesis(self, log_probs: np.ndarray, lang_idx: int) -> Hypothesis:
-        vocab = self.model.vocab(lang_idx)
-        code = self.model.languages[lang_idx]
-        if self.opt.decoder == "greedy":
-            return greedy_hypothesis(log_probs, vocab, code, self.fps)
-        return self._beam(lang_idx)(log_probs, self.fps)
-
-    def _beam(self, lang_idx: int) -> BeamDecoder:
-        if lang_idx not in self._beams:
-            code = self.model.languages[lang_idx]
-            lm = self.opt.lms.get(code)
-            try:
-                self._beams[lang_idx] = BeamDecoder(
-                    self.model.vocab(lang_idx), code, lm, self.opt.beam_width or 32, self.opt.lm_alpha, self.opt.lm_beta
-                )
-            except (OSError, RuntimeError, ValueError) as e:
-                raise HloraError(f"{lm}: not a readable KenLM model (ARPA or binary) for --lm {code} ({e})") from e
-        return self._beams[lang_idx]
-
     def _batches(self, wins: list[Window]) -> list[list[Window]]:
         """Windows in duration order, (longest x count) <= --batch-seconds, as training batches."""
         lengths = [w.end - w.start for w in wins]
@@ -337,9 +210,7 @@ class Recognizer:
         return Report(results, skipped, sum(items[i].duration for i in ok), time.time() - start)
 
     def _windows(self, items: list[Item], ok: list[int]) -> list[Window]:
-        if self.seq2seq:
-            return [w for i in ok for w in text_windows(i, items[i].duration, self.window)]
-        return [w for i in ok for w in windows(i, items[i].duration, self.window, self.opt.overlap, self.fps)]
+        return [w for i in ok for w in self.reading.windows(i, items[i].duration, self.window)]
 
     @staticmethod
     def _drop_failed(
@@ -416,76 +287,38 @@ class Recognizer:
                     out = self._forward(model, feats, "oracle", model.lang_index([fixed(w) for w in batch]))
                 else:
                     out = self._forward(model, feats, ROUTING_FLAGS[self.opt.routing])
-                texts = self._generate(out, batch) if self.seq2seq else None
-                decoded.add(batch, out, model, record_lid=[w.item not in decided for w in batch], texts=texts)
+                outputs = self.reading.window_outputs(out, batch)
+                decoded.add(batch, out, outputs, record_lid=[w.item not in decided for w in batch])
             if on_progress:
                 on_progress(sum(w.end - w.start for w in full))
         return decoded
 
-    def _generate(self, out: ModelOutput, batch: list[Window]) -> list[str]:
-        """seq2seq: each window's text from Whisper's decoder, forced to its routed language."""
-        opt, model = self.opt, self.model
-        caps = [token_budget(w.end - w.start, opt.max_tokens_per_second) for w in batch]
-        with autocast(self.device, self.dtype):
-            ids = generate(model, out, opt.seq2seq_beams, opt.no_repeat_ngram, caps)
-        texts = [model.backbone.decode_tokens(t) for t in ids]
-
-        def again(rows: list[int], ngram: int) -> list[str]:  # those rows of the batch, generated anew
-            idx = torch.tensor(rows, device=out.encoder_out.device)
-            part = replace(
-                out,
-                lang_ids=out.lang_ids[idx],
-                out_lengths=out.out_lengths[idx],
-                encoder_out=out.encoder_out[idx],
-                route_weights=None if out.route_weights is None else out.route_weights[idx],
-            )
-            with autocast(self.device, self.dtype):
-                ids = generate(model, part, opt.seq2seq_beams, ngram, [caps[n] for n in rows])
-            return [model.backbone.decode_tokens(t) for t in ids]
-
-        return retry_loops(texts, opt.loop_ngram, opt.no_repeat_ngram, again)
-
     def _result(
         self, it: Item, given: str | None, decided: tuple[str, dict[str, float]] | None, decoded: _Decoded, i: int
     ) -> Result:
-        """One recording's result: its windows stitched and decoded with the routed head; its
+        """One recording's result: its windows read with the routed head (or decoder language); its
         language the given one, else the decided one, else the routed head's."""
         lang_idx = decoded.routed[i]
         code = given or (decided[0] if decided else self.model.languages[lang_idx])
         probs = decided[1] if decided else {}
-        if self.seq2seq:  # normalised as the training targets were, and as every other system writes
-            text = " ".join(t for _, t in sorted(decoded.texts[i], key=lambda p: p[0].index) if t)
-            return Result(it.id, code, probs, normalize(text, code), [], it.duration)
-        hyp = self._hypothesis(stitch(decoded.parts[i], self.fps), lang_idx)
-        return Result(it.id, code, probs, hyp.text, hyp.words, it.duration)
+        text, words = self.reading.text(decoded.parts[i], lang_idx, code)
+        return Result(it.id, code, probs, text, words, it.duration)
 
 
 @dataclass
 class _Decoded:
-    """The decoding pass's output per recording (by item index): its windows' CTC log-probs, the
-    head that decoded them, and (single pass) the LID posteriors of its windows."""
+    """The decoding pass's output per recording (by item index): what its windows left for its text
+    (CTC log-probs, or Whisper's text: infer/reading.py), the head that read them, and (single
+    pass) the LID posteriors of its windows."""
 
-    parts: dict[int, list[tuple[Window, np.ndarray]]] = field(default_factory=dict)
+    parts: dict[int, list[tuple[Window, Any]]] = field(default_factory=dict)
     routed: dict[int, int] = field(default_factory=dict)
     lid: dict[int, list[tuple[float, np.ndarray]]] = field(default_factory=dict)
-    texts: dict[int, list[tuple[Window, str]]] = field(default_factory=dict)  # seq2seq: each window's text
 
-    def add(
-        self,
-        batch: list[Window],
-        out: ModelOutput,
-        model: DecodableModel,
-        record_lid: list[bool],
-        texts: list[str] | None = None,
-    ) -> None:
-        lengths = out.out_lengths.cpu().tolist()
-        ctc = out.ctc_logprobs.float().cpu().numpy() if texts is None else None
+    def add(self, batch: list[Window], out: ModelOutput, outputs: list[Any], record_lid: list[bool]) -> None:
         lid = out.lid_logprobs.float().exp().cpu().numpy() if out.lid_logprobs is not None else None
         for b, (w, lang_idx) in enumerate(zip(batch, out.lang_ids.cpu().tolist(), strict=True)):
             self.routed[w.item] = lang_idx
-            if texts is not None:
-                self.texts.setdefault(w.item, []).append((w, texts[b]))
-            else:
-                self.parts.setdefault(w.item, []).append((w, ctc[b, : lengths[b], : len(model.vocab(lang_idx))]))
+            self.parts.setdefault(w.item, []).append((w, outputs[b]))
             if lid is not None and record_lid[b]:
                 self.lid.setdefault(w.item, []).append((w.end - w.start, lid[b]))

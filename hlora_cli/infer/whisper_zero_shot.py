@@ -18,7 +18,8 @@ from hlora_cli.device import autocast, check_dtype, resolve_device
 from hlora_cli.errors import HloraError
 from hlora_cli.infer.inputs import Item, item_duration
 from hlora_cli.infer.long_audio import text_windows
-from hlora_cli.infer.runner import DecodeOptions, Report, Result
+from hlora_cli.infer.options import DecodeOptions
+from hlora_cli.infer.results import Report, Result
 from hlora_cli.model.whisper_decoder import quiet_generation, retry_loops, text_tokens, token_budget
 from text_normalization import normalize
 

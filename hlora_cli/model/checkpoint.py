@@ -70,10 +70,19 @@ def _config(text: str, path: Path) -> ModelConfig:
         raise HloraError(f"{path}: not a valid hlora model config ({e})") from e
 
 
+# A model directory written before the CTC heads became the model's readout (model/readout.py)
+# names them ctc_heads.heads.N; they load under today's name.
+OLD_HEADS, HEADS = "ctc_heads.", "readout."
+
+
+def current_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {HEADS + n[len(OLD_HEADS) :] if n.startswith(OLD_HEADS) else n: t for n, t in state.items()}
+
+
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
     """A model directory's weights file, as tensors by parameter name."""
     try:
-        return load_file(str(path))
+        return current_names(load_file(str(path)))
     except FileNotFoundError as e:
         raise HloraError(f"{path}: no such file; the model directory is incomplete") from e
     except Exception as e:  # safetensors' own error type: a file cut short, or not safetensors at all
@@ -82,7 +91,7 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
 
 def _weights(data: bytes, path: Path) -> dict[str, torch.Tensor]:
     try:
-        return load_safetensors(data)
+        return current_names(load_safetensors(data))
     except Exception as e:  # as read_weights
         raise HloraError(f"{path}: not a readable safetensors file (cut short or corrupt: {e})") from e
 

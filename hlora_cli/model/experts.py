@@ -119,12 +119,6 @@ def student_config(experts: list[Expert], rank: int, alpha: float, dropout: floa
     return _combined(experts, "student", lora, shared_vocab=vocab, lid=lid)
 
 
-def token_maps(student_vocab: list[str], experts: list[Expert]) -> list[torch.Tensor]:
-    """For each expert (language order): the student's index of each of its tokens."""
-    index = {t: i for i, t in enumerate(student_vocab)}
-    return [torch.tensor([index[t] for t in e.vocab], dtype=torch.long) for e in experts]
-
-
 def load_expert_weights(model: HloraModel, experts: list[Expert]) -> None:
     """Copy expert i's LoRA into adapter i of every LoRA module and its head into head i (mole,
     teacher). Parameter names match: the same backbone wrapped the same way."""
@@ -137,7 +131,7 @@ def load_expert_weights(model: HloraModel, experts: list[Expert]) -> None:
                     if target is None or target.shape[1:] != t.shape[1:]:
                         raise HloraError(f"{e.dir}: {name} does not fit the model built from the experts")
                     target[i].copy_(t[0])
-                elif name.startswith("ctc_heads.heads.0."):
+                elif name.startswith("readout.heads.0."):
                     params[name.replace("heads.0.", f"heads.{i}.", 1)].copy_(t)
     expected = {n for n in params if ".lora_" in n}
     missing = expected - set(experts[0].state)
@@ -175,17 +169,17 @@ def init_student(model: HloraModel, experts: list[Expert]) -> None:
             module.lora_B[0].zero_()
             module.lora_B[0, :, :n].copy_(u[:, :n] * root)
             module.lora_A[0, :n].copy_(root[:, None] * vh[:n])
-        if model.seq2seq:  # one decoder, Whisper's own output layer: no head to average
+        if model.config.seq2seq:  # one decoder, Whisper's own output layer: no head to average
             return
         vocab = model.config.shared_vocab
-        w, b = params["ctc_heads.heads.0.weight"], params["ctc_heads.heads.0.bias"]
+        w, b = params["readout.heads.0.weight"], params["readout.heads.0.bias"]
         sums, counts = torch.zeros_like(w), torch.zeros(len(vocab))
         bias = torch.zeros_like(b)
         index = {t: i for i, t in enumerate(vocab)}
         for e in experts:
             rows = torch.tensor([index[t] for t in e.vocab])
-            sums[rows] += e.state["ctc_heads.heads.0.weight"]
-            bias[rows] += e.state["ctc_heads.heads.0.bias"]
+            sums[rows] += e.state["readout.heads.0.weight"]
+            bias[rows] += e.state["readout.heads.0.bias"]
             counts[rows] += 1
         w.copy_(sums / counts[:, None])
         b.copy_(bias / counts)

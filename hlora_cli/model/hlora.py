@@ -12,57 +12,36 @@ mole        : the experts' LoRA in every layer: in layers 1..l1 every expert's u
               learned fusion weights (softmax over experts, one set per layer); a router (the LID
               head) after layer l1; in l1+1..N and the heads, the routed language's own expert.
               Only fusion weights and router train.
-student     : the shared-lora layout, its LoRA distilled from experts (train/losses.py)
+student     : the shared-lora layout, its LoRA distilled from experts (model/losses.py)
 
-seq2seq (backbone_mode, Whisper only): the same encoder layouts, and instead of CTC heads Whisper's
-own decoder with LoRA in its layers: shared for the shared-head types, each language's own
-(routed as the encoder's top layers) for the others; the decoder is forced to the routed
-language's token (model/whisper_decoder.py).
+What reads the encoder (model/readout.py), chosen once from the config: CTC heads, or (seq2seq,
+Whisper only) Whisper's own decoder with LoRA in its layers: shared for the shared-head types, each
+language's own (routed as the encoder's top layers) for the others, forced to the routed
+language's token.
 
 Routing of the routed layers: "oracle" (the given language), "predicted" (the LID's argmax, hard),
 "soft" (every language's LoRA weighted by the LID posterior) or "top2" (the two most likely,
 renormalised). The CTC head is the routed language's; in soft training every head's loss is
-weighted by the posterior (see train/losses.py).
+weighted by the posterior (see model/losses.py).
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from hlora_cli.data.vocab import BLANK
 from hlora_cli.errors import HloraError
 from hlora_cli.model.backbone import Backbone, Features, additive_mask
-from hlora_cli.model.config import SHARED_HEAD_TYPES, ModelConfig, resolve_layout
-from hlora_cli.model.heads import CTCHeads, LIDHead, valid_mask
+from hlora_cli.model.config import ModelConfig, resolve_layout
+from hlora_cli.model.heads import LIDHead
 from hlora_cli.model.lora import LoRALinear, inject_lora, layer_of, routing
-from hlora_cli.model.whisper_decoder import inject_decoder_lora
+from hlora_cli.model.output import ModelOutput
+from hlora_cli.model.readout import make_readout
 
 ROUTING_MODES = ("predicted", "oracle", "soft", "top2")
-
-
-@dataclass
-class ModelOutput:
-    """lid_logprobs : shape = (batch, n_languages), LID log-posteriors (None without LID)
-    lang_ids : shape = (batch,), index of the language whose routed LoRA (argmax) and head were used
-    ctc_logprobs : shape = (batch, frames, max vocab), per-frame CTC log-probabilities of that head
-    out_lengths : shape = (batch,), valid frames per utterance
-    route_weights : shape = (batch, n_languages), soft/top2 routing weights (None when hard)
-    head_ctc_logprobs : every head's log-probabilities, shape = (batch, frames, vocab of head l),
-        in soft training only (the loss weights each head by route_weights)"""
-
-    lid_logprobs: torch.Tensor | None
-    lang_ids: torch.Tensor
-    ctc_logprobs: torch.Tensor
-    out_lengths: torch.Tensor
-    route_weights: torch.Tensor | None = None
-    head_ctc_logprobs: list[torch.Tensor] | None = None
-    hidden: list[torch.Tensor] | None = None
-    encoder_out: torch.Tensor | None = None  # seq2seq: shape = (batch, frames, d_model), the decoder's memory
 
 
 class HloraModel(nn.Module):
@@ -97,14 +76,8 @@ class HloraModel(nn.Module):
             self.lora.append(inject_lora(backbone.layers()[i], backbone.target_paths, n, config.lora, where))
         if self.layout.finetuned:
             backbone.unfreeze([n - 1 for n in self.layout.finetuned])
-        self.decoder_lora: list[LoRALinear] = []
-        if config.seq2seq:
-            n = 1 if config.decoder_lora == "shared" else n_lang
-            for i, layer in enumerate(backbone.decoder_layers()):
-                self.decoder_lora += inject_decoder_lora(layer, n, config.lora, f"whisper decoder layer {i + 1}")
         self.lid_head = LIDHead(backbone.hidden_size, n_lang, config.lid) if self.lid_after else None
-        self.ctc_heads = None if config.seq2seq else CTCHeads(backbone.hidden_size, self._vocab_sizes())
-        self.prefix_ids = self._prefix_ids() if config.model_type == "ctc" else None
+        self.readout = make_readout(config, backbone)  # CTC heads or Whisper's decoder
         # mole: per fused layer, one logit per expert; softmax -> convex weights. Zeros: the
         # experts' mean, and one-hot (a -inf everywhere else) gives exactly one expert.
         n_fused = len(self.layout.fused)
@@ -113,45 +86,12 @@ class HloraModel(nn.Module):
             for m in self.lora_modules():
                 m.lora_A.requires_grad_(False)
                 m.lora_B.requires_grad_(False)
-            if self.ctc_heads is not None:
-                self.ctc_heads.requires_grad_(False)
+            self.readout.requires_grad_(False)
         self.gradient_checkpointing = False  # recompute layer activations in backward (set by the trainer)
-
-    @property
-    def seq2seq(self) -> bool:
-        return self.config.seq2seq
 
     @property
     def plan(self) -> list[str]:
         return self.layer_lora
-
-    def _vocab_sizes(self) -> list[int]:  # ctc backbone mode only
-        cfg = self.config
-        if cfg.model_type in SHARED_HEAD_TYPES:
-            vocabs = [cfg.shared_vocab]
-            if not cfg.shared_vocab:
-                raise HloraError(f"a {cfg.model_type} model needs a shared vocabulary (shared_vocab)")
-        else:
-            missing = [lang for lang in cfg.languages if lang not in cfg.vocabs]
-            if missing:
-                raise HloraError(
-                    f"language(s) {', '.join(missing)} have no token inventory, so no CTC head: add them to the vocab"
-                )
-            vocabs = [cfg.vocabs[lang] for lang in cfg.languages]
-        for v in vocabs:
-            if not v or v[0] != BLANK:
-                raise HloraError(f"a token inventory must start with the blank '{BLANK}' (index 0)")
-        return [len(v) for v in vocabs]
-
-    def _prefix_ids(self) -> torch.Tensor:
-        vocab = self.config.shared_vocab
-        missing = [lang for lang in self.config.languages if f"<{lang}>" not in vocab]
-        if missing:
-            raise HloraError(
-                f"a ctc model reads its language from prefix tokens, but the shared vocabulary lacks "
-                f"{', '.join(f'<{x}>' for x in missing)}: make it with `hlora prepare vocab --prefix-tokens`"
-            )
-        return torch.tensor([vocab.index(f"<{lang}>") for lang in self.config.languages])
 
     @property
     def languages(self) -> list[str]:
@@ -166,14 +106,21 @@ class HloraModel(nn.Module):
     def has_lid(self) -> bool:
         """Whether the model tells the language itself (a LID head, ctc's prefix tokens, or an
         expert's only language)."""
-        return self.lid_head is not None or self.prefix_ids is not None or self.one_language
+        return self.lid_head is not None or self.readout.tells_language or self.one_language
+
+    @property
+    def routes_by_language(self) -> bool:
+        """Whether an utterance's routed language changes what the model makes of it (its routed
+        LoRA, its head, or the language token the decoder is forced to), so that routing by the
+        LID and by the true language can differ."""
+        return not self.one_language and (bool(self.layout.routed) or self.readout.follows_route)
 
     @property
     def shared_head(self) -> bool:
         return self.config.shared_head
 
     def vocab(self, lang: int) -> list[str]:
-        """Token inventory of the CTC head that language index `lang` decodes with."""
+        """Token inventory of the CTC head that language index `lang` decodes with ([] for Whisper's decoder)."""
         return self.config.head_vocab(lang)
 
     def lang_index(self, codes: list[str]) -> torch.Tensor:
@@ -185,13 +132,6 @@ class HloraModel(nn.Module):
 
     def _lid(self, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return torch.log_softmax(self.lid_head(h, lengths).float(), dim=-1)
-
-    def _prefix_lid(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """ctc: LID log-posteriors from the CTC posteriors of the prefix tokens (their total mass
-        over the valid frames), normalised over the model's languages."""
-        lp = log_probs[:, :, self.prefix_ids.to(log_probs.device)]
-        lp = lp.masked_fill(~valid_mask(lengths, lp.shape[1])[..., None], float("-inf"))
-        return torch.log_softmax(torch.logsumexp(lp, dim=1), dim=-1)
 
     @staticmethod
     def _route_weights(lid_logprobs: torch.Tensor, routing_mode: str) -> torch.Tensor | None:
@@ -242,9 +182,8 @@ class HloraModel(nn.Module):
         "soft" / "top2": the routed LoRA are mixed by the LID posterior (all, or the two most likely)
         and the head is the argmax's; "oracle": `langs` (shape = (batch,)) chooses. Models
         without routed layers ignore the routing for their LoRA. `hidden`: also return every
-        layer's output (in the caller's order; seq2seq: the encoder's, then the decoder's).
-        seq2seq: `encoder_out` instead of CTC log-probs, for `decode` (teacher forcing) or
-        `whisper_decoder.generate`.
+        layer's output (in the caller's order). The readout fills its fields of the output (CTC
+        log-probs, or the encoder output that Whisper's decoder reads: model/readout.py).
         """
         if routing_mode not in ROUTING_MODES:
             raise HloraError(f"unknown routing '{routing_mode}': choose {', '.join(ROUTING_MODES)}")
@@ -280,45 +219,18 @@ class HloraModel(nn.Module):
         if self.lid_after == len(self.layer_lora):
             lid_logprobs = self._lid(h, lengths)
             route = route if route is not None else lid_logprobs.argmax(-1)
-        # What reads the encoder: the CTC heads, or (seq2seq) Whisper's decoder, which gets h itself
-        log_probs, head_ctc_logprobs, encoder_out = None, None, h if self.seq2seq else None
-        if not self.seq2seq:
-            head_route = torch.zeros(h.shape[0], dtype=torch.long, device=h.device) if self.shared_head else route
-            log_probs = self.ctc_heads(h, head_route)
-            if self.prefix_ids is not None:
-                lid_logprobs = self._prefix_lid(log_probs, lengths)
-                route = route if route is not None else lid_logprobs.argmax(-1)
-            head_ctc_logprobs = self.ctc_heads.every_head(h) if weights is not None and self.training else None
-        if order is not None:  # back to the caller's order
+        read, read_lid = self.readout.read(h, lengths, route, weights)
+        if read_lid is not None:  # the readout tells the language (ctc's prefix tokens)
+            lid_logprobs = read_lid
+            route = route if route is not None else lid_logprobs.argmax(-1)
+        if order is not None:  # back to the caller's order (soft routing never sorts: no list to undo)
             inverse = torch.argsort(order)
             lengths, route = lengths[inverse], route[inverse]
-            log_probs = log_probs[inverse] if log_probs is not None else None
-            encoder_out = encoder_out[inverse] if encoder_out is not None else None
+            read = {k: v[inverse] if isinstance(v, torch.Tensor) else v for k, v in read.items()}
             if states is not None:
                 states = [s[inverse] if n >= sorted_from else s for n, s in enumerate(states)]
-        return ModelOutput(lid_logprobs, route, log_probs, lengths, weights, head_ctc_logprobs, states, encoder_out)
-
-    def decode(
-        self,
-        encoder_out: torch.Tensor,
-        lengths: torch.Tensor,
-        route: torch.Tensor,
-        weights: torch.Tensor | None,
-        input_ids: torch.Tensor,
-        hidden: bool = False,
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """seq2seq, teacher-forced: the decoder's logits, shape = (batch, tokens, vocab), with each
-        utterance's routed (or shared) decoder LoRA; and, with `hidden`, every decoder layer's output."""
-        bb = self.backbone
-        with bb.masked(lengths, encoder_out.shape[1]), routing(self.decoder_lora, route, weights):
-            out = bb.decoder(
-                input_ids=input_ids.to(encoder_out.device),
-                encoder_hidden_states=encoder_out,
-                output_hidden_states=hidden,
-                use_cache=False,
-            )
-        states = list(out.hidden_states[1:]) if hidden else []
-        return bb.proj_out(out.last_hidden_state), states
+        fields = {"ctc_logprobs": None, **read}
+        return ModelOutput(lid_logprobs, route, out_lengths=lengths, route_weights=weights, hidden=states, **fields)
 
     @torch.no_grad()
     def identify(self, feats: Features) -> torch.Tensor:
@@ -329,7 +241,7 @@ class HloraModel(nn.Module):
             raise HloraError("a lidlora model has no LID head: use a ctc, shared-lora or hlora model for language ID")
         if self.one_language:
             return torch.zeros(feats.values.shape[0], 1, device=feats.values.device)
-        if self.prefix_ids is not None:
+        if self.readout.tells_language:
             return self(feats, "predicted").lid_logprobs
         h, lengths = self.backbone.embed(feats)
         mask = additive_mask(lengths, h.shape[1], h.dtype)
@@ -364,7 +276,7 @@ class HloraModel(nn.Module):
         return backbone.requires_grad_(False).eval()
 
     def lora_modules(self) -> list[LoRALinear]:
-        return [m for layer in self.lora for m in layer] + self.decoder_lora
+        return [m for layer in self.lora for m in layer] + self.readout.lora_modules()
 
     def merge(self, routed: bool = False) -> None:
         """Fold shared LoRA into the frozen weights for inference; with `routed`, also keep one
@@ -376,7 +288,7 @@ class HloraModel(nn.Module):
                     m.merge_fused(self.fusion_weights(i))
                 else:
                     m.merge(routed=routed)
-        for m in self.decoder_lora:
+        for m in self.readout.lora_modules():
             m.merge(routed=routed)
 
     def unmerge(self) -> None:

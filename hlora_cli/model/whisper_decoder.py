@@ -37,6 +37,8 @@ CROSS_ATTENTION = {
 }
 FEED_FORWARD = {"ff_in": "fc1", "ff_out": "fc2"}
 IGNORE = -100  # label of a position that has no loss (the prefix, padding)
+# <|startoftranscript|><|lang|><|transcribe|><|notimestamps|>: what every decoder pass starts with
+PREFIX_TOKENS = 4
 # Generation budget: a Whisper token is rarely under a twelfth of a second of speech, and a
 # repetition loop (Whisper on a synthetic voice) otherwise runs to the decoder's 448 positions.
 TOKENS_PER_SECOND = 12.0
@@ -100,7 +102,7 @@ def inject_decoder_lora(layer: nn.Module, n_adapters: int, cfg: LoRAConfig, wher
 def teacher_forcing(prefix: torch.Tensor, targets: list[list[int]], eot: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Decoder inputs and labels of a batch: input = prefix + text, label = text + end token,
     the prefix's positions (but its last, which predicts the first text token) and padding
-    labelled IGNORE. Returns (input_ids, labels), each shape = (batch, 4 + longest text)."""
+    labelled IGNORE. Returns (input_ids, labels), each shape = (batch, PREFIX_TOKENS + longest text)."""
     n_prefix = prefix.shape[1]
     longest = max(len(t) for t in targets) + 1
     inputs = torch.full((len(targets), n_prefix - 1 + longest), eot, dtype=torch.long)
@@ -150,9 +152,9 @@ def generate(
     codes = [model.languages[i] for i in route.tolist()]
     caps = max_new_tokens if isinstance(max_new_tokens, list) else [max_new_tokens] * len(codes)
     caps = [caps[i] for i in order.tolist()]
-    limit = bb.max_target_positions - 4  # the prefix's 4 tokens count against the decoder's positions
+    limit = bb.max_target_positions - PREFIX_TOKENS  # the prefix's tokens count against the decoder's positions
     cap = min(limit, max(c if c is not None else limit for c in caps))
-    with quiet_generation(), bb.masked(lengths, enc.shape[1]), routing(model.decoder_lora, route, weights):
+    with quiet_generation(), bb.masked(lengths, enc.shape[1]), routing(model.readout.decoder_lora, route, weights):
         seqs = bb.generator.generate(
             encoder_outputs=BaseModelOutput(last_hidden_state=enc),
             language=codes,  # the forced prefix: <|startoftranscript|><|lang|><|transcribe|><|notimestamps|>

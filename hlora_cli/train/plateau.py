@@ -7,21 +7,9 @@ from __future__ import annotations
 
 from collections import deque
 
-import torch
-
 # Below this many emitted tokens per reference token (over the last window) a language is reported:
 # a head that has left the plateau emits about one per reference token.
 PLATEAU_RATIO = 0.5
-
-
-def emitted_tokens(log_probs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Tokens greedy CTC decoding emits per utterance (repeats merged, blanks dropped).
-    log_probs : shape = (batch, frames, vocab); lengths : shape = (batch,) valid frames."""
-    best = log_probs.argmax(-1)
-    valid = torch.arange(best.shape[1], device=best.device)[None, :] < lengths[:, None]
-    new = torch.ones_like(best, dtype=torch.bool)
-    new[:, 1:] = best[:, 1:] != best[:, :-1]
-    return ((best != 0) & new & valid).sum(1)
 
 
 class EmissionWatch:
@@ -31,9 +19,9 @@ class EmissionWatch:
         self.languages = languages
         self.recent: deque[tuple[list[int], list[int], list[int]]] = deque(maxlen=window)
 
-    def add(self, log_probs: torch.Tensor, lengths: torch.Tensor, langs: list[int], targets: list[int]) -> None:
-        """One batch: its head's log-probabilities, valid frames, language indices and reference lengths."""
-        emitted = emitted_tokens(log_probs.detach(), lengths).tolist()
+    def add(self, emitted: list[int], langs: list[int], targets: list[int]) -> None:
+        """One batch: the tokens greedy decoding emits per utterance (CTCReadout.emitted), their
+        language indices and reference lengths."""
         self.recent.append((langs, emitted, targets))
 
     def state_dict(self) -> list:

@@ -25,7 +25,6 @@ from hlora_cli.data.vocab import Vocab, norm_text
 from hlora_cli.device import autocast, check_dtype, fit_threads, resolve_device, say_on_stderr
 from hlora_cli.errors import HloraError
 from hlora_cli.files import json_text
-from hlora_cli.infer.ctc_decode import greedy_hypothesis
 from hlora_cli.model import BackboneRef, HloraModel, LIDConfig, LoRAConfig, ModelConfig, build_model
 from hlora_cli.model.backbone import detect_kind
 from hlora_cli.model.config import SHARED_HEAD_TYPES, layer_plan
@@ -36,11 +35,10 @@ from hlora_cli.model.experts import (
     load_teacher,
     mole_config,
     student_config,
-    token_maps,
     warm_start_mole,
 )
+from hlora_cli.model.readout import Objective
 from hlora_cli.score.metrics import char_errors
-from hlora_cli.train import seq2seq
 from hlora_cli.train import state as run_state
 from hlora_cli.train.batches import TrainBatches
 from hlora_cli.train.config import TrainConfig
@@ -48,15 +46,13 @@ from hlora_cli.train.data import (
     ExampleMaker,
     Examples,
     StreamedExamples,
-    experts_vocab,
     load_examples,
     no_head,
     shard_examples,
 )
 from hlora_cli.train.distributed import Dist
-from hlora_cli.train.losses import distill_loss, joint_loss
 from hlora_cli.train.plateau import EmissionWatch
-from hlora_cli.train.seq2seq import WhisperTokens, manifest_languages
+from hlora_cli.train.targets import target_tokens
 from text_normalization import normalize
 from text_normalization.rules import strip_language_prefix
 
@@ -67,18 +63,18 @@ def model_config(cfg: TrainConfig, vocab: Vocab, languages: list[str]) -> ModelC
     kind = detect_kind(cfg.backbone)
     lora = LoRAConfig(cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, list(cfg.lora_targets))
     shared = cfg.model_type in SHARED_HEAD_TYPES
-    seq2seq = cfg.backbone_mode == "seq2seq"  # Whisper's own tokens: no inventory of ours
+    vocabs, shared_vocab = vocab.head_inventories(languages, shared)  # none for Whisper's own tokens
     return ModelConfig(
         cfg.model_type,
         BackboneRef(kind, source=cfg.backbone),
         languages,
-        vocabs={} if shared or seq2seq else {lang: vocab.languages[lang] for lang in languages},
-        shared_vocab=vocab.shared if shared and not seq2seq else [],
+        vocabs=vocabs,
+        shared_vocab=shared_vocab,
         k=cfg.k if cfg.model_type == "hlora" else None,
         lora=lora,
         lid=LIDConfig(cfg.lid_head, cfg.lid_pooling, cfg.lid_hidden),
         freeze_layers=cfg.freeze_layers,
-        bpe_models={} if seq2seq else vocab.bpe_models_for(languages, shared),
+        bpe_models=vocab.bpe_models_for(languages, shared),
         backbone_mode=cfg.backbone_mode,
         encoder_input=cfg.encoder_input,
     )
@@ -88,7 +84,7 @@ def param_groups(model: HloraModel, trainable: list[torch.nn.Parameter], cfg: Tr
     """LoRA at `lr`; the heads at `head_lr`. The heads start from random weights and need large
     steps, while LoRA steps that large move the frozen encoder's features faster than a head on
     top of them can follow (on 7 languages, lr 5e-3 for everything kept the LID head at chance)."""
-    head_ids = {id(p) for head in (model.ctc_heads, model.lid_head) if head is not None for p in head.parameters()}
+    head_ids = {id(p) for head in (model.readout, model.lid_head) if head is not None for p in head.parameters()}
     groups = [
         {"params": [p for p in trainable if id(p) not in head_ids], "lr": cfg.lr},
         {"params": [p for p in trainable if id(p) in head_ids], "lr": cfg.head_lr or cfg.lr},
@@ -165,15 +161,9 @@ class Trainer:
         self.experts = load_experts(cfg.experts) if cfg.experts else None
         if cfg.model_type == "mole":  # --l1 against the encoder's depth before any data is read
             layer_plan("mole", len(self.experts[0].config.layout.routed), None, l1=cfg.l1)
-        self.seq2seq = cfg.backbone_mode == "seq2seq" or bool(self.experts and self.experts[0].config.seq2seq)
-        if self.seq2seq:  # Whisper's own tokens; languages as given, the experts', or the manifest's
-            given = cfg.languages or manifest_languages(cfg.train)
-            languages = [e.lang for e in self.experts] if self.experts else given
-            ref = self.experts[0].config.backbone if self.experts else None
-            self.vocab = WhisperTokens(ref.source or ref.tokenizer if ref else cfg.backbone, languages)
-        else:
-            self.vocab = experts_vocab(self.experts) if self.experts else Vocab.load(cfg.vocab)
-            languages = [e.lang for e in self.experts] if self.experts else cfg.languages or list(self.vocab.languages)
+        self.vocab, languages = target_tokens(
+            cfg.backbone_mode, cfg.vocab, cfg.backbone, cfg.train, cfg.languages, self.experts
+        )
         unknown = [lang for lang in languages if lang not in self.vocab.languages]
         if unknown:
             raise HloraError(f"{cfg.vocab}: no token inventory for language(s) {', '.join(unknown)}")
@@ -199,10 +189,9 @@ class Trainer:
         self.teacher = None
         if cfg.model_type == "student" and cfg.kd != "none":
             self.teacher = load_teacher(self.experts, self.device)
-        if self.teacher is not None and not self.seq2seq:
-            self.token_maps = [m.to(self.device) for m in token_maps(self.model.config.shared_vocab, self.experts)]
         self.model.gradient_checkpointing = cfg.gradient_checkpointing
         self.lid_weight = cfg.lid_weight if self.model.lid_head is not None else 0.0
+        self.objective = Objective(self.lid_weight, cfg.kd, cfg.kd_cos_weight, cfg.kd_js_weight)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         if self.streaming:
             maker = ExampleMaker(self.vocab, languages, shared, cfg.max_duration, soft)
@@ -230,7 +219,7 @@ class Trainer:
         self.step, self.best, self.evals_since_best, self.bad_in_a_row, self.bad_total = 0, None, 0, 0, 0
         self.last_eval: dict = {}
         self.unreadable: dict[str, str] = {}  # utterance id -> why its audio was left out
-        self.emission = None if self.seq2seq else EmissionWatch(languages)  # CTC's blank plateau, per language
+        self.emission = EmissionWatch(languages)  # CTC's blank plateau, per language (where the readout tells)
         if self.dist.is_main:
             self._lock = run_state.open_run_dir(self.run_dir, self._replace_run)
         self.dist.barrier()
@@ -243,9 +232,8 @@ class Trainer:
         if self.dist.is_main:  # on resume too: the settings it goes on with (e.g. more steps)
             cfg.save(self.run_dir / "train.yaml")
         self.tensorboard = self._tensorboard()
-        heads = self.model.ctc_heads
-        if self.step < cfg.head_tie_steps:
-            heads.tie_rows([self.model.config.head_vocab(i) for i in range(len(heads.heads))])
+        if self.step < cfg.head_tie_steps:  # CTC heads only (train/config.py)
+            self.model.readout.tie_rows([self.model.vocab(i) for i in range(len(self.model.readout.heads))])
 
     def _stream(self, maker: ExampleMaker, only_languages: bool) -> ShardStream:
         """--train DIR/ of shards: streamed (data/shards.py), its languages checked as a manifest's."""
@@ -346,25 +334,10 @@ class Trainer:
         return self._received(data, load_job(Job(*self._loadable(data)(idx)), self.model.backbone.frontend))
 
     def _forward(self, batch: list[Example], feats: Features, routing_mode: str):
-        """Loss of one batch."""
-        if self.seq2seq:
-            result = seq2seq.forward(self, batch, feats, routing_mode)
-            return result.out, result.parts
+        """Forward and loss of one batch, as the model's readout computes them (model/readout.py)."""
         feats = feats.to(self.device, non_blocking=self.pin_memory)
-        langs = torch.tensor([e.lang_index for e in batch], device=self.device)
-        layerwise = self.teacher is not None and self.cfg.kd == "layerwise"
-        with self._autocast():
-            out = self.model(feats, routing_mode, langs if routing_mode == "oracle" else None, hidden=layerwise)
-        every = [e.targets_by_lang for e in batch] if out.head_ctc_logprobs is not None else None
-        parts = joint_loss(
-            out, langs, [e.targets for e in batch], self.model.ctc_heads.vocab_sizes, self.lid_weight, every
-        )
-        if self.teacher is not None:
-            with torch.no_grad(), self._autocast():
-                teacher = self.teacher(feats, "oracle", langs, hidden=layerwise)
-            cos_w = self.cfg.kd_cos_weight if layerwise else 0.0
-            parts = distill_loss(parts, out, teacher, langs, self.token_maps, cos_w, self.cfg.kd_js_weight)
-        return out, parts
+        readout = self.model.readout
+        return readout.loss(self.model, feats, batch, routing_mode, self.objective, self.teacher, self._autocast)
 
     def _train_routing(self, micro: int) -> str:
         cfg = self.cfg
@@ -396,9 +369,9 @@ class Trainer:
                 break
             (parts.total * len(batch) * self.dist.world_size / step_utts).backward()
             n = len(batch)
-            if self.emission is not None:
-                refs = [len(e.targets) for e in batch]
-                self.emission.add(out.ctc_logprobs, out.out_lengths, out.lang_ids.tolist(), refs)
+            emitted = self.model.readout.emitted(out)
+            if emitted is not None:
+                self.emission.add(emitted, out.lang_ids.tolist(), [len(e.targets) for e in batch])
             sums["loss"] += parts.total.item() * n
             sums["asr"] += parts.asr.item() * n
             sums["lid"] += parts.lid.item() * n
@@ -426,20 +399,20 @@ class Trainer:
             return {"step": self.step, "skipped": 1}
         self.bad_in_a_row = 0
         self.dist.average_gradients(self.params)
-        heads = self.model.ctc_heads
-        if heads is not None and heads.tied_rows is not None:
-            heads.sum_tied_grads()
+        readout = self.model.readout
+        if readout.tied_rows is not None:
+            readout.sum_tied_grads()
             if self.step + 1 >= cfg.head_tie_steps:  # the last tied step: each head goes on alone
-                heads.untie()
+                readout.untie()
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.clip))
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         n = totals["utts"]
-        asr = "ce" if self.seq2seq else "ctc"  # the decoder's cross-entropy, or CTC
+        asr = self.model.readout.loss_name  # CTC, or the decoder's cross-entropy
         distilling = {"kd_cos": totals["kd_cos"] / n, "kd_js": totals["kd_js"] / n} if self.teacher else {}
         # LID accuracy where the model identifies the language in training (not lidlora, not an expert)
-        identifies = self.model.lid_head is not None or self.model.prefix_ids is not None
+        identifies = self.model.lid_head is not None or self.model.readout.tells_language
         lid = {"lid_acc": totals["lid_correct"] / n} if identifies else {}
         return {
             "step": self.step,
@@ -473,13 +446,16 @@ class Trainer:
             batch, feats = self._received(data, loaded)
             if not batch:
                 continue
-            out, parts = self._forward(batch, feats, "oracle" if self.seq2seq else routing_mode)
-            if routing_mode == "predicted" and self.cfg.model_type in ("hlora", "mole") and not self.seq2seq:
+            out, parts = self._forward(batch, feats, routing_mode)
+            if routing_mode != "oracle" and self.model.routes_by_language:
                 # The loss of a misrouted utterance is not defined (its text is not in the chosen
-                # head's inventory): the dev loss is the training objective with the true routing.
+                # head's inventory, or the decoder was forced to another language): the dev loss
+                # is the training objective with the true routing.
                 _, parts = self._forward(batch, feats, "oracle")
             loss_sum += float(parts.total) * len(batch)
-            for e, routed, hyp in zip(batch, *self._dev_hypotheses(batch, feats, out), strict=True):
+            seconds = [e.utt.duration for e in batch]
+            texts = self.model.readout.greedy_texts(self.model, out, seconds, self._autocast)
+            for e, routed, hyp in zip(batch, out.lang_ids.tolist(), texts, strict=True):
                 ref = normalize(strip_language_prefix(norm_text(e.utt)), e.utt.lang)
                 errors, chars = char_errors([ref], [normalize(hyp, e.utt.lang)], e.utt.lang)
                 per[e.lang_index] += [errors, chars, 1, routed == e.lang_index]
@@ -496,19 +472,6 @@ class Trainer:
         }
         self.last_eval = result
         return result
-
-    def _dev_hypotheses(self, batch: list[Example], feats: Features, out) -> tuple[list[int], list[str]]:
-        """Routed language and greedy text of each dev utterance (seq2seq: generated again with
-        the routing the system decodes with; the loss pass may have used the true languages)."""
-        if self.seq2seq:
-            routing_mode = "oracle" if self.cfg.model_type == "lidlora" else "predicted"
-            return seq2seq.dev_hypotheses(self, batch, feats, routing_mode)
-        log_probs, texts = out.ctc_logprobs.float().cpu().numpy(), []
-        for b, routed in enumerate(out.lang_ids.tolist()):
-            vocab, n = self.model.vocab(routed), int(out.out_lengths[b])
-            code = self.model.languages[routed]
-            texts.append(greedy_hypothesis(log_probs[b, :n, : len(vocab)], vocab, code, 1.0).text)
-        return out.lang_ids.tolist(), texts
 
     def _improved(self, result: dict) -> bool:
         key = {"cer": "dev_cer", "loss": "dev_loss", "lid_acc": "dev_lid_acc"}[self.cfg.metric]
@@ -592,7 +555,7 @@ class Trainer:
     def _plateau(self) -> dict[str, float]:
         """Log each language's emitted tokens per reference token over the last training batches,
         and return those still on CTC's all-blank plateau."""
-        if self.emission is None:
+        if not self.emission.recent:  # a readout that does not tell (Whisper's decoder)
             return {}
         self._log({"step": self.step, "emitted_per_ref_token": self.emission.ratios()})
         return self.emission.on_plateau()

@@ -177,7 +177,7 @@ def lm_world(world, tmp_path_factory):
     model = build_model(tiny_config("whisper", "hlora"))
     randomize_adapters(model, seed=4, scale=0.3)
     with torch.no_grad():
-        for head in model.ctc_heads.heads:
+        for head in model.readout.heads:
             head.weight.mul_(2)
             head.bias.mul_(2)
     save_model(model, root / "m")
@@ -244,7 +244,7 @@ def char_model(tmp_path_factory) -> Path:
     model = build_model(config)
     randomize_adapters(model, seed=3, scale=0.3)
     with torch.no_grad():
-        for head in model.ctc_heads.heads:
+        for head in model.readout.heads:
             head.weight.mul_(100)
             head.bias.mul_(100)
             head.weight[2].zero_()  # <unk>
@@ -288,7 +288,8 @@ def _one_hot(vocab: list[str], tokens: list[str]) -> np.ndarray:
 )
 def test_beam_without_lm_on_certain_posteriors_is_greedy_decoding(lang, vocab, tokens):
     """One path has all the probability: beam search without an LM must read it as greedy does."""
-    from hlora_cli.infer.ctc_decode import BeamDecoder, greedy_hypothesis
+    from hlora_cli.infer.ctc_beam import BeamDecoder
+    from hlora_cli.model.ctc_decoding import greedy_hypothesis
 
     log_probs = _one_hot(vocab, tokens)
     greedy, beam = greedy_hypothesis(log_probs, vocab, lang, 50.0), BeamDecoder(vocab, lang)(log_probs, 50.0)

@@ -20,6 +20,6 @@ def tiny_model_dir(kind: str, root: Path, model_type: str = "hlora", **kw) -> Pa
     with torch.no_grad():
         for m in model.lora_modules():  # a mole's experts are frozen: randomize_adapters leaves them
             torch.nn.init.normal_(m.lora_B, std=0.1)
-        for head in model.ctc_heads.heads:
+        for head in model.readout.heads:
             head.bias[UNK] = -100.0
     return save_model(model, root / f"{kind}_{model_type}")

@@ -3,8 +3,9 @@ import pytest
 
 from hlora_cli.data.vocab import SPECIALS
 from hlora_cli.errors import HloraError
-from hlora_cli.infer.ctc_decode import BeamDecoder, greedy_hypothesis
+from hlora_cli.infer.ctc_beam import BeamDecoder
 from hlora_cli.infer.lm import build_lm, kenlm_tool
+from hlora_cli.model.ctc_decoding import greedy_hypothesis
 from tests.conftest import lmplz_or_skip
 
 VOCAB = SPECIALS + list("abcdefghijklmnopqrstuvwxyz")

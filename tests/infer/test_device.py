@@ -12,7 +12,8 @@ import torch
 from hlora_cli import device as device_mod
 from hlora_cli.device import check_dtype, cpu_bf16_feature, resolve_device
 from hlora_cli.errors import HloraError
-from hlora_cli.infer.runner import DecodeOptions, Recognizer
+from hlora_cli.infer.options import DecodeOptions
+from hlora_cli.infer.runner import Recognizer
 from tests.infer.conftest import model
 
 
@@ -130,7 +131,7 @@ def test_plain_cuda_resolves_to_an_indexed_device_that_set_device_takes():
 def test_bucketed_shapes_pad_rows_to_a_power_of_two_and_time_to_whole_seconds():
     from hlora_cli.data.features import Features
     from hlora_cli.infer.compiled import bucket, unbucket
-    from hlora_cli.model.hlora import ModelOutput
+    from hlora_cli.model.output import ModelOutput
 
     mel = Features(torch.ones(3, 80, 250), torch.tensor([250, 120, 7]))
     padded, rows = bucket(mel)
@@ -179,4 +180,5 @@ def test_the_torch_model_and_an_onnx_export_are_both_decodable_models(tmp_path):
     run_cli("export", "onnx", tmp_path / "m", "-o", tmp_path / "onnx")
     onnx = OnnxModel(tmp_path / "onnx")
     assert isinstance(onnx, DecodableModel)
-    assert (onnx.languages, onnx.one_language, onnx.has_lid, onnx.seq2seq) == (m.languages, False, True, False)
+    assert (onnx.languages, onnx.one_language, onnx.has_lid) == (m.languages, False, True)
+    assert onnx.config.backbone_mode == m.config.backbone_mode == "ctc"

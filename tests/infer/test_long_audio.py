@@ -7,7 +7,8 @@ import soundfile as sf
 from hlora_cli.data.audio import load_audio
 from hlora_cli.infer.inputs import Item
 from hlora_cli.infer.long_audio import stitch, windows
-from hlora_cli.infer.runner import DecodeOptions, Recognizer
+from hlora_cli.infer.options import DecodeOptions
+from hlora_cli.infer.runner import Recognizer
 from hlora_cli.model import load_model
 
 

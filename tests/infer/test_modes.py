@@ -7,7 +7,8 @@ import torch
 
 from hlora_cli.errors import HloraError
 from hlora_cli.infer.inputs import Item
-from hlora_cli.infer.runner import DecodeOptions, Recognizer
+from hlora_cli.infer.options import DecodeOptions
+from hlora_cli.infer.runner import Recognizer
 from hlora_cli.model import build_model
 from tests.conftest import LANGS, tiny_config, waves
 from tests.infer.conftest import model, with_langs

@@ -23,6 +23,25 @@ def test_save_load_gives_identical_outputs(tiny_model, tmp_path):
     assert torch.equal(a.ctc_logprobs, b.ctc_logprobs) and torch.equal(a.lid_logprobs, b.lid_logprobs)
 
 
+def test_a_model_directory_from_before_the_readout_loads_with_its_heads(tiny_model, tmp_path):
+    """Directories written before the CTC heads became the model's readout name them ctc_heads.*."""
+    from safetensors.torch import load_file, save_file
+
+    randomize_adapters(tiny_model, seed=3)
+    save_model(tiny_model, tmp_path / "m")
+    saved = load_file(str(tmp_path / "m" / ADAPTERS))
+    heads = [n for n in saved if n.startswith("readout.heads.")]
+    assert len(heads) == 2 * len(tiny_model.languages)  # weight and bias of each language's head
+    old = {n.replace("readout.", "ctc_heads.", 1) if n in heads else n: t for n, t in saved.items()}
+    save_file(old, str(tmp_path / "m" / ADAPTERS))
+    loaded = load_model(tmp_path / "m")
+    for name in heads:
+        assert torch.equal(dict(loaded.named_parameters())[name], saved[name])
+    feats = tiny_model.prepare(waves([0.7], seed=2))
+    with torch.no_grad():
+        assert torch.equal(tiny_model.eval()(feats).ctc_logprobs, loaded(feats).ctc_logprobs)
+
+
 def test_only_trainable_parameters_are_saved(tiny_model, tmp_path):
     from safetensors.torch import load_file
 

@@ -149,7 +149,7 @@ def test_ctc_model_fine_tunes_the_encoder_and_reads_its_language_from_prefix_tok
         out = model(feats)
         # make <de> the most likely prefix token: the LID follows it
         de = model.config.shared_vocab.index("<de>")
-        model.ctc_heads.heads[0].bias[de] += 50
+        model.readout.heads[0].bias[de] += 50
         out2 = model(feats)
     assert out.lid_logprobs.shape == (2, len(LANGS))
     assert out2.lang_ids.tolist() == [LANGS.index("de")] * 2

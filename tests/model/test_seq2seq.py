@@ -21,11 +21,11 @@ def test_layout_puts_lora_in_the_decoder(whisper_base):
     described = "layer 1 shared LoRA, LID after layer 1, layer 2 per language, decoder per language"
     assert model.layout.describe() == described
     # 2 decoder layers x (4 self-attention + 4 cross-attention + 2 feed-forward) targets
-    assert len(model.decoder_lora) == 20
-    assert all(m.n_adapters == len(LANGS) for m in model.decoder_lora)
+    assert len(model.readout.decoder_lora) == 20
+    assert all(m.n_adapters == len(LANGS) for m in model.readout.decoder_lora)
     shared = build_model(s2s_config(whisper_base, "shared-lora"))
-    assert shared.config.layout.decoder == "shared" and all(m.n_adapters == 1 for m in shared.decoder_lora)
-    assert model.ctc_heads is None
+    assert shared.config.layout.decoder == "shared" and all(m.n_adapters == 1 for m in shared.readout.decoder_lora)
+    assert model.readout.kind == "seq2seq" and not list(model.readout.parameters())  # no head of ours
 
 
 def test_zero_lora_forced_language_equals_transformers_generate(whisper_base):

@@ -305,7 +305,7 @@ def test_student_reloads_identically_and_goes_through_decode_lid_score_info(expe
 
 
 def test_js_is_zero_for_the_same_posteriors_and_positive_otherwise():
-    from hlora_cli.train.losses import posterior_js
+    from hlora_cli.model.losses import posterior_js
 
     lp = torch.log_softmax(torch.randn(2, 5, 4), -1)
     maps = [torch.tensor([0, 1, 2, 3])]

@@ -14,7 +14,8 @@ from hlora_cli.data.batching import DurationBatchSampler
 from hlora_cli.data.loader import Job, Segment, default_workers, load_in_background
 from hlora_cli.errors import HloraError
 from hlora_cli.infer.inputs import Item
-from hlora_cli.infer.runner import DecodeOptions, Recognizer
+from hlora_cli.infer.options import DecodeOptions
+from hlora_cli.infer.runner import Recognizer
 from hlora_cli.model import build_model
 from hlora_cli.train.batches import TrainBatches
 from hlora_cli.train.trainer import Trainer

@@ -9,8 +9,9 @@ from rich.console import Console
 
 from hlora_cli.cli.progress import print_summary
 from hlora_cli.errors import HloraError
+from hlora_cli.model.ctc_decoding import emitted_tokens
 from hlora_cli.model.heads import CTCHeads
-from hlora_cli.train.plateau import EmissionWatch, emitted_tokens, plateau_warning
+from hlora_cli.train.plateau import EmissionWatch, plateau_warning
 from hlora_cli.train.trainer import Trainer
 from tests.train.conftest import config, make_corpus
 
@@ -67,12 +68,12 @@ def test_emitted_tokens_merge_repeats_drop_blanks_and_padding():
 def test_emission_watch_names_the_language_still_on_the_plateau():
     watch = EmissionWatch(["de", "es"], window=2)
     blank_then_a = torch.nn.functional.one_hot(torch.tensor([[1, 0, 2, 0], [0, 0, 0, 0]]), 3).float().log()
-    watch.add(blank_then_a, torch.tensor([4, 4]), [0, 1], [2, 4])  # de emits 2 of 2, es 0 of 4
+    watch.add(emitted_tokens(blank_then_a, torch.tensor([4, 4])).tolist(), [0, 1], [2, 4])  # de emits 2 of 2, es 0 of 4
     assert watch.ratios() == {"de": 1.0, "es": 0.0}
     assert watch.on_plateau() == {"es": 0.0}
     only_a = torch.nn.functional.one_hot(torch.tensor([[2, 0, 2, 2]]), 3).float().log()
     for _ in range(2):  # the window keeps the last two batches: es's early blanks are forgotten
-        watch.add(only_a, torch.tensor([4]), [1], [3])
+        watch.add(emitted_tokens(only_a, torch.tensor([4])).tolist(), [1], [3])
     assert watch.ratios() == {"es": round(4 / 6, 3)} and watch.on_plateau() == {}
     assert plateau_warning("es", 0.04, 600).startswith(
         "warning: es: after 600 steps its CTC head emits 0.04 tokens per reference token"
@@ -82,7 +83,7 @@ def test_emission_watch_names_the_language_still_on_the_plateau():
 def test_training_ties_then_unties_and_reports_the_plateau(tiny_backbone, tmp_path):
     manifest, vocab = make_corpus(tmp_path / "data")
     trainer = Trainer(config(tiny_backbone, manifest, vocab, head_tie_steps=2, max_steps=3), tmp_path / "run")
-    heads, inventories = trainer.model.ctc_heads, trainer.model.config.vocabs
+    heads, inventories = trainer.model.readout, trainer.model.config.vocabs
     shared = [t for t in inventories["en"] if t in inventories["de"]]
     assert len(shared) >= 4
 
@@ -109,7 +110,7 @@ def test_training_reports_a_language_left_on_the_plateau(tiny_backbone, tmp_path
     run = tmp_path / "run"
     trainer = Trainer(config(tiny_backbone, manifest, vocab, max_steps=3, lr=1e-9), run)
     with torch.no_grad():  # en's head on the plateau for good: blank wins every frame
-        trainer.model.ctc_heads.heads[trainer.model.languages.index("en")].bias[0] = 1e4
+        trainer.model.readout.heads[trainer.model.languages.index("en")].bias[0] = 1e4
     summary = trainer.fit()
     assert list(summary.plateau) == ["en"] and summary.plateau["en"] == 0.0
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

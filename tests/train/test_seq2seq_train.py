@@ -126,7 +126,7 @@ def test_experts_fuse_and_distil_into_seq2seq_models(experts, corpus, tmp_path):
     r = hlora("fuse", *map(str, experts), "--l1", "1", *out, *fuse_steps)
     assert r.returncode == 0, r.stderr[-2000:]
     mole = load_model(tmp_path / "mole" / "best")
-    assert mole.seq2seq and mole.layout.describe() == (
+    assert mole.config.seq2seq and mole.layout.describe() == (
         "layer 1 experts fused, LID after layer 1, layer 2 per language, decoder per language"
     )
     # the experts' decoder LoRA are in the mole model, as trained (only fusion and router train)
@@ -156,15 +156,13 @@ def test_layerwise_distillation_covers_encoder_and_decoder_layers(experts, corpu
     cfg.max_steps, cfg.batch_seconds, cfg.lora_rank, cfg.num_workers = 1, 3.0, 4, 0
     trainer = Trainer(cfg, tmp_path / "run")
     batch, feats = trainer.load_batch(trainer.train_data, [0, 5])
-    from hlora_cli.train import seq2seq
-
-    result = seq2seq.forward(trainer, batch, feats, "oracle")
+    out, parts = trainer._forward(batch, feats, "oracle")  # the decoder readout's loss (model/readout.py)
     n_layers = trainer.model.backbone.num_layers + len(trainer.model.backbone.decoder_layers())
-    assert len(result.out.hidden) == trainer.model.backbone.num_layers  # the encoder's; the decoder's follow
+    assert len(out.hidden) == trainer.model.backbone.num_layers  # the encoder's; the decoder's follow
     assert n_layers == 4
-    assert float(result.parts.kd_cos) > 0 and float(result.parts.kd_js) > 0
-    result.parts.total.backward()
-    grads = [m.lora_A.grad for m in trainer.model.decoder_lora]
+    assert float(parts.kd_cos) > 0 and float(parts.kd_js) > 0
+    parts.total.backward()
+    grads = [m.lora_A.grad for m in trainer.model.readout.decoder_lora]
     assert all(g is not None and float(g.abs().sum()) > 0 for g in grads)  # the decoder's LoRA learn
 
 
@@ -189,7 +187,7 @@ def test_seq2seq_targets_are_words_as_written_not_spaced_characters(whisper_base
     from hlora_cli.data.manifest import Utterance, write_manifest
     from hlora_cli.data.vocab import build_vocab
     from hlora_cli.train.data import load_examples
-    from hlora_cli.train.seq2seq import WhisperTokens
+    from hlora_cli.train.targets import WhisperTokens
     from tests.data.helpers import write_audio
     from text_normalization import normalize
 

@@ -11,7 +11,7 @@ import torch
 from hlora_cli.data.manifest import Utterance
 from hlora_cli.errors import HloraError
 from hlora_cli.model import load_model
-from hlora_cli.train import trainer as trainer_module
+from hlora_cli.model import readout as readout_module
 from hlora_cli.train.config import load_config
 from hlora_cli.train.trainer import Trainer
 from tests.data.helpers import write_audio
@@ -120,7 +120,7 @@ def test_empty_manifest_and_language_without_head(tiny_backbone, tmp_path):
 
 def test_non_finite_loss_skips_the_batch_then_aborts(tiny_backbone, tmp_path, monkeypatch):
     manifest, vocab = make_corpus(tmp_path / "data")
-    real = trainer_module.joint_loss
+    real = readout_module.joint_loss
     calls = {"n": 0}
 
     def flaky(*args, **kw):
@@ -130,7 +130,7 @@ def test_non_finite_loss_skips_the_batch_then_aborts(tiny_backbone, tmp_path, mo
             parts.total = parts.total * float("nan")
         return parts
 
-    monkeypatch.setattr(trainer_module, "joint_loss", flaky)
+    monkeypatch.setattr(readout_module, "joint_loss", flaky)
     trainer = Trainer(config(tiny_backbone, manifest, vocab, max_steps=5, eval_every=100), tmp_path / "run")
     summary = trainer.fit()
     assert summary.steps == 5 and summary.bad_batches == 2
@@ -144,7 +144,7 @@ def test_non_finite_loss_skips_the_batch_then_aborts(tiny_backbone, tmp_path, mo
     ]
 
     monkeypatch.setattr(
-        trainer_module,
+        readout_module,
         "joint_loss",
         lambda *a, **k: (p := real(*a, **k)) and setattr(p, "total", p.total * float("nan")) or p,
     )
@@ -223,7 +223,7 @@ def test_heads_train_at_head_lr_and_lora_at_lr(tiny_backbone, tmp_path):
     trainer = Trainer(config(tiny_backbone, manifest, vocab, head_lr=0.02), tmp_path / "run")
     lora, heads = trainer.optimizer.param_groups
     model = trainer.model
-    head_params = {id(p) for p in [*model.ctc_heads.parameters(), *model.lid_head.parameters()]}
+    head_params = {id(p) for p in [*model.readout.parameters(), *model.lid_head.parameters()]}
     assert {id(p) for p in heads["params"]} == head_params
     assert {id(p) for p in lora["params"]} == {
         id(p) for m in model.lora_modules() for p in m.parameters() if p.requires_grad

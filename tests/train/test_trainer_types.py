@@ -82,7 +82,7 @@ def test_baseline_trains_then_decodes_single_pass(baseline_run, corpus, tmp_path
     assert eval_steps(baseline_run) == [3, 6]
     model = load_model(baseline_run / "best")
     assert set(model.languages) == LANGS and model.lid_head is not None
-    assert len(model.ctc_heads.vocab_sizes) == 1  # one head over the shared vocabulary
+    assert len(model.readout.vocab_sizes) == 1  # one head over the shared vocabulary
     refs = read_manifest(manifest)
     out = decode(tmp_path, manifest, baseline_run / "best", "single")
     assert sorted(o["id"] for o in out) == sorted(u.id for u in refs)

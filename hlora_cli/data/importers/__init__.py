@@ -8,9 +8,9 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hlora_cli.data.langs import language_code
 from hlora_cli.data.manifest import Rejected, Utterance, validate, write_manifest, write_rejected
 from hlora_cli.errors import HloraError
-from text_normalization.registry import language_code
 
 
 def read_text(path: Path) -> str:

@@ -8,9 +8,9 @@ import io
 from pathlib import Path
 
 from hlora_cli.data.importers import ImportResult, read_text
+from hlora_cli.data.langs import language_code
 from hlora_cli.data.manifest import Rejected, Utterance
 from hlora_cli.errors import HloraError
-from text_normalization.registry import language_code
 
 
 def import_cv(tsv_or_dir: Path, split: str = "train", lang: str | None = None) -> ImportResult:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from hlora_cli.data.importers import ImportResult, read_text
+from hlora_cli.data.langs import language_code
 from hlora_cli.data.manifest import Rejected, Utterance
 from hlora_cli.errors import HloraError
-from text_normalization.registry import language_code
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".opus", ".mp3"}
 

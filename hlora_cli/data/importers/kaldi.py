@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hlora_cli.data.importers import ImportResult, read_lines
+from hlora_cli.data.langs import language_code
 from hlora_cli.data.manifest import Rejected, Utterance
 from hlora_cli.errors import HloraError
 from hlora_cli.files import atomic_write, check_parent, safe_stem
-from text_normalization.registry import language_code
 
 
 def read_table_lines(path: Path, min_fields: int, what: str) -> dict[str, tuple[int, list[str]]]:

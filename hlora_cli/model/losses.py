@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from hlora_cli.model.heads import valid_mask
-from hlora_cli.model.hlora import ModelOutput
+from hlora_cli.model.output import ModelOutput
 
 
 @dataclass
