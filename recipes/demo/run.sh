@@ -8,23 +8,19 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 stage=0; stop_stage=9
-while [[ $# -gt 0 ]]; do
-  case $1 in
-    --stage) stage=$2; shift 2 ;;
-    --stop-stage) stop_stage=$2; shift 2 ;;
-    *) echo "unknown option $1" >&2; exit 2 ;;
-  esac
-done
+# shellcheck source=../utils/stages.sh
+. "$root/recipes/utils/stages.sh"
+recipe_options stage stop_stage
+parse_options "$@"
 hlora=$root/.venv/bin/hlora
 exp=${EXP:-$root/exp/demo}
 backbone=${BACKBONE:-${HLORA_CACHE:-$HOME/.cache/hlora}/whisper-base}
 langs="en de fr es"
 train_steps=${TRAIN_STEPS:-600}
 mkdir -p "$exp"
-log() { printf '\n\033[1m== stage %s: %s\033[0m\n' "$1" "$2"; }
 run_stage() {  # run_stage N name command...: skipped when done before or outside --stage..--stop-stage
   local n=$1 name=$2; shift 2
-  if (( n < stage || n > stop_stage )); then return; fi
+  if ! want "$n"; then return; fi
   if [[ -f $exp/.done.$n ]]; then log "$n" "$name (done, skipped)"; return; fi
   log "$n" "$name"; "$@"; touch "$exp/.done.$n"
 }

@@ -28,19 +28,13 @@ data_root=""; backbone=""; utt_lists=""; ngpu=0; ks="1 3 6 9 11"; k=9; bpe_size=
 whisper_base=""; whisper_small=""; smoke=false
 langs="en-IN,fr,de,ja,ko"
 exp=${EXP:-$root/exp/mlc_slm}
-while [[ $# -gt 0 ]]; do
-  case $1 in
-    --stage) stage=$2; shift 2 ;;  --stop-stage) stop_stage=$2; shift 2 ;;
-    --data-root) data_root=$2; shift 2 ;;  --backbone) backbone=$2; shift 2 ;;
-    --utt-lists) utt_lists=$2; shift 2 ;;  --ngpu) ngpu=$2; shift 2 ;;
-    --ks) ks=$2; shift 2 ;;  --k) k=$2; shift 2 ;;  --bpe-size) bpe_size=$2; shift 2 ;;
-    --whisper-base) whisper_base=$2; shift 2 ;;  --whisper-small) whisper_small=$2; shift 2 ;;
-    --exp) exp=$2; shift 2 ;;
-    --smoke) smoke=true; stage=0; exp=$root/exp/mlc_slm_smoke; bpe_size=30
-             whisper_base=${HLORA_CACHE:-$HOME/.cache/hlora}/whisper-base; shift ;;
-    *) echo "unknown option $1" >&2; exit 2 ;;
-  esac
-done
+# shellcheck source=../utils/stages.sh
+. "$root/recipes/utils/stages.sh"
+recipe_options stage stop_stage data_root backbone utt_lists ngpu ks k bpe_size whisper_base whisper_small exp smoke
+preset_smoke() {
+  stage=0; exp=$root/exp/mlc_slm_smoke; bpe_size=30; whisper_base=${HLORA_CACHE:-$HOME/.cache/hlora}/whisper-base
+}
+parse_options "$@"
 if $smoke; then data_root=$exp/mlc_synth; backbone=$exp/tiny_hubert; fi
 [[ -n $data_root && -n $backbone ]] || { echo "give --data-root DIR and --backbone DIR (or --smoke)" >&2; exit 2; }
 [[ $ngpu =~ ^[0-9]+$ ]] || { echo "--ngpu $ngpu: expected a whole number" >&2; exit 2; }
@@ -48,8 +42,6 @@ if $smoke; then data_root=$exp/mlc_synth; backbone=$exp/tiny_hubert; fi
 bin=$root/.venv/bin
 hlora=$bin/hlora py=$bin/python
 mkdir -p "$exp"
-log() { printf '\n== stage %s: %s (%s)\n' "$1" "$2" "$(date +%H:%M:%S)"; }
-want() { (( $1 >= stage && $1 <= stop_stage )); }
 
 if want 0 && $smoke; then
   log 0 "synthesise a corpus in the MLC-SLM release layout, and a tiny random 12-layer HuBERT"

@@ -24,29 +24,23 @@ root=$(cd "$here/../.." && pwd)
 shared=${SHARED:-$root/../shared}
 stage=1; stop_stage=9; data_root=""; exp=${EXP:-$root/exp/real}
 langs="en ko zh"; n_test=60; n_dev=8; ks="1 3 5"; main_k=3; l1s="2 4"; main_l1=2
-ctc_steps=300; ctc_batch=24; ctc_long=0; s2s_steps=80; s2s_batch=30; expert_rank=32; mode=full; threads=""
+ctc_steps=300; ctc_batch_seconds=24; ctc_long_steps=0; s2s_steps=80; s2s_batch=30; expert_rank=32; threads=""
+quick=false; smoke=false
 backbone=${BACKBONE:-${HLORA_CACHE:-$HOME/.cache/hlora}/whisper-base}
-while [[ $# -gt 0 ]]; do
-  case $1 in
-    --data-root) data_root=$2; shift 2 ;;  --exp) exp=$2; shift 2 ;;
-    --stage) stage=$2; shift 2 ;;  --stop-stage) stop_stage=$2; shift 2 ;;
-    --backbone) backbone=$2; shift 2 ;;  --n-test) n_test=$2; shift 2 ;;  --n-dev) n_dev=$2; shift 2 ;;
-    --ks) ks=$2; shift 2 ;;  --main-k) main_k=$2; shift 2 ;;  --l1s) l1s=$2; shift 2 ;;
-    --main-l1) main_l1=$2; shift 2 ;;  --ctc-steps) ctc_steps=$2; shift 2 ;;  --s2s-steps) s2s_steps=$2; shift 2 ;;
-    --threads) threads=$2; shift 2 ;;  --ctc-batch-seconds) ctc_batch=$2; shift 2 ;;
-    --ctc-long-steps) ctc_long=$2; shift 2 ;;
-    --quick) mode=quick; n_test=20; ks="3"; l1s="2"; ctc_steps=100; s2s_steps=30; exp=${EXP:-$root/exp/real_quick}
-             shift ;;
-    --smoke) mode=smoke; n_test=4; n_dev=2; ks="3"; l1s="2"; ctc_steps=3; ctc_batch=20; s2s_steps=2; expert_rank=4
-             exp=$root/exp/real_smoke; shift ;;
-    *) echo "unknown option $1" >&2; exit 2 ;;
-  esac
-done
+# shellcheck source=../utils/stages.sh
+. "$root/recipes/utils/stages.sh"
+recipe_options data_root exp stage stop_stage backbone n_test n_dev ks main_k l1s main_l1 ctc_steps s2s_steps threads \
+  ctc_batch_seconds ctc_long_steps quick smoke
+preset_quick() { n_test=20; ks="3"; l1s="2"; ctc_steps=100; s2s_steps=30; exp=${EXP:-$root/exp/real_quick}; }
+preset_smoke() {
+  n_test=4; n_dev=2; ks="3"; l1s="2"; ctc_steps=3; ctc_batch_seconds=20; s2s_steps=2; expert_rank=4
+  exp=$root/exp/real_smoke
+}
+parse_options "$@"
+mode=full; $quick && mode=quick; $smoke && mode=smoke
 hlora=$root/.venv/bin/hlora py=$root/.venv/bin/python
 data=$exp/data
 mkdir -p "$exp" "$data"
-log() { printf '\n\033[1m== stage %s: %s\033[0m  (%s)\n' "$1" "$2" "$(date +%T)"; }
-want() { (( $1 >= stage && $1 <= stop_stage )); }
 if [[ $mode == smoke && -z $data_root ]]; then  # a tiny synthetic copy of the three layouts
   data_root=$exp/corpora
   [[ -f $data_root/.done ]] || "$py" "$here/local/synth_layouts.py" "$data_root"
@@ -155,7 +149,7 @@ head_lr: 1e-2
 warmup_steps: 30
 schedule: cosine
 max_steps: $ctc_steps
-batch_seconds: $ctc_batch
+batch_seconds: $ctc_batch_seconds
 batching: mixed
 max_duration: 30
 eval_every: $(( ctc_steps / 3 + 1 ))
@@ -221,9 +215,9 @@ if want 6; then
   timed "$ctc/shared_lora" train "$ctc/shared_lora" "$ctc/run.yaml" --model-type shared-lora
   timed "$ctc/lidlora" train "$ctc/lidlora" "$ctc/run.yaml" --model-type lidlora
   for k in $ks; do timed "$ctc/hlora_k$k" train "$ctc/hlora_k$k" "$ctc/run.yaml" --model-type hlora --k "$k"; done
-  if (( ctc_long > 0 )); then
-    timed "$ctc/ctc_long" train "$ctc/ctc_long" "$ctc/run.yaml" --model-type ctc --lr 1e-4 --max-steps "$ctc_long" \
-      --eval-every $(( ctc_long / 6 + 1 )) --save-every $(( ctc_long / 6 + 1 ))
+  if (( ctc_long_steps > 0 )); then
+    timed "$ctc/ctc_long" train "$ctc/ctc_long" "$ctc/run.yaml" --model-type ctc --lr 1e-4 --max-steps "$ctc_long_steps" \
+      --eval-every $(( ctc_long_steps / 6 + 1 )) --save-every $(( ctc_long_steps / 6 + 1 ))
   fi
 fi
 

@@ -10,8 +10,9 @@
 # language to a MoLE model against training HLoRA again); RESULTS.md at the end; stage 9: the same
 # experts systems on the whole Whisper (seq2seq: its own decoder with LoRA) against Whisper zero-shot,
 # written to RESULTS_seq2seq.md; stage 10: those experts exported as transformers Whisper models and
-# decoded again (RESULTS_export.md). Calls the hlora CLI, local/long_audio.py to join clips and
-# local/ct2_decode.py (stage 10, where ctranslate2 is installed).
+# decoded again (RESULTS_export.md). Calls the hlora CLI, local/long_audio.py to join clips,
+# local/ct2_decode.py (stage 10, where ctranslate2 is installed) and local/results.py (the RESULTS
+# files); options and stages through ../utils/stages.sh.
 #   ./run.sh [--stage N] [--stop-stage M] [--backbone DIR] [--langs "en de ..."] [--train N] [--dev N]
 #            [--test N] [--ks "1 2 3 4 5"] [--main-k K] [--steps N] [--batch-seconds S] [--lr LR]
 #            [--head-lr LR] [--ctc-lr LR] [--bpe-size N] [--l1s "1 2 3 4 5"] [--main-l1 L1]
@@ -22,37 +23,26 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 shared=${SHARED:-$root/../shared}
 stage=1; stop_stage=8
-langs="en de fr es pt ko ja"; n_train=200; n_dev=15; n_test=40; ks="1 2 3 4 5"; main_k=3; steps=800; batch=16
+langs="en de fr es pt ko ja"; train=200; dev=15; test=40; ks="1 2 3 4 5"; main_k=3; steps=800; batch_seconds=16
 lr=5e-4; head_lr=5e-3; ctc_lr=1e-4; bpe_size=200
 l1s="1 2 3 4 5"; main_l1=3; expert_rank=64; fuse_steps=""; student_steps=""; batching=sorted
-s2s_steps=60; s2s_lr=5e-4; s2s_input=true-length
+s2s_steps=60; s2s_lr=5e-4; s2s_input=true-length; smoke=false
 backbone=${BACKBONE:-${HLORA_CACHE:-$HOME/.cache/hlora}/whisper-base}
 exp=${EXP:-$root/exp/tts_ml}
-while [[ $# -gt 0 ]]; do
-  case $1 in
-    --stage) stage=$2; shift 2 ;;  --stop-stage) stop_stage=$2; shift 2 ;;
-    --backbone) backbone=$2; shift 2 ;;  --langs) langs=$2; shift 2 ;;
-    --train) n_train=$2; shift 2 ;;  --dev) n_dev=$2; shift 2 ;;  --test) n_test=$2; shift 2 ;;
-    --ks) ks=$2; shift 2 ;;  --main-k) main_k=$2; shift 2 ;;  --steps) steps=$2; shift 2 ;;
-    --exp) exp=$2; shift 2 ;;  --batch-seconds) batch=$2; shift 2 ;;
-    --lr) lr=$2; shift 2 ;;  --head-lr) head_lr=$2; shift 2 ;;  --ctc-lr) ctc_lr=$2; shift 2 ;;
-    --bpe-size) bpe_size=$2; shift 2 ;;
-    --l1s) l1s=$2; shift 2 ;;  --main-l1) main_l1=$2; shift 2 ;;
-    --expert-rank) expert_rank=$2; shift 2 ;;  --fuse-steps) fuse_steps=$2; shift 2 ;;
-    --batching) batching=$2; shift 2 ;;  --student-steps) student_steps=$2; shift 2 ;;
-    --s2s-steps) s2s_steps=$2; shift 2 ;;  --s2s-lr) s2s_lr=$2; shift 2 ;;  --s2s-input) s2s_input=$2; shift 2 ;;
-    --smoke) langs="en de ja"; n_train=6; n_dev=2; n_test=3; ks="1 3"; main_k=3; steps=4; batch=30; bpe_size=30
-             l1s="1 3"; main_l1=3; expert_rank=4; exp=$root/exp/tts_ml_smoke; s2s_steps=2
-             shift ;;
-    *) echo "unknown option $1" >&2; exit 2 ;;
-  esac
-done
+# shellcheck source=../utils/stages.sh
+. "$root/recipes/utils/stages.sh"
+recipe_options stage stop_stage backbone langs train dev test ks main_k steps exp batch_seconds lr head_lr ctc_lr \
+  bpe_size l1s main_l1 expert_rank fuse_steps student_steps batching s2s_steps s2s_lr s2s_input smoke
+preset_smoke() {
+  langs="en de ja"; train=6; dev=2; test=3; ks="1 3"; main_k=3; steps=4; batch_seconds=30; bpe_size=30
+  l1s="1 3"; main_l1=3; expert_rank=4; exp=$root/exp/tts_ml_smoke; s2s_steps=2
+}
+parse_options "$@"
 hlora=$root/.venv/bin/hlora py=$root/.venv/bin/python
 fuse_steps=${fuse_steps:-$(( steps / 3 + 1 ))}  # only fusion weights and router train
 student_steps=${student_steps:-$steps}  # the student starts from the experts' average
 mkdir -p "$exp"
-log() { printf '\n\033[1m== stage %s: %s\033[0m\n' "$1" "$2"; }
-want() { (( $1 >= stage && $1 <= stop_stage )); }
+write_options "$exp/options.json"  # what local/results.py writes RESULTS from
 texts() {  # texts SPLIT: --text LANG=FILE for every language (train/dev from dev.txt, test from test.txt)
   for l in $langs; do printf -- '--text %s=%s ' "$l" "$exp/text/$l.$1.txt"; done
 }
@@ -69,11 +59,11 @@ if want 1; then
   done
   voice=(--jtalk-voice "$shared/data/voices/nitech_jp_atr503_m001.htsvoice")
   # shellcheck disable=SC2046
-  "$hlora" prepare synth $(texts train) --split train --per-language "$n_train" --seed 0 "${voice[@]}" -o "$exp/wav/train"
+  "$hlora" prepare synth $(texts train) --split train --per-language "$train" --seed 0 "${voice[@]}" -o "$exp/wav/train"
   # shellcheck disable=SC2046
-  "$hlora" prepare synth $(texts dev) --split train --per-language "$n_dev" --seed 1 "${voice[@]}" -o "$exp/wav/dev"
+  "$hlora" prepare synth $(texts dev) --split train --per-language "$dev" --seed 1 "${voice[@]}" -o "$exp/wav/dev"
   # shellcheck disable=SC2046
-  "$hlora" prepare synth $(texts test) --split test --per-language "$n_test" --seed 2 "${voice[@]}" -o "$exp/wav/test"
+  "$hlora" prepare synth $(texts test) --split test --per-language "$test" --seed 2 "${voice[@]}" -o "$exp/wav/test"
 fi
 
 if want 2; then
@@ -96,9 +86,9 @@ lr: $lr
 head_lr: $head_lr
 warmup_steps: $(( steps / 10 + 1 ))
 max_steps: $steps
-batch_seconds: $batch
+batch_seconds: $batch_seconds
 batching: $batching
-max_duration: $batch
+max_duration: $batch_seconds
 eval_every: $(( steps / 4 + 1 ))
 save_every: $(( steps / 4 + 1 ))
 metric: cer
@@ -293,51 +283,7 @@ if want 8; then
   log 8 "RESULTS.md"
   results=$here/RESULTS.md
   [[ $exp == *smoke* ]] && results=$exp/RESULTS.md
-  {
-    echo "# Results: recipes/tts_ml"
-    echo
-    echo "Backbone: \`$backbone\`; languages: $langs; per language $n_train train / $n_dev dev / $n_test test"
-    echo "utterances (test voices never used in training); $steps training steps per model; main k = $main_k."
-    echo "MER: CER for ja and ko, WER otherwise (after text_normalization); RTF: decode wall time / audio."
-    echo "Reproduce: \`recipes/tts_ml/run.sh --langs \"$langs\" --train $n_train --dev $n_dev --test $n_test"
-    echo "--ks \"$ks\" --main-k $main_k --steps $steps --batch-seconds $batch --lr $lr --head-lr $head_lr"
-    echo "--ctc-lr $ctc_lr --bpe-size $bpe_size\`. k counts the shared lower layers (1..k shared LoRA, LID after"
-    echo "layer k, k+1..6 per language), as the HLoRA paper defines it."
-    echo
-    echo "## TTS test set"
-    echo
-    cat "$exp/decode_test/table.md"
-    echo
-    echo "## Real clips (../shared/data/real) in the trained languages ($(grep -c . "$exp/real.jsonl") of 20;"
-    echo "models trained on synthetic speech)"
-    echo
-    cat "$exp/decode_real/table.md"
-    echo
-    echo "## Ablation over k (HLoRA, single pass; k = shared lower layers)"
-    echo
-    cat "$exp/ablate/ablation.md"
-    echo
-    echo "## Long audio: test clips joined per language (0.5 s gaps) into recordings of 60 s or more"
-    echo
-    cat "$exp/long/table.md"
-    if [[ -f $exp/decode_test/experts/table.md ]]; then
-      echo
-      echo "## LoRA language experts (TTS test set): experts (rank $expert_rank), MoLE, students (rank 256)"
-      echo
-      echo "Experts: $steps steps each on their language's rows; MoLE: $fuse_steps steps (fusion weights and"
-      echo "router only, lr 1e-2); students: $student_steps steps. Adding a language: the MoLE of $(( $(wc -w <<< "$langs") - 1 ))"
-      echo "languages' experts, then the last language's expert fused in with --init-from."
-      echo
-      cat "$exp/decode_test/experts/table_mer.md"
-      echo
-      echo "The same systems by CER:"
-      echo
-      cat "$exp/decode_test/experts/table_cer.md"
-      echo
-      cat "$exp/decode_test/experts/add_language.md"
-    fi
-  } > "$results.tmp" && mv "$results.tmp" "$results"
-  echo "wrote $results"
+  "$py" "$here/local/results.py" main "$exp" "$results"
 fi
 
 if want 9; then
@@ -356,9 +302,9 @@ lr: $s2s_lr
 head_lr: $head_lr
 warmup_steps: $(( s2s_steps / 10 + 1 ))
 max_steps: $s2s_steps
-batch_seconds: $batch
+batch_seconds: $batch_seconds
 batching: $batching
-max_duration: $batch
+max_duration: $batch_seconds
 eval_every: $s2s_steps
 save_every: $s2s_steps
 metric: cer
@@ -411,31 +357,7 @@ YAML
   cat "$o/loops.md"
   results=$here/RESULTS_seq2seq.md
   [[ $exp == *smoke* ]] && results=$exp/RESULTS_seq2seq.md
-  {
-    echo "# Results: recipes/tts_ml stage 9, the whole Whisper (seq2seq)"
-    echo
-    echo "Backbone: \`$backbone\` (encoder and decoder, LoRA in both); languages: $langs; encoder input:"
-    echo "$s2s_input; $s2s_steps steps per model (MoLE: $(( s2s_steps / 3 + 1 )), fusion weights and router only);"
-    echo "experts rank $expert_rank, shared LoRA rank 8, student rank 256; MoLE L1 = $main_l1 (layers 1..L1 fuse the"
-    echo "experts, the router reads layer L1, the deeper layers and the decoder are the routed language's expert)."
-    echo "Every fine-tuned system is single pass: the decoder is forced to the routed language's token."
-    echo "MER: CER for ja and ko, WER otherwise (after text_normalization); RTF: decode wall time / audio."
-    echo "Reproduce: \`recipes/tts_ml/run.sh --exp $exp --langs \"$langs\" --stage 9 --stop-stage 9"
-    echo "--s2s-steps $s2s_steps --s2s-lr $s2s_lr --s2s-input $s2s_input --batch-seconds $batch\` (after stages 1-2)."
-    echo
-    echo "## TTS test set"
-    echo
-    cat "$out/test/table.md"
-    echo
-    echo "## Real clips (../shared/data/real) in these languages: did fine-tuning on synthetic speech hurt?"
-    echo
-    cat "$out/real/table.md"
-    echo
-    echo "## Repetition loops: Whisper-base zero-shot on the TTS test set"
-    echo
-    cat "$out/test/loops.md"
-  } > "$results.tmp" && mv "$results.tmp" "$results"
-  echo "wrote $results"
+  "$py" "$here/local/results.py" seq2seq "$exp" "$results"
 fi
 
 if want 10; then
@@ -470,24 +392,5 @@ if want 10; then
   done
   results=$here/RESULTS_export.md
   [[ $exp == *smoke* ]] && results=$exp/RESULTS_export.md
-  {
-    echo "# Results: recipes/tts_ml stage 10, the seq2seq experts exported as transformers Whisper models"
-    echo
-    echo "\`hlora export hf MODEL --lang LANG\` folds every LoRA the language runs (encoder and decoder) into a"
-    echo "WhisperForConditionalGeneration whose generation config forces the language; \`hlora decode --whisper\`"
-    echo "decodes it in that language (no detection), on transformers' 30 s windows. Models: stage 9's experts"
-    echo "(encoder input: $s2s_input), greedy, the same token budget. MER: CER for ja and ko, WER otherwise."
-    echo "CTranslate2 rows (where \`pip install ctranslate2\` was done): local/ct2_decode.py converts each export."
-    echo "Reproduce: \`recipes/tts_ml/run.sh --exp $exp --langs \"$langs\" --stage 10 --stop-stage 10"
-    echo "--s2s-input $s2s_input\` (after stage 9)."
-    echo
-    echo "## TTS test set"
-    echo
-    cat "$out/test/export.md"
-    echo
-    echo "## Real clips"
-    echo
-    cat "$out/real/export.md"
-  } > "$results.tmp" && mv "$results.tmp" "$results"
-  echo "wrote $results"
+  "$py" "$here/local/results.py" export "$exp" "$results"
 fi
