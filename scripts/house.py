@@ -100,6 +100,22 @@ def main() -> None:
     print(f"import cycles (module level): {len(found)}" + "".join(f"\n  {' <-> '.join(c)}" for c in found))
     print(f"imports up the layers (module level): {len(up)}" + "".join(f"\n  {a} -> {b}" for a, b in up))
     print(f"imports up the layers (inside functions): {len(lazy_up)}" + "".join(f"\n  {a} -> {b}" for a, b in lazy_up))
+    standalone = sorted(
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "text_normalization").rglob("*.py")
+        if any(
+            isinstance(n, (ast.Import, ast.ImportFrom))
+            and any(
+                m.startswith("hlora_cli")
+                for m in ([n.module or ""] if isinstance(n, ast.ImportFrom) else [a.name for a in n.names])
+            )
+            for n in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
+        )
+    )
+    print(
+        f"text_normalization modules importing hlora_cli (it stands alone): {len(standalone)}"
+        + "".join(f"\n  {p}" for p in standalone)
+    )
     print("largest files: " + ", ".join(f"{p} {n}" for n, p in sorted(files, reverse=True)[:5]))
     print("largest functions: " + ", ".join(f"{p} {n}" for n, p in sorted(functions, reverse=True)[:5]))
 

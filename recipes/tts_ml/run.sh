@@ -43,6 +43,11 @@ fuse_steps=${fuse_steps:-$(( steps / 3 + 1 ))}  # only fusion weights and router
 student_steps=${student_steps:-$steps}  # the student starts from the experts' average
 mkdir -p "$exp"
 write_options "$exp/options.json"  # what local/results.py writes RESULTS from
+results() {  # results KIND FILE: local/results.py writes FILE here (a smoke run's in $exp)
+  local out=$here/$2
+  if [[ $exp == *smoke* ]]; then out=$exp/$2; fi
+  "$py" "$here/local/results.py" "$1" "$exp" "$out"
+}
 texts() {  # texts SPLIT: --text LANG=FILE for every language (train/dev from dev.txt, test from test.txt)
   for l in $langs; do printf -- '--text %s=%s ' "$l" "$exp/text/$l.$1.txt"; done
 }
@@ -281,9 +286,7 @@ fi
 
 if want 8; then
   log 8 "RESULTS.md"
-  results=$here/RESULTS.md
-  [[ $exp == *smoke* ]] && results=$exp/RESULTS.md
-  "$py" "$here/local/results.py" main "$exp" "$results"
+  results main RESULTS.md
 fi
 
 if want 9; then
@@ -355,9 +358,7 @@ YAML
     --systems "no cut (up to 444 tokens),12 tokens/s + 10 (default),12 tokens/s + 10 and no repeated 4-gram" \
     --markdown > "$o/loops.md"
   cat "$o/loops.md"
-  results=$here/RESULTS_seq2seq.md
-  [[ $exp == *smoke* ]] && results=$exp/RESULTS_seq2seq.md
-  "$py" "$here/local/results.py" seq2seq "$exp" "$results"
+  results seq2seq RESULTS_seq2seq.md
 fi
 
 if want 10; then
@@ -390,7 +391,5 @@ if want 10; then
     "$hlora" score "$in" "${files[@]}" --markdown --systems "$names" > "$o/export.md"
     cat "$o/export.md"
   done
-  results=$here/RESULTS_export.md
-  [[ $exp == *smoke* ]] && results=$exp/RESULTS_export.md
-  "$py" "$here/local/results.py" export "$exp" "$results"
+  results export RESULTS_export.md
 fi

@@ -104,3 +104,32 @@ def test_tts_ml_results_are_built_from_the_tables_and_the_options(tmp_path):
     missing = exp / "long" / "table.md"
     assert r.returncode == 1 and r.stderr.strip() == f"{missing}: no such table; run the stage that writes it first"
     assert out.read_text() == text  # the earlier RESULTS stays whole
+
+
+def test_tts_ml_seq2seq_and_export_results_hold_their_stages_tables(tmp_path):
+    script = ROOT / "recipes" / "tts_ml" / "local" / "results.py"
+    exp = tmp_path / "exp"
+    decode = exp / "seq2seq" / "decode"
+    for name, text in {
+        "test/table.md": "| s2s test |",
+        "real/table.md": "| s2s real |",
+        "test/loops.md": "| loops |",
+        "test/export.md": "| export test |",
+        "real/export.md": "| export real |",
+    }.items():
+        (decode / name).parent.mkdir(parents=True, exist_ok=True)
+        (decode / name).write_text(text + "\n")
+    options = dict(
+        backbone="/wb", langs="en de", s2s_input="true-length", s2s_steps="60", expert_rank="64", main_l1="3",
+        s2s_lr="5e-4", batch_seconds="16",
+    )  # fmt: skip
+    (exp / "options.json").write_text(json.dumps(options))
+    for kind in ("seq2seq", "export"):
+        out = tmp_path / f"{kind}.md"
+        subprocess.run([sys.executable, str(script), kind, str(exp), str(out)], check=True, capture_output=True)
+    s2s = (tmp_path / "seq2seq.md").read_text()
+    assert "true-length; 60 steps per model (MoLE: 21, fusion weights and router only);" in s2s
+    assert f'--exp {exp} --langs "en de" --stage 9 --stop-stage 9\n--s2s-steps 60 --s2s-lr 5e-4' in s2s
+    assert s2s.endswith("## Repetition loops: Whisper-base zero-shot on the TTS test set\n\n| loops |\n")
+    export = (tmp_path / "export.md").read_text()
+    assert "(encoder input: true-length), greedy" in export and export.endswith("## Real clips\n\n| export real |\n")
