@@ -62,6 +62,11 @@ class Recognizer:
         self._dtype_note: list[str] = []
         self.dtype = torch.float32 if onnx else check_dtype(options.dtype, self.device, say=self._dtype_note.append)
         self._compiled: dict[int, torch.nn.Module] = {}  # id of a ready model -> its compiled forward
+        if options.compile and self.device.type == "cpu":
+            self._dtype_note.append(
+                "note: --compile on a CPU: measured slower than eager decoding there (bench/deploy_speed.py "
+                "--compile, BENCHMARKS.md) after a long first compile; it is meant for GPUs (CUDA graphs)"
+            )
         self.model, self.lid_model = self._ready(model, options), self._ready(lid_model, options)
         self.opt = options
         # Whisper's encoder takes 30 s at most (either model's, two-stage); 1 s spare for framing

@@ -158,6 +158,14 @@ def test_compiled_decoding_equals_eager_decoding(items, device):  # noqa: F811
         assert max(abs(a.lang_probs[x] - b.lang_probs[x]) for x in a.lang_probs) < 1e-3
 
 
+def test_compile_on_a_cpu_says_it_was_measured_slower(capsys):
+    rec = Recognizer(model("hlora", 1), DecodeOptions(device="cpu", dtype="fp32", compile=True))
+    rec._say_dtype()  # said when the first batch runs
+    assert capsys.readouterr().err.startswith("note: --compile on a CPU: measured slower than eager decoding there")
+    Recognizer(model("hlora", 1), DecodeOptions(device="cpu", dtype="fp32"))._say_dtype()
+    assert capsys.readouterr().err == ""
+
+
 def test_compile_is_refused_where_nothing_would_compile(items, tmp_path_factory):  # noqa: F811
     from tests.helpers import run_main
 
