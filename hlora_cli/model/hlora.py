@@ -39,7 +39,7 @@ from hlora_cli.model.config import ModelConfig, resolve_layout
 from hlora_cli.model.heads import LIDHead
 from hlora_cli.model.lora import LoRALinear, inject_lora, layer_of, routing
 from hlora_cli.model.output import ModelOutput
-from hlora_cli.model.readout import make_readout
+from hlora_cli.model.readout import READOUTS, make_readout
 
 ROUTING_MODES = ("predicted", "oracle", "soft", "top2")
 
@@ -76,8 +76,11 @@ class HloraModel(nn.Module):
             self.lora.append(inject_lora(backbone.layers()[i], backbone.target_paths, n, config.lora, where))
         if self.layout.finetuned:
             backbone.unfreeze([n - 1 for n in self.layout.finetuned])
+        # Built where its random init has always been drawn (a seed gives the model it gave before):
+        # Whisper's decoder LoRA before the LID head, CTC heads after it.
+        readout = make_readout(config, backbone) if READOUTS[config.backbone_mode].init_before_lid else None
         self.lid_head = LIDHead(backbone.hidden_size, n_lang, config.lid) if self.lid_after else None
-        self.readout = make_readout(config, backbone)  # CTC heads or Whisper's decoder
+        self.readout = readout or make_readout(config, backbone)  # CTC heads or Whisper's decoder
         # mole: per fused layer, one logit per expert; softmax -> convex weights. Zeros: the
         # experts' mean, and one-hot (a -inf everywhere else) gives exactly one expert.
         n_fused = len(self.layout.fused)

@@ -63,6 +63,8 @@ class Readout(nn.Module):
     loss_name: ClassVar[str]  # the recognition loss's name in metrics.jsonl
     tells_language: ClassVar[bool] = False  # reads the language itself (ctc's prefix tokens)
     follows_route: ClassVar[bool] = True  # reads each utterance as its routed language
+    counts_emissions: ClassVar[bool] = False  # `emitted` tells tokens per utterance (CTC's blank plateau)
+    init_before_lid: ClassVar[bool] = False  # its random init drawn before the LID head's (model/hlora.py)
     tied_rows: list[torch.Tensor] | None = None  # CTC heads tied by symbol while a training begins
 
     def read(
@@ -92,10 +94,14 @@ class Readout(nn.Module):
         """Each utterance's greedy text, read by its routed language (`seconds`: its audio's length)."""
         raise NotImplementedError
 
-    def emitted(self, out: ModelOutput) -> list[int] | None:
-        """Tokens greedy decoding emits per utterance, where that is known without decoding (CTC's
-        blank plateau, train/plateau.py); None otherwise."""
-        return None
+    def emitted(self, out: ModelOutput) -> list[int]:
+        """Tokens greedy decoding emits per utterance, where that is known without decoding
+        (`counts_emissions`: CTC's blank plateau, train/plateau.py)."""
+        raise NotImplementedError
+
+    def tie_heads(self, config: ModelConfig) -> None:
+        """Tie the heads by symbol while a training begins (--head-tie-steps): CTC heads only."""
+        raise HloraError("--head-tie-steps ties CTC heads; this model has none")
 
     def lora_modules(self) -> list[LoRALinear]:
         """The LoRA it owns (in the backbone's layers it reads with)."""
@@ -108,6 +114,7 @@ class CTCReadout(CTCHeads, Readout):
 
     kind = "ctc"
     loss_name = "ctc"
+    counts_emissions = True
 
     def __init__(self, config: ModelConfig, backbone: Backbone) -> None:
         super().__init__(backbone.hidden_size, [len(v) for v in _inventories(config)])
@@ -175,6 +182,9 @@ class CTCReadout(CTCHeads, Readout):
     def emitted(self, out):
         return emitted_tokens(out.ctc_logprobs.detach(), out.out_lengths).tolist()
 
+    def tie_heads(self, config: ModelConfig) -> None:
+        self.tie_rows([config.head_vocab(i) for i in range(len(self.heads))])
+
 
 def _inventories(config: ModelConfig) -> list[list[str]]:
     """The heads' token inventories: the shared one, or one per language (config order)."""
@@ -214,6 +224,7 @@ class DecoderReadout(Readout):
 
     kind = "seq2seq"
     loss_name = "ce"  # the decoder's cross-entropy
+    init_before_lid = True
 
     def __init__(self, config: ModelConfig, backbone: Backbone) -> None:
         super().__init__()

@@ -19,6 +19,7 @@ import torch
 from hlora_cli.errors import HloraError
 from hlora_cli.files import atomic_write, check_apart
 from hlora_cli.model import HloraModel, save_model
+from hlora_cli.model.checkpoint import current_names
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -263,7 +264,7 @@ def restore(trainer) -> None:
         raise HloraError(f"{run_dir}: the run was saved by {len(ckpt['sampler'])} process(es); resume it with as many")
     with torch.no_grad():
         named = dict(trainer.model.named_parameters())
-        for name, t in ckpt["model"].items():
+        for name, t in current_names(ckpt["model"]).items():  # a run saved before the readout resumes too
             named[name].copy_(t)
     trainer.optimizer.load_state_dict(ckpt["optimizer"])
     trainer.scheduler.load_state_dict(ckpt["scheduler"])

@@ -219,7 +219,8 @@ class Trainer:
         self.step, self.best, self.evals_since_best, self.bad_in_a_row, self.bad_total = 0, None, 0, 0, 0
         self.last_eval: dict = {}
         self.unreadable: dict[str, str] = {}  # utterance id -> why its audio was left out
-        self.emission = EmissionWatch(languages)  # CTC's blank plateau, per language (where the readout tells)
+        # CTC's blank plateau, per language (where the readout counts emitted tokens)
+        self.emission = EmissionWatch(languages) if self.model.readout.counts_emissions else None
         if self.dist.is_main:
             self._lock = run_state.open_run_dir(self.run_dir, self._replace_run)
         self.dist.barrier()
@@ -233,7 +234,7 @@ class Trainer:
             cfg.save(self.run_dir / "train.yaml")
         self.tensorboard = self._tensorboard()
         if self.step < cfg.head_tie_steps:  # CTC heads only (train/config.py)
-            self.model.readout.tie_rows([self.model.vocab(i) for i in range(len(self.model.readout.heads))])
+            self.model.readout.tie_heads(self.model.config)
 
     def _stream(self, maker: ExampleMaker, only_languages: bool) -> ShardStream:
         """--train DIR/ of shards: streamed (data/shards.py), its languages checked as a manifest's."""
@@ -369,9 +370,9 @@ class Trainer:
                 break
             (parts.total * len(batch) * self.dist.world_size / step_utts).backward()
             n = len(batch)
-            emitted = self.model.readout.emitted(out)
-            if emitted is not None:
-                self.emission.add(emitted, out.lang_ids.tolist(), [len(e.targets) for e in batch])
+            if self.emission is not None:
+                refs = [len(e.targets) for e in batch]
+                self.emission.add(self.model.readout.emitted(out), out.lang_ids.tolist(), refs)
             sums["loss"] += parts.total.item() * n
             sums["asr"] += parts.asr.item() * n
             sums["lid"] += parts.lid.item() * n
@@ -446,12 +447,16 @@ class Trainer:
             batch, feats = self._received(data, loaded)
             if not batch:
                 continue
-            out, parts = self._forward(batch, feats, routing_mode)
             if routing_mode != "oracle" and self.model.routes_by_language:
                 # The loss of a misrouted utterance is not defined (its text is not in the chosen
                 # head's inventory, or the decoder was forced to another language): the dev loss
-                # is the training objective with the true routing.
+                # is the training objective with the true routing, the texts the system's.
+                feats = feats.to(self.device, non_blocking=self.pin_memory)
+                with self._autocast():
+                    out = self.model(feats, routing_mode)
                 _, parts = self._forward(batch, feats, "oracle")
+            else:
+                out, parts = self._forward(batch, feats, routing_mode)
             loss_sum += float(parts.total) * len(batch)
             seconds = [e.utt.duration for e in batch]
             texts = self.model.readout.greedy_texts(self.model, out, seconds, self._autocast)
@@ -555,7 +560,7 @@ class Trainer:
     def _plateau(self) -> dict[str, float]:
         """Log each language's emitted tokens per reference token over the last training batches,
         and return those still on CTC's all-blank plateau."""
-        if not self.emission.recent:  # a readout that does not tell (Whisper's decoder)
+        if self.emission is None:
             return {}
         self._log({"step": self.step, "emitted_per_ref_token": self.emission.ratios()})
         return self.emission.on_plateau()

@@ -31,13 +31,13 @@ backbone=${BACKBONE:-${HLORA_CACHE:-$HOME/.cache/hlora}/whisper-base}
 . "$root/recipes/utils/stages.sh"
 recipe_options data_root exp stage stop_stage backbone n_test n_dev ks main_k l1s main_l1 ctc_steps s2s_steps threads \
   ctc_batch_seconds ctc_long_steps quick smoke
-preset_quick() { n_test=20; ks="3"; l1s="2"; ctc_steps=100; s2s_steps=30; exp=${EXP:-$root/exp/real_quick}; }
+mode=full  # the last of --quick / --smoke given decides
+preset_quick() { mode=quick; n_test=20; ks="3"; l1s="2"; ctc_steps=100; s2s_steps=30; exp=${EXP:-$root/exp/real_quick}; }
 preset_smoke() {
-  n_test=4; n_dev=2; ks="3"; l1s="2"; ctc_steps=3; ctc_batch_seconds=20; s2s_steps=2; expert_rank=4
+  mode=smoke; n_test=4; n_dev=2; ks="3"; l1s="2"; ctc_steps=3; ctc_batch_seconds=20; s2s_steps=2; expert_rank=4
   exp=$root/exp/real_smoke
 }
 parse_options "$@"
-mode=full; $quick && mode=quick; $smoke && mode=smoke
 hlora=$root/.venv/bin/hlora py=$root/.venv/bin/python
 data=$exp/data
 mkdir -p "$exp" "$data"

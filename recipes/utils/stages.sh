@@ -2,10 +2,10 @@
 #
 #   recipe_options NAME...   the recipe's options: --stop-stage sets stop_stage, and so on; each
 #                            variable has its default before parse_options runs
-#   parse_options "$@"       --NAME VALUE sets NAME; a bare --NAME sets a NAME whose default is
-#                            false to true and, where the recipe defines preset_NAME, calls it there
-#                            (so options given after --smoke override its presets); anything else
-#                            is an error naming the option
+#   parse_options "$@"       --NAME VALUE sets NAME; a NAME whose default is true or false is a flag:
+#                            a bare --NAME (or --NAME true) sets it true and, where the recipe
+#                            defines preset_NAME, calls it there (so options given after --smoke
+#                            override its presets); anything else is an error naming the option
 #   write_options FILE       every option's value as one JSON object (for local/*.py, RESULTS)
 #   log N TEXT               a stage's banner, with the time
 #   want N                   whether stage N lies within --stage .. --stop-stage
@@ -23,8 +23,8 @@ parse_options() {
       echo "$0: unknown option $1 (options: $(printf -- '--%s ' "${_recipe_options[@]//_/-}"))" >&2
       exit 2
     fi
-    if [[ ${!name} == false || ${!name} == true ]] && [[ $# -eq 1 || $2 == --* ]]; then
-      set -- "$1" true "${@:2}"  # a bare flag: --smoke is --smoke true
+    if [[ ${!name} == false || ${!name} == true ]] && [[ $# -eq 1 || ( $2 != true && $2 != false ) ]]; then
+      set -- "$1" true "${@:2}"  # a bare flag: --smoke is --smoke true (a flag takes true or false only)
     fi
     if [[ $# -lt 2 ]]; then echo "$0: $1 needs a value" >&2; exit 2; fi
     printf -v "$name" '%s' "$2"

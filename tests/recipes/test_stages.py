@@ -53,6 +53,15 @@ def test_unknown_options_and_missing_values_are_one_line_errors(tmp_path):
     assert r.returncode == 2 and r.stderr.strip().endswith("--train needs a value")
     r = run(tmp_path, "stray")
     assert r.returncode == 2 and "unknown option stray" in r.stderr
+    r = run(tmp_path, "--smoke", "yes")  # a flag takes true or false only: yes is an option that is not one
+    assert r.returncode == 2 and "unknown option yes" in r.stderr
+
+
+def test_a_flag_given_false_calls_no_preset(tmp_path):
+    r = run(tmp_path, "--smoke", "false", "--stop-stage", "1")
+    assert r.returncode == 0, r.stderr
+    options = json.loads((tmp_path / "options.json").read_text())
+    assert (options["smoke"], options["langs"], options["train"]) == ("false", "en de", "200")
 
 
 def tts_exp(tmp_path: Path, experts: bool) -> Path:

@@ -232,3 +232,28 @@ def test_heads_train_at_head_lr_and_lora_at_lr(tiny_backbone, tmp_path):
     # without head_lr both groups follow lr
     same = Trainer(config(tiny_backbone, manifest, vocab), tmp_path / "run2").optimizer.param_groups
     assert [g["initial_lr"] for g in same] == [5e-3, 5e-3]
+
+
+def test_a_checkpoint_from_before_the_readout_resumes_as_the_uninterrupted_run(tiny_backbone, tmp_path, monkeypatch):
+    """checkpoint.pt files written before the CTC heads became the model's readout name them
+    ctc_heads.heads.N: such a run resumes, and ends as the run that was never interrupted."""
+    monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))
+    manifest, vocab = make_corpus(tmp_path / "data")
+    Trainer(config(tiny_backbone, manifest, vocab, max_steps=4), tmp_path / "whole").fit()
+    cut = Trainer(config(tiny_backbone, manifest, vocab, max_steps=4), tmp_path / "cut")
+    for _ in range(2):
+        cut.train_step()
+        cut.step += 1
+    cut._checkpoint()
+    cut.batches.close()
+    cut.release()
+    ckpt_path = tmp_path / "cut" / "checkpoint.pt"
+    ckpt = torch.load(ckpt_path, weights_only=False)
+    renamed = {n.replace("readout.", "ctc_heads.", 1) for n in ckpt["model"] if n.startswith("readout.")}
+    assert len(renamed) == 4  # weight and bias of the de and en heads
+    ckpt["model"] = {n.replace("readout.", "ctc_heads.", 1): t for n, t in ckpt["model"].items()}
+    torch.save(ckpt, ckpt_path)
+    Trainer(config(tiny_backbone, manifest, vocab, max_steps=4), tmp_path / "cut", resume=True).fit()
+    whole, resumed = load_model(tmp_path / "whole" / "last"), load_model(tmp_path / "cut" / "last")
+    for (name, a), (_, b) in zip(whole.named_parameters(), resumed.named_parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6), name

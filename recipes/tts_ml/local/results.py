@@ -17,7 +17,8 @@ from pathlib import Path
 
 
 def table(path: Path) -> str:
-    """A stage's table; a missing one is an error naming it (the stage that writes it did not run)."""
+    """A stage's table (or manifest); a missing one is an error naming it (the stage that writes it
+    did not run). The echo blocks this replaces wrote a RESULTS file without it."""
     if not path.is_file():
         raise SystemExit(f"{path}: no such table; run the stage that writes it first")
     return path.read_text(encoding="utf-8").rstrip("\n")
@@ -25,7 +26,7 @@ def table(path: Path) -> str:
 
 def main_results(exp: Path, o: dict) -> list[str]:
     n_langs = len(o["langs"].split())
-    real = sum(1 for line in (exp / "real.jsonl").read_text(encoding="utf-8").splitlines() if line.strip())
+    real = sum(1 for line in table(exp / "real.jsonl").splitlines() if line.strip())
     lines = [
         "# Results: recipes/tts_ml",
         "",
