@@ -25,6 +25,7 @@ from hlora_cli.infer.decodable import DecodableModel
 from hlora_cli.infer.long_audio import Window, stitch, text_windows, windows
 from hlora_cli.model.ctc_decoding import greedy_hypothesis
 from hlora_cli.model.output import ModelOutput
+from hlora_cli.model.readout import CTCReadout, DecoderReadout
 from hlora_cli.model.whisper_decoder import generate, retry_loops, token_budget
 from text_normalization import normalize
 
@@ -32,6 +33,8 @@ Words = list[tuple[str, float, float]]
 
 
 class Reading:
+    kind: str  # the readout it decodes for (model/readout.py READOUTS)
+
     def __init__(self, model: DecodableModel, options, device: torch.device, dtype: torch.dtype) -> None:
         self.model, self.opt, self.device, self.dtype = model, options, device, dtype
         self.fps = model.backbone.frames_per_second
@@ -54,6 +57,8 @@ class Reading:
 
 
 class CTCReading(Reading):
+    kind = CTCReadout.kind
+
     def __init__(self, model: DecodableModel, options, device: torch.device, dtype: torch.dtype) -> None:
         super().__init__(model, options, device, dtype)
         self._beams: dict[int, BeamDecoder] = {}
@@ -96,6 +101,8 @@ class CTCReading(Reading):
 
 
 class DecoderReading(Reading):
+    kind = DecoderReadout.kind
+
     def __init__(self, model: DecodableModel, options, device: torch.device, dtype: torch.dtype) -> None:
         super().__init__(model, options, device, dtype)
         if options.lms:
@@ -108,9 +115,11 @@ class DecoderReading(Reading):
         """Each window's text from Whisper's decoder, forced to its routed language."""
         opt, model = self.opt, self.model
         caps = [token_budget(w.end - w.start, opt.max_tokens_per_second) for w in batch]
-        with autocast(self.device, self.dtype):
-            ids = generate(model, out, opt.seq2seq_beams, opt.no_repeat_ngram, caps)
-        texts = [model.backbone.decode_tokens(t) for t in ids]
+
+        def write(o: ModelOutput, ngram: int, budgets: list[int]) -> list[str]:
+            with autocast(self.device, self.dtype):
+                ids = generate(model, o, opt.seq2seq_beams, ngram, budgets)
+            return [model.backbone.decode_tokens(t) for t in ids]
 
         def again(rows: list[int], ngram: int) -> list[str]:  # those rows of the batch, generated anew
             idx = torch.tensor(rows, device=out.encoder_out.device)
@@ -121,11 +130,9 @@ class DecoderReading(Reading):
                 encoder_out=out.encoder_out[idx],
                 route_weights=None if out.route_weights is None else out.route_weights[idx],
             )
-            with autocast(self.device, self.dtype):
-                ids = generate(model, part, opt.seq2seq_beams, ngram, [caps[n] for n in rows])
-            return [model.backbone.decode_tokens(t) for t in ids]
+            return write(part, ngram, [caps[n] for n in rows])
 
-        return retry_loops(texts, opt.loop_ngram, opt.no_repeat_ngram, again)
+        return retry_loops(write(out, opt.no_repeat_ngram, caps), opt.loop_ngram, opt.no_repeat_ngram, again)
 
     def text(self, parts: list[tuple[Window, str]], lang_idx: int, code: str) -> tuple[str, Words]:
         # normalised as the training targets were, and as every other system writes
@@ -146,7 +153,7 @@ def generation_settings(options) -> dict:
     }
 
 
-READINGS: dict[str, type[Reading]] = {"ctc": CTCReading, "seq2seq": DecoderReading}
+READINGS: dict[str, type[Reading]] = {r.kind: r for r in (CTCReading, DecoderReading)}  # as READOUTS
 
 
 def reading_for(model: DecodableModel, options, device: torch.device, dtype: torch.dtype) -> Reading:

@@ -23,14 +23,15 @@ class ChunkedDecode:
         self.partial = PartialOutput(out, resume, system) if out is not None else None
         self.resumed = len(self.partial.done) if self.partial is not None else 0
         if self.resumed:
-            foreign = self.partial.done_ids - {it.id for it in items}
+            done = self.partial.done_ids
+            foreign = done - {it.id for it in items}
             if foreign:  # results of other inputs would end up in OUT beside these
                 where = partial_path(out) if partial_path(out).exists() else out
                 raise HloraError(
                     f"{where}: the earlier decode holds {len(foreign)} utterance(s) these inputs lack (e.g. "
                     f"'{sorted(foreign)[0]}'): resume with the same inputs, or decode into another -o"
                 )
-            items = [it for it in items if it.id not in self.partial.done_ids]
+            items = [it for it in items if it.id not in done]
         self.items = items
         self.skipped: list[tuple[str, str]] = []
         self.decoded, self.audio, self.wall = 0, 0.0, 0.0

@@ -80,7 +80,7 @@ class HloraModel(nn.Module):
         # Whisper's decoder LoRA before the LID head, CTC heads after it.
         readout = make_readout(config, backbone) if READOUTS[config.backbone_mode].init_before_lid else None
         self.lid_head = LIDHead(backbone.hidden_size, n_lang, config.lid) if self.lid_after else None
-        self.readout = readout or make_readout(config, backbone)  # CTC heads or Whisper's decoder
+        self.readout = readout if readout is not None else make_readout(config, backbone)  # CTC heads or a decoder
         # mole: per fused layer, one logit per expert; softmax -> convex weights. Zeros: the
         # experts' mean, and one-hot (a -inf everywhere else) gives exactly one expert.
         n_fused = len(self.layout.fused)

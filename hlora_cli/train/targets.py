@@ -60,11 +60,12 @@ def target_tokens(
 ) -> tuple[Vocab | WhisperTokens, list[str]]:
     """The tokens the targets are written in and the training's languages: the experts', else
     those given, else (CTC heads) the vocab's or (Whisper's decoder) the training data's."""
-    if experts and experts[0].config.seq2seq:
-        ref = experts[0].config.backbone
-        return WhisperTokens(ref.source or ref.tokenizer, [e.lang for e in experts]), [e.lang for e in experts]
     if experts:
-        return experts_vocab(experts), [e.lang for e in experts]
+        langs = [e.lang for e in experts]
+        ref = experts[0].config.backbone
+        if experts[0].config.seq2seq:
+            return WhisperTokens(ref.source or ref.tokenizer, langs), langs
+        return experts_vocab(experts), langs
     if backbone_mode == "seq2seq":  # no inventory of ours: languages as given, or the manifest's
         given = languages or manifest_languages(train)
         return WhisperTokens(backbone, given), given

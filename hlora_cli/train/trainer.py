@@ -190,8 +190,8 @@ class Trainer:
         if cfg.model_type == "student" and cfg.kd != "none":
             self.teacher = load_teacher(self.experts, self.device)
         self.model.gradient_checkpointing = cfg.gradient_checkpointing
-        self.lid_weight = cfg.lid_weight if self.model.lid_head is not None else 0.0
-        self.objective = Objective(self.lid_weight, cfg.kd, cfg.kd_cos_weight, cfg.kd_js_weight)
+        lid_weight = cfg.lid_weight if self.model.lid_head is not None else 0.0
+        self.objective = Objective(lid_weight, cfg.kd, cfg.kd_cos_weight, cfg.kd_js_weight)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         if self.streaming:
             maker = ExampleMaker(self.vocab, languages, shared, cfg.max_duration, soft)

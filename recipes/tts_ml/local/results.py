@@ -24,6 +24,11 @@ def table(path: Path) -> str:
     return path.read_text(encoding="utf-8").rstrip("\n")
 
 
+def section(heading: str, path: Path) -> list[str]:
+    """`## heading` over the table at `path`, a blank line before each."""
+    return ["", f"## {heading}", "", table(path)]
+
+
 def main_results(exp: Path, o: dict) -> list[str]:
     n_langs = len(o["langs"].split())
     real = sum(1 for line in table(exp / "real.jsonl").splitlines() if line.strip())
@@ -42,23 +47,17 @@ def main_results(exp: Path, o: dict) -> list[str]:
         f"--ctc-lr {o['ctc_lr']} --bpe-size {o['bpe_size']}`. k counts the shared lower layers (1..k shared LoRA, "
         "LID after",
         "layer k, k+1..6 per language), as the HLoRA paper defines it.",
-        "",
-        "## TTS test set",
-        "",
-        table(exp / "decode_test" / "table.md"),
-        "",
-        f"## Real clips (../shared/data/real) in the trained languages ({real} of 20;",
-        "models trained on synthetic speech)",
-        "",
-        table(exp / "decode_real" / "table.md"),
-        "",
-        "## Ablation over k (HLoRA, single pass; k = shared lower layers)",
-        "",
-        table(exp / "ablate" / "ablation.md"),
-        "",
-        "## Long audio: test clips joined per language (0.5 s gaps) into recordings of 60 s or more",
-        "",
-        table(exp / "long" / "table.md"),
+        *section("TTS test set", exp / "decode_test" / "table.md"),
+        *section(
+            f"Real clips (../shared/data/real) in the trained languages ({real} of 20;\n"
+            "models trained on synthetic speech)",
+            exp / "decode_real" / "table.md",
+        ),
+        *section("Ablation over k (HLoRA, single pass; k = shared lower layers)", exp / "ablate" / "ablation.md"),
+        *section(
+            "Long audio: test clips joined per language (0.5 s gaps) into recordings of 60 s or more",
+            exp / "long" / "table.md",
+        ),
     ]
     experts = exp / "decode_test" / "experts"
     if (experts / "table.md").is_file():
@@ -99,18 +98,12 @@ def seq2seq_results(exp: Path, o: dict) -> list[str]:
         f'Reproduce: `recipes/tts_ml/run.sh --exp {exp} --langs "{o["langs"]}" --stage 9 --stop-stage 9',
         f"--s2s-steps {steps} --s2s-lr {o['s2s_lr']} --s2s-input {o['s2s_input']} --batch-seconds "
         f"{o['batch_seconds']}` (after stages 1-2).",
-        "",
-        "## TTS test set",
-        "",
-        table(decode / "test" / "table.md"),
-        "",
-        "## Real clips (../shared/data/real) in these languages: did fine-tuning on synthetic speech hurt?",
-        "",
-        table(decode / "real" / "table.md"),
-        "",
-        "## Repetition loops: Whisper-base zero-shot on the TTS test set",
-        "",
-        table(decode / "test" / "loops.md"),
+        *section("TTS test set", decode / "test" / "table.md"),
+        *section(
+            "Real clips (../shared/data/real) in these languages: did fine-tuning on synthetic speech hurt?",
+            decode / "real" / "table.md",
+        ),
+        *section("Repetition loops: Whisper-base zero-shot on the TTS test set", decode / "test" / "loops.md"),
     ]
 
 
@@ -126,14 +119,8 @@ def export_results(exp: Path, o: dict) -> list[str]:
         "CTranslate2 rows (where `pip install ctranslate2` was done): local/ct2_decode.py converts each export.",
         f'Reproduce: `recipes/tts_ml/run.sh --exp {exp} --langs "{o["langs"]}" --stage 10 --stop-stage 10',
         f"--s2s-input {o['s2s_input']}` (after stage 9).",
-        "",
-        "## TTS test set",
-        "",
-        table(decode / "test" / "export.md"),
-        "",
-        "## Real clips",
-        "",
-        table(decode / "real" / "export.md"),
+        *section("TTS test set", decode / "test" / "export.md"),
+        *section("Real clips", decode / "real" / "export.md"),
     ]
 
 
