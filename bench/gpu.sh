@@ -19,3 +19,6 @@ timeout 200 $py bench/train_speed.py --mfu --device cuda --bf16 --mfu-batches 16
 # the model core on a mixed-language batch, eager and compiled (CUDA graphs)
 timeout 270 $py bench/core_speed.py --quick --device cuda --dtype bf16 --batch 16 --compile --whisper "$w" \
   2>&1 | tee "$log/core_speed.log"
+# kernels a bf16 training step launches and its time: the textbook LoRA forward against hlora's
+timeout 150 $py bench/train_speed.py --kernels --device cuda --batch 16 --seconds 10 --steps 4 --whisper "$w" \
+  2>&1 | tee "$log/train_kernels.log"

@@ -65,6 +65,8 @@ def report(args, times: list[float], flops: int, trainable: int, accounted: int 
                 "tflops": flops / step_s / 1e12,
                 "mfu": flops / step_s / peak if (peak := peak_flops(args.device)) else None,
                 "gpu_busy": getattr(args, "gpu_busy", None),
+                "kernels": getattr(args, "kernels", None),
+                "update_kernels": getattr(args, "update_kernels", None),
             }
         )
     )
@@ -78,7 +80,7 @@ def training_batch(args: argparse.Namespace, model, device, n_langs: int):
     import torch
 
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-5)
+    opt = torch.optim.AdamW(params, lr=1e-5, fused=device.type == "cuda")  # as the trainer's
     rng = np.random.default_rng(0)
     wavs = [(0.1 * rng.standard_normal(int(args.seconds * 16000))).astype(np.float32) for _ in range(args.batch)]
     feats = model.prepare(wavs).to(device)
@@ -93,6 +95,7 @@ def seq2seq_child(args: argparse.Namespace, ref) -> None:
     import torch
 
     from hlora_cli.model import LoRAConfig, ModelConfig, build_model
+    from hlora_cli.model.precision import keep_frozen_in
 
     cfg = ModelConfig(
         "hlora", ref, LANGS, k=3, backbone_mode="seq2seq", encoder_input="true-length",
@@ -100,11 +103,13 @@ def seq2seq_child(args: argparse.Namespace, ref) -> None:
     )  # fmt: skip
     device = torch.device(args.device)
     model = build_model(cfg).to(device).train()
+    if args.bf16 and not args.autocast_casts:  # as the trainer does
+        keep_frozen_in(model.backbone, torch.bfloat16)
     params, opt, rng, feats, langs = training_batch(args, model, device, len(LANGS))
     targets = [[int(x) for x in rng.integers(300, 20000, size=int(args.seconds * 3))] for _ in range(args.batch)]
     dtype = torch.bfloat16 if args.bf16 else torch.float32
 
-    def step():
+    def forward_backward():
         with torch.autocast(device.type, dtype=dtype, enabled=args.bf16):
             out = model(feats, "oracle", langs)
             logits, labels, _ = model.readout.teacher_forced(model, out, targets, False)
@@ -112,11 +117,51 @@ def seq2seq_child(args: argparse.Namespace, ref) -> None:
             logits.float().flatten(0, 1), labels.to(device).flatten(), ignore_index=-100
         )
         loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
 
-    times, flops = timed_steps(args, device, step)
+    times, flops = timed_steps(args, device, forward_backward, opt)
     report(args, times, flops, sum(p.numel() for p in params), None)
+
+
+# dispatched, but no kernel of their own: views and metadata
+NOT_KERNELS = {"aten._unsafe_view", "aten.lift_fresh", "aten.detach", "aten.alias", "aten._local_scalar_dense"}
+
+
+def count_kernels(fn) -> int:
+    """Operators `fn` dispatches below autograd and autocast, views left out: about one kernel
+    launch each on a GPU (a launch-bound step's cost), counted the same on any device."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if not func.is_view and str(func.overloadpacket) not in NOT_KERNELS:
+                Count.n += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        fn()
+    return Count.n
+
+
+def textbook_lora() -> None:
+    """The LoRA forward as usually written (and as hlora wrote it before): index each row's
+    adapter, multiply by the scaling, add; autocast casts x for each product."""
+    import torch
+
+    from hlora_cli.model.lora import LoRALinear
+
+    fused = LoRALinear.forward
+
+    def forward(self, x):
+        if self.merged or self.weights is not None or self.merged_weights is not None:
+            return fused(self, x)
+        if not self.routed:
+            return self.base(x) + self.scaling * (self.dropout(x) @ self.lora_A[0].T) @ self.lora_B[0].T
+        a, b = self.lora_A[self.route], self.lora_B[self.route]
+        return self.base(x) + self.scaling * torch.bmm(torch.bmm(self.dropout(x), a.transpose(1, 2)), b.transpose(1, 2))
+
+    LoRALinear.forward = forward
 
 
 def profile_step(args, step) -> float:
@@ -141,12 +186,22 @@ def profile_step(args, step) -> float:
     return kernels / wall
 
 
-def timed_steps(args, device, step) -> tuple[list[float], int]:
-    """Seconds of each step after the first (which warms up allocators and kernels, and is counted
-    for its floating-point operations)."""
+def timed_steps(args, device, forward_backward, opt) -> tuple[list[float], int]:
+    """Seconds of each step (forward, backward, AdamW) after the first (which warms up allocators
+    and kernels, and is counted for its floating-point operations)."""
     import torch
 
+    def step():
+        forward_backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    if args.textbook_lora:
+        textbook_lora()
     flops = step_flops(step)
+    if args.count_kernels:
+        args.kernels, args.update_kernels = count_kernels(forward_backward), count_kernels(opt.step)
+        opt.zero_grad(set_to_none=True)
     if args.profile_dir and device.type == "cuda":
         args.gpu_busy = profile_step(args, step)
     times = []
@@ -167,6 +222,7 @@ def child(args: argparse.Namespace) -> None:
 
     from hlora_cli.model import BackboneRef, LoRAConfig, ModelConfig, build_model
     from hlora_cli.model.losses import distill_loss, joint_loss
+    from hlora_cli.model.precision import keep_frozen_in
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -203,12 +259,15 @@ def child(args: argparse.Namespace) -> None:
         tcfg = ModelConfig("lidlora", ref, LANGS, vocabs={lang: vocab for lang in LANGS}, lora=LoRAConfig(64, 128.0))
         teacher = build_model(tcfg).to(device).eval().requires_grad_(False)
         maps = [torch.arange(len(vocab), device=device) for _ in LANGS]
+    if args.bf16 and not args.autocast_casts:  # as the trainer does
+        for m in [model] if teacher is None else [model, teacher]:
+            keep_frozen_in(m.backbone, torch.bfloat16)
     params, opt, rng, feats, langs = training_batch(args, model, device, len(langs_of))
     targets = [[int(x) for x in rng.integers(3, len(vocab), size=int(args.seconds * 12))] for _ in range(args.batch)]
     sizes = model.readout.vocab_sizes
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if args.bf16 else torch.autocast("cpu", enabled=False)
 
-    def step():
+    def forward_backward():
         with autocast:
             out = model(feats, "oracle", langs, hidden=teacher is not None)
         parts = joint_loss(out, langs, targets, sizes, 0.0 if full else 0.3)
@@ -217,12 +276,16 @@ def child(args: argparse.Namespace) -> None:
                 t_out = teacher(feats, "oracle", langs, hidden=True)
             parts = distill_loss(parts, out, t_out, langs, maps, 1.0, 1.0)
         parts.total.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
 
-    times, flops = timed_steps(args, device, step)
+    times, flops = timed_steps(args, device, forward_backward, opt)
     trainable = sum(p.numel() for p in params)
-    accounted = tensor_memory(model, opt, lambda: joint_loss(model(feats, "oracle", langs), langs, targets, sizes, 0.3))
+
+    def forward():
+        with autocast:
+            out = model(feats, "oracle", langs)
+        return joint_loss(out, langs, targets, sizes, 0.3)
+
+    accounted = tensor_memory(model, opt, forward)
     report(args, times, flops, trainable, accounted)
 
 
@@ -278,8 +341,9 @@ def child_command(args: argparse.Namespace, backbone: str, variant: str, k: int,
         "--threads",
         str(args.threads),
     ]
-    if args.bf16:
-        cmd.append("--bf16")
+    for flag in ("bf16", "count_kernels", "textbook_lora", "autocast_casts"):
+        if getattr(args, flag):
+            cmd.append("--" + flag.replace("_", "-"))
     if args.profile_dir:
         cmd += ["--profile-dir", args.profile_dir]
     return cmd
@@ -387,6 +451,55 @@ def utilisation(args: argparse.Namespace, write_section) -> None:
     print(json.dumps(result))
 
 
+def kernels(args: argparse.Namespace, write_section) -> None:
+    """Kernels a bf16 training step dispatches (device-independent) and its time on this device,
+    for HLoRA on the HuBERT-base size (k=9, CTC) and seq2seq Whisper-base (k=3): the LoRA forward
+    as usually written with autocast casting every frozen weight on every call (hlora before
+    2026-12-04), hlora's LoRA forward alone, and hlora's training step (its LoRA forward and the
+    frozen weights kept in bf16)."""
+    from bench.common import machine
+
+    settings = {
+        "textbook LoRA, autocast casts": (True, True),
+        "hlora LoRA, autocast casts": (False, True),
+        "hlora (frozen weights in bf16)": (False, False),
+    }
+    runs = {"hubert-base-size HLoRA k=9": ("hubert", "hlora", 9), "whisper-base seq2seq k=3": ("whisper", "seq2seq", 3)}
+    args.bf16 = args.count_kernels = True
+    rows, result = [], {}
+    for name, (backbone, variant, k) in runs.items():
+        first = None
+        for setting, (textbook, casts) in settings.items():
+            args.textbook_lora, args.autocast_casts = textbook, casts
+            r = run_variant(args, backbone, variant, k)
+            first = first or r
+            ratio = r["kernels"] / first["kernels"]
+            ms = r["step_s"] * 1000
+            print(f"{name}, {setting}: {r['kernels']} kernels ({ratio:.2f}), {ms:.0f} ms/step", flush=True)
+            rows.append(
+                f"| {name} | {setting} | {r['kernels']} | {ratio:.2f} | {r['update_kernels']} "
+                f"| {r['step_s'] * 1000:.0f} | {r['step_s'] / first['step_s']:.2f} |"
+            )
+            result[f"{name}, {setting}"] = {
+                "kernels": r["kernels"], "update_kernels": r["update_kernels"], "step_s": round(r["step_s"], 4)
+            }  # fmt: skip
+        result[f"{name}: kernels_ratio"] = round(r["kernels"] / first["kernels"], 3)
+        result[f"{name}: step_ratio"] = round(r["step_s"] / first["step_s"], 3)
+    body = (
+        f"## Kernels a training step launches (`bench/train_speed.py --kernels`), {args.device} bf16\n\n"
+        f"{args.batch} x {args.seconds:g} s a step, {machine()}; median of {args.steps} steps after a warm-up "
+        "step. Kernels: the operators one forward and backward dispatch below autograd and autocast, views "
+        "left out (about one launch each on a GPU, where the seq2seq step was launch-bound: 3175 launches "
+        "for 20-50 ms of kernels); the same count on any device. Update: AdamW's own (a loop over the "
+        "parameters on a CPU, one fused kernel per group on a GPU, as the trainer sets it).\n\n"
+        "| model | LoRA forward, frozen weights | kernels | ratio | update | ms/step | ratio |\n"
+        "|---|---|---|---|---|---|---|\n" + "\n".join(rows)
+    )
+    if not args.no_write:
+        write_section(f"train_kernels_{args.device.split(':')[0]}", body, result)
+    print(json.dumps(result))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="Whisper-base only, 2 timed steps")
@@ -398,6 +511,7 @@ def main() -> None:
     ap.add_argument("--mfu", action="store_true", help="throughput and model FLOP utilisation (GPU set)")
     ap.add_argument("--mfu-batches", default=None, help="--mfu: comma-separated batch sizes (default --batch)")
     ap.add_argument("--profile-dir", default=None, help="--mfu on a GPU: one profiled step per model, written here")
+    ap.add_argument("--kernels", action="store_true", help="kernels per bf16 step: textbook LoRA against hlora's")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--steps", type=int, default=None)
@@ -407,6 +521,9 @@ def main() -> None:
     ap.add_argument("--backbone", default="whisper", help=argparse.SUPPRESS)
     ap.add_argument("--variant", default="hlora", help=argparse.SUPPRESS)
     ap.add_argument("--k", type=int, default=3, help=argparse.SUPPRESS)
+    ap.add_argument("--count-kernels", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--textbook-lora", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--autocast-casts", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         return child(args)
@@ -417,6 +534,8 @@ def main() -> None:
         return contention(args, write_section)
     if args.mfu:
         return utilisation(args, write_section)
+    if args.kernels:
+        return kernels(args, write_section)
 
     backbones = [("whisper", "whisper-base", 6)] + ([] if args.quick else [("hubert", "hubert-base-size", 12)])
     result, rows = {}, []

@@ -133,7 +133,7 @@ def real_manifest() -> Path:
 @pytest.fixture(scope="session")
 def espeak_run(whisper_base, tmp_path_factory) -> tuple[Path, Path]:
     """A tiny HLoRA (k=4: 4 shared layers, LID after layer 4, 2 per-language layers; rank 8) on the
-    real Whisper-base, trained for 200 steps on 2 x 16 espeak-ng sentences (en, de), its heads tied
+    real Whisper-base, trained for 300 steps on 2 x 16 espeak-ng sentences (en, de), its heads tied
     by symbol for the first 50. Returns (run dir, corpus dir). Shared by the learning and decoding
     tests."""
     from tests.helpers import hlora
@@ -166,17 +166,20 @@ def espeak_run(whisper_base, tmp_path_factory) -> tuple[Path, Path]:
         "--warmup-steps",
         "10",
         "--max-steps",
-        "200",
+        "300",
         "--batch-seconds",
         "10",
         "--eval-every",
-        "100",
+        "150",
         "--save-every",
-        "100",
+        "150",
         "--seed",
         "0",
         # the toolkit's remedy for CTC's blank plateau (issue 26): without it, a drift of 1e-6 in the
-        # 4th step's loss (thread timing) once left both heads half on the plateau (CER 0.43)
+        # 4th step's loss once left both heads half on the plateau (CER 0.43). 300 steps, not 200:
+        # the run is chaotic (any change of rounding sends it elsewhere) and 200 steps left one
+        # seed in three above 10 % CER (seed 1: 0.16 / 0.56 before / after the LoRA products were
+        # fused); 300 steps end that seed at 0.03 (2026-12-04)
         "--head-tie-steps",
         "50",
     )

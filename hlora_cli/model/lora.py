@@ -34,6 +34,7 @@ class LoRALinear(nn.Module):
         self.base = base
         self.n_adapters = n_adapters
         self.scaling = cfg.alpha / cfg.rank
+        self.rounds_scaling = _rounding(self.scaling)  # dtypes that would round it (route_picks)
         self.lora_A = nn.Parameter(torch.empty(n_adapters, cfg.rank, base.in_features))
         self.lora_B = nn.Parameter(torch.zeros(n_adapters, base.out_features, cfg.rank))
         for a in self.lora_A:  # the initialisation nn.Linear (and peft) use for A
@@ -42,6 +43,8 @@ class LoRALinear(nn.Module):
         self.route: torch.Tensor | None = None  # (batch,) adapter index per sample, routed only
         self.weights: torch.Tensor | None = None  # (batch, n_adapters) soft routing weights, routed only
         self.groups: list[tuple[int, int, int]] | None = None  # (adapter, start, end) runs of `route`
+        # (batch, n_adapters) one-hot of `route`, and the same times `scaling` (or None): route_picks
+        self.picks: tuple[torch.Tensor, torch.Tensor | None] | None = None
         self.merged = False  # shared adapter (or, fused, the weighted sum of all) folded into base.weight
         self.fused_weights: torch.Tensor | None = None  # (n_adapters,) the fusion weights merged, fused only
         self.merged_weights: torch.Tensor | None = None  # (n_adapters, out, in), routed only
@@ -59,18 +62,29 @@ class LoRALinear(nn.Module):
         """x : shape = (batch, time, in_features)."""
         if self.merged:
             return self.base(x)
-        if not self.routed:
-            return self.base(x) + self.scaling * (self.dropout(x) @ self.lora_A[0].T) @ self.lora_B[0].T
-        if self.weights is not None:
-            return self.base(x) + self._soft_delta(x, _per_row(self.weights, x))
-        if self.route is None:
+        if self.routed and self.weights is None and self.route is None:
             raise HloraError("routed LoRA called without a route: run it through the model core")
-        route = _per_row(self.route, x)
-        if self.merged_weights is not None:
-            return self._forward_merged(x, route)
-        a = self.lora_A[route]  # (batch, rank, in)
-        b = self.lora_B[route]  # (batch, out, rank)
-        return self.base(x) + self.scaling * torch.bmm(torch.bmm(self.dropout(x), a.transpose(1, 2)), b.transpose(1, 2))
+        if self.routed and self.weights is None and self.merged_weights is not None:
+            return self._forward_merged(x, _per_row(self.route, x))
+        # Cast once for both products (autocast would cast x for each), and add the update in the
+        # matmul that makes it (addmm / baddbmm: no separate scale and add): fewer kernels a step.
+        x = _autocast_input(x)
+        y = self.base(x)
+        if not self.routed:  # flatten, not [0]: a view whose backward copies nothing
+            xa = nn.functional.linear(self.dropout(x), self.lora_A.flatten(0, 1))
+            b = self.lora_B.flatten(0, 1)
+            return torch.addmm(y.flatten(0, -2), xa.flatten(0, -2), b.T, alpha=self.scaling).view_as(y)
+        if self.weights is not None:
+            return y + self._soft_delta(x, _per_row(self.weights, x))
+        # Each row's adapter picked by a one-hot matmul rather than indexing: its backward is one
+        # matmul, where indexing's is a zero fill and an accumulating scatter (a sort on a GPU).
+        picks, scaled = self.picks if self.picks is not None else route_picks(self.route, [self])
+        picks, scaled = _per_row(picks, x), None if scaled is None else _per_row(scaled, x)
+        rank = self.lora_A.shape[1]
+        a = torch.mm(picks, self.lora_A.flatten(1)).view(-1, rank, self.base.in_features)  # (batch, rank, in)
+        b = torch.mm(picks if scaled is None else scaled, self.lora_B.flatten(1)).view(-1, self.base.out_features, rank)
+        xa = torch.bmm(self.dropout(x), a.transpose(1, 2))
+        return torch.baddbmm(y, xa, b.transpose(1, 2), alpha=1.0 if scaled is not None else self.scaling)
 
     def _soft_delta(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """sum_a weights[b, a] * scaling * B[a] A[a] x: every adapter, mixed per sample. Costs
@@ -144,6 +158,14 @@ class LoRALinear(nn.Module):
         self.merged_weights, self.merged_cast = None, None
 
 
+def _autocast_input(x: torch.Tensor) -> torch.Tensor:
+    """x in the dtype autocast would compute this layer in (x itself outside autocast)."""
+    device = x.device.type
+    if not torch.is_autocast_enabled(device) or not x.is_floating_point():
+        return x
+    return x.to(torch.get_autocast_dtype(device))
+
+
 def _per_row(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """A per-utterance route or weights for the rows of x: beam search repeats each utterance's
     row once per beam (consecutively, as transformers' generate does)."""
@@ -196,16 +218,41 @@ def contiguous_groups(route: torch.Tensor) -> list[tuple[int, int, int]] | None:
     return [(lang, end - n, end) for lang, end, n in zip(langs, ends, counts.tolist(), strict=True)]
 
 
+def route_picks(route: torch.Tensor, modules: list[LoRALinear]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The one-hot (batch, n_adapters) of `route` in the dtype the matmuls run in, and, where the
+    modules share one scaling that this dtype holds exactly (2.0: alpha = 2 x rank), the one-hot
+    times it: the scaling then rides in the pick of B and costs no multiply, forward or backward.
+    A scaling the dtype would round (1/3 in bf16) stays a separate, exact factor."""
+    device = route.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else torch.get_default_dtype()
+    picks = (route[:, None] == torch.arange(modules[0].n_adapters, device=route.device)).to(dtype)
+    first = modules[0]
+    if any(m.scaling != first.scaling for m in modules) or dtype in first.rounds_scaling:
+        return picks, None
+    return picks, picks * first.scaling
+
+
+def _rounding(value: float) -> frozenset[torch.dtype]:
+    """The half dtypes that do not hold `value` as an fp32 multiply applies it (a matmul's alpha is
+    applied at fp32): folded into an operand of theirs, it would be rounded. Worked out once, when a
+    module is made, so that a compiled forward asks a set, not a tensor."""
+    at_fp32 = torch.tensor(value, dtype=torch.float32)
+    return frozenset(dt for dt in (torch.bfloat16, torch.float16) if at_fp32.to(dt).float() != at_fp32)
+
+
 @contextmanager
 def routing(modules: list[LoRALinear], route: torch.Tensor, weights: torch.Tensor | None = None) -> Iterator[None]:
     """Give the routed LoRA modules of one layer their per-sample adapter (`route`, shape = (batch,))
     or, for soft routing, their per-sample adapter weights (shape = (batch, n_adapters)) for one forward."""
     merged = weights is None and any(m.merged_weights is not None for m in modules)
     groups = contiguous_groups(route) if merged else None
+    picks = None
+    if weights is None and route is not None and not merged and modules:  # once for the layer's modules
+        picks = route_picks(route, modules)
     for m in modules:
-        m.route, m.groups, m.weights = route, groups, weights
+        m.route, m.groups, m.weights, m.picks = route, groups, weights, picks
     try:
         yield
     finally:
         for m in modules:
-            m.route, m.groups, m.weights = None, None, None
+            m.route, m.groups, m.weights, m.picks = None, None, None, None

@@ -37,6 +37,7 @@ from hlora_cli.model.experts import (
     student_config,
     warm_start_mole,
 )
+from hlora_cli.model.precision import keep_frozen_in
 from hlora_cli.model.readout import Objective
 from hlora_cli.score.metrics import char_errors
 from hlora_cli.train import state as run_state
@@ -189,6 +190,10 @@ class Trainer:
         self.teacher = None
         if cfg.model_type == "student" and cfg.kd != "none":
             self.teacher = load_teacher(self.experts, self.device)
+        # bf16: frozen weights cast once, not by autocast on every call (the same numbers; this
+        # model then runs under autocast only, as every forward here does: model/precision.py)
+        for m in [self.model] if self.teacher is None else [self.model, self.teacher]:
+            keep_frozen_in(m.backbone, self.compute_dtype)
         self.model.gradient_checkpointing = cfg.gradient_checkpointing
         lid_weight = cfg.lid_weight if self.model.lid_head is not None else 0.0
         self.objective = Objective(lid_weight, cfg.kd, cfg.kd_cos_weight, cfg.kd_js_weight)
@@ -214,7 +219,10 @@ class Trainer:
         self.batches = TrainBatches(
             self.sampler, self._loadable(self.train_data), self.model.backbone.frontend, self.workers, self.pin_memory
         )
-        self.optimizer = torch.optim.AdamW(param_groups(self.model, self.params, cfg), weight_decay=cfg.weight_decay)
+        # fused on a GPU: one kernel for every parameter's update, not a dozen per parameter group
+        self.optimizer = torch.optim.AdamW(
+            param_groups(self.model, self.params, cfg), weight_decay=cfg.weight_decay, fused=self.device.type == "cuda"
+        )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg, self.total_steps))
         self.step, self.best, self.evals_since_best, self.bad_in_a_row, self.bad_total = 0, None, 0, 0, 0
         self.last_eval: dict = {}

@@ -5,7 +5,7 @@ from torch import nn
 from hlora_cli.errors import HloraError
 from hlora_cli.model import LoRAConfig, build_model, load_backbone
 from hlora_cli.model.backbone import additive_mask
-from hlora_cli.model.lora import LoRALinear, inject_lora, routing
+from hlora_cli.model.lora import LoRALinear, inject_lora, route_picks, routing
 from tests.conftest import randomize_adapters, tiny_config, waves
 
 
@@ -91,3 +91,53 @@ def test_merged_routed_lora_runs_a_grouped_batch_under_bf16_autocast():
             bf16 = layer(x.bfloat16())
     assert bf16.dtype == torch.bfloat16
     torch.testing.assert_close(bf16.float(), fp32, atol=0.1, rtol=0.05)
+
+
+def test_route_picks_carry_the_scaling_only_where_the_dtype_holds_it():
+    def lora(rank: int, alpha: float) -> LoRALinear:
+        return LoRALinear(nn.Linear(6, 5), 3, LoRAConfig(rank=rank, alpha=alpha))
+
+    route, two, third = torch.tensor([2, 0, 2]), lora(4, 8.0), lora(3, 1.0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        picks, scaled = route_picks(route, [two, lora(8, 16.0)])
+        assert picks.dtype == torch.bfloat16 and picks.tolist() == [[0, 0, 1], [1, 0, 0], [0, 0, 1]]
+        assert torch.equal(scaled, 2.0 * picks)
+        assert route_picks(route, [third])[1] is None  # bf16 would make it 0.33398: kept apart, exact
+        assert route_picks(route, [two, lora(4, 16.0)])[1] is None  # one pick for two scalings: none
+    picks, scaled = route_picks(route, [third])  # fp32: as exact as a multiply by 1/3 would be
+    assert picks.dtype == torch.float32 and torch.equal(scaled, picks * (1 / 3))
+
+
+@pytest.mark.parametrize("rank", [2, 3])  # scaling 2 (carried by the pick of B), 1/3 (baddbmm's alpha)
+def test_routed_lora_training_step_scatters_nothing_and_matches_per_sample(rank):
+    torch.manual_seed(0)
+    alpha = 4.0 if rank == 2 else 1.0
+    layer = LoRALinear(nn.Linear(6, 5), 3, LoRAConfig(rank=rank, alpha=alpha))
+    nn.init.normal_(layer.lora_B)
+    x, route = torch.randn(4, 7, 6, requires_grad=True), torch.tensor([2, 0, 2, 1])
+    ops = []
+
+    class Seen(torch.utils._python_dispatch.TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            ops.append(str(func.overloadpacket))
+            return func(*args, **(kwargs or {}))
+
+    with Seen(), torch.autocast("cpu", dtype=torch.bfloat16), routing([layer], route):
+        layer(x).float().sum().backward()
+    assert not {"aten.index", "aten.index_put", "aten.index_put_"} & set(ops)  # one-hot picks, not a scatter
+    # bf16 holds 2 exactly: one multiply makes the scaled pick; 1/3 it would round: baddbmm's alpha,
+    # which costs a multiply for each of its two input gradients
+    assert ops.count("aten.mul") == (1 if rank == 2 else 2)
+    layer.lora_A.grad = layer.lora_B.grad = None
+    with routing([layer], route):
+        y = layer(x)
+        y.square().sum().backward()
+    for b, a in enumerate(route.tolist()):
+        expected = layer.base(x[b]) + layer.scaling * x[b] @ layer.lora_A[a].T @ layer.lora_B[a].T
+        torch.testing.assert_close(y[b], expected, atol=1e-5, rtol=0)
+    ref = [layer.lora_A.grad.clone(), layer.lora_B.grad.clone()]
+    layer.lora_A.grad = layer.lora_B.grad = None
+    sum((layer.base(x[b]) + layer.scaling * x[b] @ layer.lora_A[a].T @ layer.lora_B[a].T).square().sum()
+        for b, a in enumerate(route.tolist())).backward()  # fmt: skip
+    torch.testing.assert_close(layer.lora_A.grad, ref[0], atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(layer.lora_B.grad, ref[1], atol=1e-4, rtol=1e-5)
