@@ -406,9 +406,7 @@ def contention(args: argparse.Namespace, write_section) -> None:
         "training. Goal: beside a rival >= 0.40 of alone (a fair share of 2 cores is 0.5).\n\n"
         "| settings | alone | beside a rival | ratio |\n|---|---|---|---|\n" + "\n".join(rows)
     )
-    if not args.no_write:
-        write_section(f"train_contention_{args.device}", body, result)
-    print(json.dumps(result))
+    publish(args, write_section, f"train_contention_{args.device}", body, result)
 
 
 def utilisation(args: argparse.Namespace, write_section) -> None:
@@ -446,8 +444,13 @@ def utilisation(args: argparse.Namespace, write_section) -> None:
         "| model | batch | ms/step | audio-s/s | TFLOP/s | MFU | GPU busy |\n|---|---|---|---|---|---|---|\n"
         + "\n".join(rows)
     )
+    publish(args, write_section, f"train_mfu_{args.device.split(':')[0]}", body, result)
+
+
+def publish(args: argparse.Namespace, write_section, section: str, body: str, result: dict) -> None:
+    """The section goes to BENCHMARKS.md (unless --no-write); the result is the last line printed."""
     if not args.no_write:
-        write_section(f"train_mfu_{args.device.split(':')[0]}", body, result)
+        write_section(section, body, result)
     print(json.dumps(result))
 
 
@@ -495,9 +498,7 @@ def kernels(args: argparse.Namespace, write_section) -> None:
         "| model | LoRA forward, frozen weights | kernels | ratio | update | ms/step | ratio |\n"
         "|---|---|---|---|---|---|---|\n" + "\n".join(rows)
     )
-    if not args.no_write:
-        write_section(f"train_kernels_{args.device.split(':')[0]}", body, result)
-    print(json.dumps(result))
+    publish(args, write_section, f"train_kernels_{args.device.split(':')[0]}", body, result)
 
 
 def main() -> None:
@@ -588,9 +589,7 @@ def main() -> None:
         "| backbone | variant | trainable | s/step | memory MB | peak RSS MB | step ratio | memory ratio |\n"
         "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows)
     )
-    if not args.no_write:
-        write_section(f"train_speed_{args.device}", body, result)
-    print(json.dumps(result))
+    publish(args, write_section, f"train_speed_{args.device}", body, result)
 
 
 if __name__ == "__main__":
