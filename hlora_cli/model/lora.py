@@ -62,13 +62,15 @@ class LoRALinear(nn.Module):
         """x : shape = (batch, time, in_features)."""
         if self.merged:
             return self.base(x)
-        if self.routed and self.weights is None and self.route is None:
-            raise HloraError("routed LoRA called without a route: run it through the model core")
-        if self.routed and self.weights is None and self.merged_weights is not None:
-            return self._forward_merged(x, _per_row(self.route, x))
+        if self.routed and self.weights is None:  # hard routing
+            if self.route is None:
+                raise HloraError("routed LoRA called without a route: run it through the model core")
+            if self.merged_weights is not None:
+                return self._forward_merged(x, _per_row(self.route, x))
         # Cast once for both products (autocast would cast x for each), and add the update in the
         # matmul that makes it (addmm / baddbmm: no separate scale and add): fewer kernels a step.
-        x = _autocast_input(x)
+        if x.is_floating_point():
+            x = x.to(compute_dtype(x.device, x.dtype))
         y = self.base(x)
         if not self.routed:  # flatten, not [0]: a view whose backward copies nothing
             xa = nn.functional.linear(self.dropout(x), self.lora_A.flatten(0, 1))
@@ -119,8 +121,7 @@ class LoRALinear(nn.Module):
         """The merged weights, bias and x in the dtype this call computes in (autocast's, else x's).
         out= matmuls do not autocast, and casting the weights anew on every call would cost a
         kernel per language per layer: the cast is made once and kept until unmerge."""
-        device = x.device.type
-        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+        dtype = compute_dtype(x.device, x.dtype)
         if self.merged_cast is None or self.merged_cast[0].dtype != dtype:
             bias = self.base.bias
             self.merged_cast = (self.merged_weights.to(dtype), None if bias is None else bias.to(dtype))
@@ -158,12 +159,9 @@ class LoRALinear(nn.Module):
         self.merged_weights, self.merged_cast = None, None
 
 
-def _autocast_input(x: torch.Tensor) -> torch.Tensor:
-    """x in the dtype autocast would compute this layer in (x itself outside autocast)."""
-    device = x.device.type
-    if not torch.is_autocast_enabled(device) or not x.is_floating_point():
-        return x
-    return x.to(torch.get_autocast_dtype(device))
+def compute_dtype(device: torch.device, otherwise: torch.dtype) -> torch.dtype:
+    """The dtype a matmul on `device` computes in here: autocast's where it is on, else `otherwise`."""
+    return torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else otherwise
 
 
 def _per_row(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -223,10 +221,9 @@ def route_picks(route: torch.Tensor, modules: list[LoRALinear]) -> tuple[torch.T
     modules share one scaling that this dtype holds exactly (2.0: alpha = 2 x rank), the one-hot
     times it: the scaling then rides in the pick of B and costs no multiply, forward or backward.
     A scaling the dtype would round (1/3 in bf16) stays a separate, exact factor."""
-    device = route.device.type
-    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else torch.get_default_dtype()
-    picks = (route[:, None] == torch.arange(modules[0].n_adapters, device=route.device)).to(dtype)
     first = modules[0]
+    dtype = compute_dtype(route.device, torch.get_default_dtype())
+    picks = (route[:, None] == torch.arange(first.n_adapters, device=route.device)).to(dtype)
     if any(m.scaling != first.scaling for m in modules) or dtype in first.rounds_scaling:
         return picks, None
     return picks, picks * first.scaling
