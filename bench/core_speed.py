@@ -11,7 +11,7 @@ Side by side in one process, medians of interleaved runs, 2 CPU threads (or on a
   (f) MoLE single pass, merged            (4 experts fused in layers 1..L1 = k, folded into one weight per layer;
                                             router after L1; each language's expert in L1+1..N, merged per language)
   (g) distilled student, merged           (one shared LoRA in every layer folded in, LID head on the output)
-With --compile, two rows more (infer/compiled.py, the `hlora decode --compile` path; CUDA graphs on a GPU):
+With --compile, two rows more (model/compiled.py, the `hlora decode --compile` path; CUDA graphs on a GPU):
   (h) HLoRA single pass, compiled         (shared LoRA merged, routed LoRA per-row in one batched matmul)
   (i) bare backbone, compiled
 (b)-(d) and (f) run with oracle routing set to the batch's 4 languages, which costs the same as predicted routing
@@ -136,7 +136,7 @@ def measure(
 
     extra = {}
     if compiled:  # what `hlora decode --compile` runs: compiled once here, then timed as the others
-        from hlora_cli.infer.compiled import compile_model
+        from hlora_cli.model.compiled import compile_model
 
         hlora_s = build_model(config("hlora", ref, k, rank)).eval()
         randomize(hlora_s)

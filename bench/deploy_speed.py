@@ -6,7 +6,7 @@ the time of one pass goes (audio I/O, features, encoder + LID, routed layers + h
 measured stage by stage without the background worker.
 
 Default: the demo's HLoRA (Whisper-base, k=3) on the demo's test set: `make demo` first.
-With --compile, a row more: torch bf16 through `hlora decode --compile` (infer/compiled.py; the
+With --compile, a row more: torch bf16 through `hlora decode --compile` (model/compiled.py; the
 compiling, in an untimed first pass over the test set, is reported apart).
 Usage: python bench/deploy_speed.py [--model DIR] [--test MANIFEST] [--threads 2] [--repeats 3] [--compile]
 The last line printed is one JSON object; the results also go to BENCHMARKS.md (section deploy_speed).

@@ -11,10 +11,12 @@ py=${PYTHON:-python3}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$log/gpu.txt"
 $py -c "import torch; print('torch', torch.__version__)" | tee -a "$log/gpu.txt"
 # the CUDA tests: compiled decoding equals eager, CUDA decoding equals CPU decoding, bf16 training
-timeout 200 $py -m pytest -q -p no:cacheprovider tests/infer/test_device.py tests/train/test_model_types.py \
+timeout 300 $py -m pytest -q -p no:cacheprovider tests/infer/test_device.py tests/train/test_model_types.py \
+  tests/train/test_compiled_train.py tests/model/test_compiled.py \
   -k "cuda or compiled or bucket" 2>&1 | tail -15 | tee "$log/pytest.log"
-# training throughput, model FLOP utilisation and GPU busy share: HuBERT-base-size HLoRA k=9, seq2seq Whisper-base
-timeout 200 $py bench/train_speed.py --mfu --device cuda --bf16 --mfu-batches 16,64 --seconds 10 --steps 4 \
+# training throughput, model FLOP utilisation and GPU busy share: HuBERT-base-size HLoRA k=9, seq2seq
+# Whisper-base; each eager and compiled (`hlora train --compile`)
+timeout 500 $py bench/train_speed.py --mfu --compile --device cuda --bf16 --mfu-batches 16,64 --seconds 10 --steps 4 \
   --whisper "$w" --profile-dir "$log" 2>&1 | tee "$log/train_mfu.log"
 # the model core on a mixed-language batch, eager and compiled (CUDA graphs)
 timeout 270 $py bench/core_speed.py --quick --device cuda --dtype bf16 --batch 16 --compile --whisper "$w" \

@@ -108,18 +108,32 @@ def seq2seq_child(args: argparse.Namespace, ref) -> None:
     params, opt, rng, feats, langs = training_batch(args, model, device, len(LANGS))
     targets = [[int(x) for x in rng.integers(300, 20000, size=int(args.seconds * 3))] for _ in range(args.batch)]
     dtype = torch.bfloat16 if args.bf16 else torch.float32
+    encoder = [model]  # or its compiled forward (--compile); the decoder stays eager
 
     def forward_backward():
         with torch.autocast(device.type, dtype=dtype, enabled=args.bf16):
-            out = model(feats, "oracle", langs)
+            out = encoder[0](feats, "oracle", langs)
             logits, labels, _ = model.readout.teacher_forced(model, out, targets, False)
         loss = torch.nn.functional.cross_entropy(
             logits.float().flatten(0, 1), labels.to(device).flatten(), ignore_index=-100
         )
         loss.backward()
 
-    times, flops = timed_steps(args, device, forward_backward, opt)
+    times, flops = timed_steps(args, device, forward_backward, opt, compiler(args, encoder, device))
     report(args, times, flops, sum(p.numel() for p in params), None)
+
+
+def compiler(args: argparse.Namespace, forward: list, device):
+    """--compile: what swaps forward[0] (the model) for its compiled training forward, as `hlora
+    train --compile` does (model/compiled.py); else None."""
+    if not args.compile:
+        return None
+    from hlora_cli.model.compiled import CompiledForward
+
+    def swap() -> None:
+        forward[0] = CompiledForward(forward[0], device, training=True)
+
+    return swap
 
 
 # dispatched, but no kernel of their own: views and metadata
@@ -186,9 +200,11 @@ def profile_step(args, step) -> float:
     return kernels / wall
 
 
-def timed_steps(args, device, forward_backward, opt) -> tuple[list[float], int]:
+def timed_steps(args, device, forward_backward, opt, compile_step=None) -> tuple[list[float], int]:
     """Seconds of each step (forward, backward, AdamW) after the first (which warms up allocators
-    and kernels, and is counted for its floating-point operations)."""
+    and kernels, and is counted for its floating-point operations). `compile_step` (--compile):
+    called after that eager step, so that the FLOPs are counted eagerly (compiled kernels are not
+    dispatched where torch counts them); three untimed steps then compile and record CUDA graphs."""
     import torch
 
     def step():
@@ -199,6 +215,10 @@ def timed_steps(args, device, forward_backward, opt) -> tuple[list[float], int]:
     if args.textbook_lora:
         textbook_lora()
     flops = step_flops(step)
+    if compile_step is not None:
+        compile_step()
+        for _ in range(3):
+            step()
     if args.count_kernels:
         args.kernels, args.update_kernels = count_kernels(forward_backward), count_kernels(opt.step)
         opt.zero_grad(set_to_none=True)
@@ -266,10 +286,11 @@ def child(args: argparse.Namespace) -> None:
     targets = [[int(x) for x in rng.integers(3, len(vocab), size=int(args.seconds * 12))] for _ in range(args.batch)]
     sizes = model.readout.vocab_sizes
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if args.bf16 else torch.autocast("cpu", enabled=False)
+    core = [model]  # or its compiled forward (--compile)
 
     def forward_backward():
         with autocast:
-            out = model(feats, "oracle", langs, hidden=teacher is not None)
+            out = core[0](feats, "oracle", langs, hidden=teacher is not None)
         parts = joint_loss(out, langs, targets, sizes, 0.0 if full else 0.3)
         if teacher is not None:
             with torch.no_grad(), autocast:
@@ -277,7 +298,7 @@ def child(args: argparse.Namespace) -> None:
             parts = distill_loss(parts, out, t_out, langs, maps, 1.0, 1.0)
         parts.total.backward()
 
-    times, flops = timed_steps(args, device, forward_backward, opt)
+    times, flops = timed_steps(args, device, forward_backward, opt, compiler(args, core, device))
     trainable = sum(p.numel() for p in params)
 
     def forward():
@@ -341,7 +362,7 @@ def child_command(args: argparse.Namespace, backbone: str, variant: str, k: int,
         "--threads",
         str(args.threads),
     ]
-    for flag in ("bf16", "count_kernels", "textbook_lora", "autocast_casts"):
+    for flag in ("bf16", "count_kernels", "textbook_lora", "autocast_casts", "compile"):
         if getattr(args, flag):
             cmd.append("--" + flag.replace("_", "-"))
     if args.profile_dir:
@@ -420,29 +441,40 @@ def utilisation(args: argparse.Namespace, write_section) -> None:
     }
     rows, result = [], {}
     batches = [int(b) for b in args.mfu_batches.split(",")] if args.mfu_batches else [args.batch]
+    modes = [False, True] if args.compile else [False]  # eager, and compiled (`hlora train --compile`)
     for (name, (backbone, variant, k)), batch in [(r, b) for r in runs.items() for b in batches]:
-        args.batch = batch
-        r = run_variant(args, backbone, variant, k)
-        mfu = f"{100 * r['mfu']:.1f} %" if r["mfu"] is not None else "-"
-        busy = f"{100 * r['gpu_busy']:.0f} %" if r.get("gpu_busy") is not None else "-"
-        print(
-            f"{name}: {r['audio_s_per_s']:.0f} audio-s/s, {r['tflops']:.1f} TFLOP/s, MFU {mfu}, GPU busy {busy}",
-            flush=True,
-        )
-        rows.append(
-            f"| {name} | {args.batch} | {r['step_s'] * 1000:.0f} | {r['audio_s_per_s']:.0f} | {r['tflops']:.1f} "
-            f"| {mfu} | {busy} |"
-        )
-        result[f"{name} batch {batch}"] = {n: (round(v, 4) if isinstance(v, float) else v) for n, v in r.items()}
+        args.batch, eager = batch, None
+        for compiled in modes:
+            args.compile = compiled
+            r = run_variant(args, backbone, variant, k)
+            label = f"{name}, compiled" if compiled else name
+            mfu = f"{100 * r['mfu']:.1f} %" if r["mfu"] is not None else "-"
+            busy = f"{100 * r['gpu_busy']:.0f} %" if r.get("gpu_busy") is not None else "-"
+            gain = f"{r['audio_s_per_s'] / eager:.2f}" if eager else "-"  # compiled / eager throughput
+            eager = eager or r["audio_s_per_s"]
+            print(
+                f"{label}: {r['audio_s_per_s']:.0f} audio-s/s ({gain} x eager), {r['tflops']:.1f} TFLOP/s, "
+                f"MFU {mfu}, GPU busy {busy}",
+                flush=True,
+            )
+            rows.append(
+                f"| {label} | {args.batch} | {r['step_s'] * 1000:.0f} | {r['audio_s_per_s']:.0f} | {gain} "
+                f"| {r['tflops']:.1f} | {mfu} | {busy} |"
+            )
+            key = f"{label} batch {batch}"
+            result[key] = {n: (round(v, 4) if isinstance(v, float) else v) for n, v in r.items()}
+    args.compile = bool(modes[-1])
     dtype = "bf16" if args.bf16 else "fp32"
     body = (
         f"## Training throughput and FLOP utilisation (`bench/train_speed.py --mfu`), {args.device} {dtype}\n\n"
         f"{'/'.join(map(str, batches))} x {args.seconds:g} s a step, {machine()}; median of {args.steps} steps "
         "after a warm-up step; FLOPs as torch's FlopCounterMode counts one step (forward and backward); MFU "
         "against the GPU's dense bf16 peak. Goal: >= 30 %.\n\n"
-        "GPU busy: the share of a profiled step's wall time the GPU spends in kernels.\n\n"
-        "| model | batch | ms/step | audio-s/s | TFLOP/s | MFU | GPU busy |\n|---|---|---|---|---|---|---|\n"
-        + "\n".join(rows)
+        "GPU busy: the share of a profiled step's wall time the GPU spends in kernels. Compiled: the model "
+        "core's forward and backward through `hlora train --compile` (model/compiled.py: torch.compile, CUDA "
+        "graphs); x eager: its audio-s/s over the eager row's, in the same run.\n\n"
+        "| model | batch | ms/step | audio-s/s | x eager | TFLOP/s | MFU | GPU busy |\n"
+        "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows)
     )
     publish(args, write_section, f"train_mfu_{args.device.split(':')[0]}", body, result)
 
@@ -513,6 +545,7 @@ def main() -> None:
     ap.add_argument("--mfu-batches", default=None, help="--mfu: comma-separated batch sizes (default --batch)")
     ap.add_argument("--profile-dir", default=None, help="--mfu on a GPU: one profiled step per model, written here")
     ap.add_argument("--kernels", action="store_true", help="kernels per bf16 step: textbook LoRA against hlora's")
+    ap.add_argument("--compile", action="store_true", help="--mfu: each model eager and compiled (GPU only)")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--steps", type=int, default=None)

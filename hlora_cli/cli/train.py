@@ -95,6 +95,12 @@ def train(
         None, help="auto (bf16 where the GPU or CPU computes it natively, else fp32), fp32, or bf16."
     ),
     deterministic: bool = typer.Option(None, "--deterministic/--no-deterministic"),
+    compile: bool = typer.Option(
+        None,
+        "--compile/--no-compile",
+        help="torch.compile the training step's forward and backward (CUDA graphs; symbolic shapes): "
+        "for GPUs, where launches dominate a small model's step; refused on a CPU (BENCHMARKS.md says why).",
+    ),
     tensorboard: bool = typer.Option(
         None,
         "--tensorboard/--no-tensorboard",

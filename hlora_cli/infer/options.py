@@ -28,7 +28,7 @@ class DecodeOptions:
     overlap: float = 2.0
     lang: str | None = None  # oracle language for inputs without one
     merge: bool = True  # fold LoRA into the weights of a copy of the model (bare-backbone speed)
-    compile: bool = False  # torch.compile the encoder pass (CUDA graphs on a GPU): infer/compiled.py
+    compile: bool = False  # torch.compile the encoder pass (CUDA graphs on a GPU): model/compiled.py
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     dtype: str = "auto"  # auto (bf16 where the device computes it natively), fp32, bf16, fp16 (CUDA only)
     num_workers: int | None = None  # processes reading audio ahead; default none on 1-2 cores, else cores / 4 up to 4

@@ -27,7 +27,6 @@ from hlora_cli.data.langs import resolve_language
 from hlora_cli.data.loader import Job, Segment, default_workers, load_in_background
 from hlora_cli.device import autocast, check_dtype, resolve_device, say_on_stderr
 from hlora_cli.errors import HloraError
-from hlora_cli.infer.compiled import bucket, compile_model, unbucket
 from hlora_cli.infer.decodable import DecodableModel
 from hlora_cli.infer.inputs import Item, item_duration
 from hlora_cli.infer.long_audio import Window
@@ -36,6 +35,7 @@ from hlora_cli.infer.reading import Reading, reading_for
 from hlora_cli.infer.results import Report, Result
 from hlora_cli.model import ModelOutput
 from hlora_cli.model.backbone import Features
+from hlora_cli.model.compiled import CompiledForward
 
 
 class Recognizer:
@@ -61,7 +61,7 @@ class Recognizer:
         # said when the first batch runs: an error found before any work stays the only line printed
         self._dtype_note: list[str] = []
         self.dtype = torch.float32 if onnx else check_dtype(options.dtype, self.device, say=self._dtype_note.append)
-        self._compiled: dict[int, torch.nn.Module] = {}  # id of a ready model -> its compiled forward
+        self._compiled: dict[int, CompiledForward] = {}  # id of a ready model -> its compiled forward
         if options.compile and self.device.type == "cpu":
             self._dtype_note.append(
                 "note: --compile on a CPU: measured slower than eager decoding there (bench/deploy_speed.py "
@@ -84,10 +84,10 @@ class Recognizer:
         if options.merge or self.device != next(model.parameters()).device:
             model = copy.deepcopy(model)
         model = model.eval().to(self.device)
-        if options.merge:  # compiled: routed LoRA unmerged (infer/compiled.py says why)
+        if options.merge:  # compiled: routed LoRA unmerged (model/compiled.py says why)
             model.merge(routed=not options.compile)
         if options.compile:
-            self._compiled[id(model)] = compile_model(model, self.device)
+            self._compiled[id(model)] = CompiledForward(model, self.device)
         return model
 
     def _say_dtype(self) -> None:
@@ -100,12 +100,8 @@ class Recognizer:
         if compiled is None:
             with autocast(self.device, self.dtype):
                 return model(feats.to(self.device, non_blocking=True), routing_mode, langs)
-        feats, rows = bucket(feats)
-        if langs is not None and len(langs) < feats.values.shape[0]:
-            langs = torch.cat([langs, langs.new_zeros(feats.values.shape[0] - len(langs))])
         with autocast(self.device, self.dtype):
-            out = compiled(feats.to(self.device, non_blocking=True), routing_mode, langs)
-        return unbucket(out, rows)
+            return compiled(feats.to(self.device, non_blocking=True), routing_mode, langs)
 
     def _identify(self, model: DecodableModel, feats: Features) -> np.ndarray:
         self._say_dtype()

@@ -39,6 +39,31 @@ def additive_mask(lengths: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Te
     return mask[:, None, None, :].expand(-1, 1, n, n)
 
 
+def group_normed_frontend(fe: nn.Module, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """A HuBERT-base-style conv feature encoder (`feat_extract_norm` "group": its first layer's
+    group norm, one group per channel, normalises each channel over time) on a padded batch, its
+    statistics taken over each utterance's own frames: every valid output frame is what the
+    utterance alone gives. One batched call with no host sync (the eager per-utterance loop reads
+    the lengths on the host), so a compiled forward can hold it."""
+    first = fe.conv_layers[0]
+    norm = first.layer_norm
+    if norm.num_groups != norm.num_channels:
+        raise HloraError(f"a group-norm frontend with {norm.num_groups} groups for {norm.num_channels} channels")
+    h = first.conv(x[:, None])
+    # valid frames of each row: the convolution's output length of its true samples
+    n = torch.div(lengths - first.conv.kernel_size[0], first.conv.stride[0], rounding_mode="floor") + 1
+    keep = (torch.arange(h.shape[-1], device=h.device)[None, :] < n[:, None])[:, None, :].float()
+    h = h.float()  # autocast runs group norm in fp32 too
+    count = n.clamp_min(1)[:, None, None].float()
+    mean = (h * keep).sum(-1, keepdim=True) / count
+    var = ((h - mean).square() * keep).sum(-1, keepdim=True) / count
+    h = (h - mean) * torch.rsqrt(var + norm.eps) * norm.weight[:, None] + norm.bias[:, None]
+    h = first.activation(h)
+    for layer in fe.conv_layers[1:]:
+        h = layer(h)
+    return h
+
+
 def fingerprint(module: nn.Module) -> str:
     """A short, cheap hash of a module's weights: names, shapes and a strided sample of values.
     Enough to tell two checkpoints apart without hashing hundreds of MB."""
@@ -193,7 +218,7 @@ class SelfSupervisedBackbone(Backbone):
         self.do_normalize = do_normalize
         self.stable_layer_norm = bool(cfg.do_stable_layer_norm)
         # Group norm in the conv frontend normalises over time, so padding would leak into the
-        # statistics: such models get their frontend run per utterance.
+        # statistics: such models get their frontend run per utterance (compiled: statistics masked).
         self.per_utterance_frontend = cfg.feat_extract_norm == "group"
         self.min_samples = self._min_samples()
         self.frontend = WaveformFrontend(self.min_samples, self.kind, do_normalize)
@@ -215,9 +240,13 @@ class SelfSupervisedBackbone(Backbone):
     def _conv_frontend(self, feats: Features) -> torch.Tensor:
         fe = self.model.feature_extractor
         x = feats.values.to(self.model.feature_projection.projection.weight.dtype)
-        # ONNX: the runtime feeds one utterance; compiled (static shapes): one batched convolution
-        if not self.per_utterance_frontend or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        # ONNX: the runtime feeds one utterance, whose statistics the plain group norm takes
+        if not self.per_utterance_frontend or torch.jit.is_tracing():
             return fe(x).transpose(1, 2)
+        if torch.compiler.is_compiling():  # static shapes, no host sync: one batched call, its statistics masked
+            return group_normed_frontend(fe, x, feats.lengths).transpose(1, 2)
+        # Eager: one call per utterance, measured 2.8x faster on a CPU than the masked batched call
+        # (8 utterances of 0.9-4 s, HuBERT-base frontend: padding and a norm in four passes)
         lengths = feats.lengths.tolist()  # one device sync, not one per utterance
         if len(set(lengths)) == 1 and lengths[0] == x.shape[1]:  # nothing padded: the batch is one call
             return fe(x).transpose(1, 2)

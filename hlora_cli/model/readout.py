@@ -99,6 +99,12 @@ class Readout(nn.Module):
         (`counts_emissions`: CTC's blank plateau, train/plateau.py)."""
         raise NotImplementedError
 
+    def drop_unread_grads(self, read: set[int]) -> None:
+        """After a compiled step's backward: the gradients of heads that read no utterance (not in
+        `read`) back to None. A compiled step runs every head (model/compiled.py), so each gets a
+        zero gradient, which AdamW would apply (momentum, weight decay); the eager step leaves
+        them without one, and AdamW leaves them alone."""
+
     def tie_heads(self, config: ModelConfig) -> None:
         """Tie the heads by symbol while a training begins (--head-tie-steps): CTC heads only."""
         raise HloraError("--head-tie-steps ties CTC heads; this model has none")
@@ -181,6 +187,14 @@ class CTCReadout(CTCHeads, Readout):
 
     def emitted(self, out):
         return emitted_tokens(out.ctc_logprobs.detach(), out.out_lengths).tolist()
+
+    def drop_unread_grads(self, read: set[int]) -> None:
+        if self.shared:  # one head reads every utterance
+            return
+        for i, head in enumerate(self.heads):
+            if i not in read:
+                for p in head.parameters():
+                    p.grad = None
 
     def tie_heads(self, config: ModelConfig) -> None:
         self.tie_rows([config.head_vocab(i) for i in range(len(self.heads))])

@@ -90,6 +90,9 @@ class TrainConfig:
     bf16: bool = True  # with dtype "auto": bf16 where the device computes it natively (False: fp32 there too)
     dtype: str = "auto"  # autocast: auto (bf16 on CUDA and on CPUs with AVX512-BF16 or AMX, else fp32), fp32, bf16
     deterministic: bool = False
+    # torch.compile the model's forward and backward (bucketed shapes; CUDA graphs on a GPU):
+    # model/compiled.py. Dev evaluation stays eager.
+    compile: bool = False
     # TensorBoard events in RUN_DIR/tensorboard: None = where the package is installed
     tensorboard: bool | None = None
 

@@ -27,6 +27,7 @@ from hlora_cli.errors import HloraError
 from hlora_cli.files import json_text
 from hlora_cli.model import BackboneRef, HloraModel, LIDConfig, LoRAConfig, ModelConfig, build_model
 from hlora_cli.model.backbone import detect_kind
+from hlora_cli.model.compiled import CompiledForward
 from hlora_cli.model.config import SHARED_HEAD_TYPES, layer_plan
 from hlora_cli.model.experts import (
     init_student,
@@ -195,6 +196,8 @@ class Trainer:
         for m in [self.model] if self.teacher is None else [self.model, self.teacher]:
             keep_frozen_in(m.backbone, self.compute_dtype)
         self.model.gradient_checkpointing = cfg.gradient_checkpointing
+        # what the training step calls: the model, or its forward compiled (model/compiled.py)
+        self.forward_model = CompiledForward(self.model, self.device, training=True) if cfg.compile else self.model
         lid_weight = cfg.lid_weight if self.model.lid_head is not None else 0.0
         self.objective = Objective(lid_weight, cfg.kd, cfg.kd_cos_weight, cfg.kd_js_weight)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
@@ -345,8 +348,8 @@ class Trainer:
     def _forward(self, batch: list[Example], feats: Features, routing_mode: str):
         """Forward and loss of one batch, as the model's readout computes them (model/readout.py)."""
         feats = feats.to(self.device, non_blocking=self.pin_memory)
-        readout = self.model.readout
-        return readout.loss(self.model, feats, batch, routing_mode, self.objective, self.teacher, self._autocast)
+        model, readout = self.forward_model, self.model.readout
+        return readout.loss(model, feats, batch, routing_mode, self.objective, self.teacher, self._autocast)
 
     def _train_routing(self, micro: int) -> str:
         cfg = self.cfg
@@ -369,6 +372,7 @@ class Trainer:
         micro_batches = [self._received(self.train_data, self.batches.next()) for _ in range(cfg.grad_accum)]
         wait = self.batches.wait_seconds - wait
         step_utts = self.dist.sum([float(sum(len(batch) for batch, _ in micro_batches))])[0]
+        read: set[int] = set()  # the heads that read an utterance (routed; all in soft routing)
         for micro, (batch, feats) in enumerate(micro_batches):
             if not batch:
                 continue
@@ -377,10 +381,12 @@ class Trainer:
                 bad = 1.0
                 break
             (parts.total * len(batch) * self.dist.world_size / step_utts).backward()
+            routed = out.lang_ids.tolist()
+            read.update(range(len(self.model.languages)) if out.head_ctc_logprobs is not None else routed)
             n = len(batch)
             if self.emission is not None:
                 refs = [len(e.targets) for e in batch]
-                self.emission.add(self.model.readout.emitted(out), out.lang_ids.tolist(), refs)
+                self.emission.add(self.model.readout.emitted(out), routed, refs)
             sums["loss"] += parts.total.item() * n
             sums["asr"] += parts.asr.item() * n
             sums["lid"] += parts.lid.item() * n
@@ -407,6 +413,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             return {"step": self.step, "skipped": 1}
         self.bad_in_a_row = 0
+        if self.forward_model is not self.model:  # as the eager step: no gradient for an unread head
+            self.model.readout.drop_unread_grads(read)
         self.dist.average_gradients(self.params)
         readout = self.model.readout
         if readout.tied_rows is not None:

@@ -397,7 +397,7 @@ EXPECTED = {
     "ct2-nonempty-target": "error: {r}/user_dir: not empty; pass --overwrite to replace the model files in it (others are kept)",
     "ct2-target-file": "error: {r}/afile: is a file; give a directory for the HF model",
     "ct2-no-model": "error: {r}/adir/model.bin: missing; a CTranslate2 Whisper directory has model.bin, config.json, tokenizer.json",
-    "usage-misspelt-option": "error: No such option: --modle (Possible options: --dev, --model-type)",
+    "usage-misspelt-option": "error: No such option: --modle (Possible options: --compile, --dev, --model-type)",
     "usage-missing-argument": "error: Missing argument 'inputs'.",
     "usage-unknown-command": "error: No such command 'trian'. Did you mean 'train'?",
     "usage-not-a-number": "error: Invalid value for '--lr': Input should be a valid number, unable to parse string as a number",

@@ -130,7 +130,7 @@ def test_plain_cuda_resolves_to_an_indexed_device_that_set_device_takes():
 
 def test_bucketed_shapes_pad_rows_to_a_power_of_two_and_time_to_whole_seconds():
     from hlora_cli.data.features import Features
-    from hlora_cli.infer.compiled import bucket, unbucket
+    from hlora_cli.model.compiled import bucket, unbucket
     from hlora_cli.model.output import ModelOutput
 
     mel = Features(torch.ones(3, 80, 250), torch.tensor([250, 120, 7]))

@@ -118,3 +118,23 @@ def test_whisper_base_true_length_of_a_real_clip(whisper_base, real_manifest):
         h, lengths = encode(bb, feats)
     assert lengths.tolist() == [n_mel // 2] and h.shape == (1, n_mel // 2, 512)
     assert torch.isfinite(h).all()
+
+
+def test_group_norm_frontend_takes_each_utterances_own_statistics_in_one_batched_call():
+    from hlora_cli.model.backbone import group_normed_frontend
+
+    bb = load_backbone(BackboneRef("hubert", config=TINY["hubert"]))
+    assert bb.per_utterance_frontend  # HuBERT-base style: group norm over time in the first conv layer
+    fe = bb.model.feature_extractor
+    lengths = [16000, 11213, 4801, 4800]  # 4801 leaves a sample the first conv's stride does not reach
+    x = torch.zeros(len(lengths), max(lengths))
+    for i, (w, n) in enumerate(zip(waves([n / 16000 for n in lengths], seed=5), lengths, strict=True)):
+        x[i, :n] = torch.from_numpy(w[:n]) + 0.3 * i  # offsets the padding's zeros would pull the mean from
+    with torch.no_grad():
+        batched = group_normed_frontend(fe, x, torch.tensor(lengths))
+        plain = fe(x)  # transformers' group norm: the padding's zeros in every row's statistics
+        for i, n in enumerate(lengths):
+            alone = fe(x[i : i + 1, :n])[0]
+            torch.testing.assert_close(batched[i, :, : alone.shape[-1]], alone, atol=1e-5, rtol=0)
+            if n < max(lengths):
+                assert (plain[i, :, : alone.shape[-1]] - alone).abs().max() > 1e-2

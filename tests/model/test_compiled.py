@@ -1,0 +1,56 @@
+"""The compiled forward of a training step (model/compiled.py): traced by dynamo and AOTAutograd
+(backend aot_eager: what inductor would compile, run eagerly), it gives the eager step's loss and
+gradients for batches of any size and length, without a compile per shape."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch._dynamo.utils import counters
+
+from hlora_cli.errors import HloraError
+from hlora_cli.model import LoRAConfig, build_model
+from hlora_cli.model.compiled import CompiledForward
+from hlora_cli.model.losses import joint_loss
+from tests.conftest import randomize_adapters, tiny_config, waves
+
+# (seconds, languages) per batch: rows and lengths change batch to batch, one row alone among them
+BATCHES = [([0.7, 0.6, 1.3, 0.65], [1, 0, 1, 2]), ([0.9], [3]), ([1.1, 0.8, 0.75], [0, 2, 0])]
+
+
+def step(forward, model, feats, langs, routing) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    out = forward(feats, routing, langs if routing == "oracle" else None)
+    targets = [[3, 4, 3]] * len(langs)
+    loss = joint_loss(out, langs, targets, model.readout.vocab_sizes, 0.3).total
+    params = [p for p in model.parameters() if p.requires_grad]
+    return loss.detach(), list(torch.autograd.grad(loss, params, materialize_grads=True))
+
+
+@pytest.mark.parametrize(("kind", "routing"), [("whisper", "oracle"), ("hubert", "predicted")])
+def test_a_compiled_training_forward_gives_the_eager_loss_and_gradients(kind, routing):
+    torch._dynamo.reset()
+    counters.clear()
+    model = build_model(tiny_config(kind, lora=LoRAConfig(4, 16.0, 0.0))).train()
+    model.backbone.eval()  # the tiny configs' attention dropout would draw other masks compiled
+    randomize_adapters(model)
+    compiled = CompiledForward(model, torch.device("cpu"), training=True, backend="aot_eager")
+    assert compiled.languages == model.languages  # the model's attributes read through
+    for seconds, langs in BATCHES:
+        feats, langs = model.prepare(waves(seconds)), torch.tensor(langs)
+        loss, grads = step(model, model, feats, langs, routing)
+        loss_c, grads_c = step(compiled, model, feats, langs, routing)
+        # the compiled input is padded to whole seconds: the padded frames change nothing
+        assert loss_c == pytest.approx(loss.item(), rel=1e-5)
+        for g, g_c in zip(grads, grads_c, strict=True):
+            torch.testing.assert_close(g_c, g, atol=1e-5 * g.abs().max().item() + 1e-8, rtol=1e-4)
+    # symbolic shapes: one graph for any rows and length, and one for a lone row (torch
+    # specialises sizes 0 and 1); not one per batch shape
+    assert counters["stats"]["unique_graphs"] == 2
+
+
+def test_compiled_training_on_a_cpu_is_refused_with_the_reason():
+    model = build_model(tiny_config("whisper"))
+    why = r"--compile trains on a CUDA GPU: on a CPU .* wrong gradients .*drop --compile"
+    with pytest.raises(HloraError, match=why):
+        CompiledForward(model, torch.device("cpu"), training=True)
+    CompiledForward(model, torch.device("cpu"))  # decoding: its forward is right on a CPU (tests/infer)
