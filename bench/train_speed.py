@@ -119,11 +119,11 @@ def seq2seq_child(args: argparse.Namespace, ref) -> None:
         )
         loss.backward()
 
-    times, flops = timed_steps(args, device, forward_backward, opt, compiler(args, encoder, device))
+    times, flops = timed_steps(args, device, forward_backward, opt, compile_swap(args, encoder, device))
     report(args, times, flops, sum(p.numel() for p in params), None)
 
 
-def compiler(args: argparse.Namespace, forward: list, device):
+def compile_swap(args: argparse.Namespace, forward: list, device):
     """--compile: what swaps forward[0] (the model) for its compiled training forward, as `hlora
     train --compile` does (model/compiled.py); else None."""
     if not args.compile:
@@ -131,7 +131,7 @@ def compiler(args: argparse.Namespace, forward: list, device):
     from hlora_cli.model.compiled import CompiledForward
 
     def swap() -> None:
-        forward[0] = CompiledForward(forward[0], device, training=True)
+        forward[0] = CompiledForward(forward[0], device, for_training=True)
 
     return swap
 
@@ -193,9 +193,12 @@ def profile_step(args, step) -> float:
     events = prof.key_averages()
     # kernels only: an operator's row also carries the device time of the kernels it launched
     kernels = sum(e.self_device_time_total for e in events if e.device_type == torch.autograd.DeviceType.CUDA) / 1e6
-    launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC"))
+    # a CUDA graph's replay is one launch of its own (its kernels are not launched one by one)
+    names = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cudaGraphLaunch")
+    launches = sum(e.count for e in events if e.key in names)
     table = events.table(sort_by="self_device_time_total", row_limit=15)
-    out = Path(args.profile_dir) / f"profile_{args.backbone}_{args.variant}_b{args.batch}.txt"
+    tag = "_compiled" if args.compile else ""
+    out = Path(args.profile_dir) / f"profile_{args.backbone}_{args.variant}_b{args.batch}{tag}.txt"
     out.write_text(f"wall {wall * 1000:.1f} ms, GPU kernels {kernels * 1000:.1f} ms, launches {launches}\n\n{table}\n")
     return kernels / wall
 
@@ -298,7 +301,7 @@ def child(args: argparse.Namespace) -> None:
             parts = distill_loss(parts, out, t_out, langs, maps, 1.0, 1.0)
         parts.total.backward()
 
-    times, flops = timed_steps(args, device, forward_backward, opt, compiler(args, core, device))
+    times, flops = timed_steps(args, device, forward_backward, opt, compile_swap(args, core, device))
     trainable = sum(p.numel() for p in params)
 
     def forward():
@@ -562,6 +565,8 @@ def main() -> None:
     if args.child:
         return child(args)
     args.steps = args.steps or (2 if args.quick else 4)
+    if args.compile and not (args.mfu and args.device.startswith("cuda")):
+        raise SystemExit("--compile adds compiled rows to --mfu on a CUDA device (hlora train --compile is GPU-only)")
     from bench.common import write_section
 
     if args.contention:

@@ -243,7 +243,7 @@ class SelfSupervisedBackbone(Backbone):
         # ONNX: the runtime feeds one utterance, whose statistics the plain group norm takes
         if not self.per_utterance_frontend or torch.jit.is_tracing():
             return fe(x).transpose(1, 2)
-        if torch.compiler.is_compiling():  # static shapes, no host sync: one batched call, its statistics masked
+        if torch.compiler.is_compiling():  # no host sync in a graph: one batched call, its statistics masked
             return group_normed_frontend(fe, x, feats.lengths).transpose(1, 2)
         # Eager: one call per utterance, measured 2.8x faster on a CPU than the masked batched call
         # (8 utterances of 0.9-4 s, HuBERT-base frontend: padding and a norm in four passes)

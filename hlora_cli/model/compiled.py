@@ -72,34 +72,43 @@ class CompiledForward:
     """`model`'s forward compiled for bucketed shapes, called as the model is (the same arguments,
     the same ModelOutput, its rows the caller's); anything else is read from the model itself.
 
-    Decoding (`training` False): static shapes, rows padded to a power of two, so a few graphs
-    serve every batch. Training: one graph with symbolic shapes (a training batch's rows and
-    length both vary; a static graph per shape would compile for minutes each), time padded to
-    whole seconds but rows left as they are: padding rows would be computed and thrown away on
-    every step. CUDA graphs record one replay per distinct shape either way."""
+    Decoding: static shapes, rows padded to a power of two, so a few graphs serve every batch.
+    Training (`for_training`): symbolic shapes (a training batch's rows and length both vary; a
+    static graph per shape would compile for minutes each): one graph per routing mode serves
+    every batch shape (and one more for a lone row, which torch specialises); time padded to whole
+    seconds, rows left as they are (padding rows would be computed and thrown away on every step).
+    CUDA graphs record one replay per distinct shape either way: in training one per (rows,
+    seconds) pair met, each a warm-up and a recording, their memory pooled (the cost not yet
+    measured on a GPU)."""
 
     def __init__(
-        self, model: nn.Module, device: torch.device, training: bool = False, backend: str | Callable = "inductor"
+        self,
+        model: nn.Module,
+        device: torch.device,
+        for_training: bool = False,
+        backend: str | Callable = "inductor",
     ) -> None:
-        if training and device.type == "cpu" and backend == "inductor":
+        if for_training and device.type == "cpu" and backend == "inductor":
             # torch 2.13's inductor on a CPU: its vectorised C++ computed LoRA gradients up to 100 %
             # off for one-row batches (the forward right), its scalar C++ failed to compile the
             # HuBERT step with symbolic shapes, and compiled steps ran slower than eager ones
             raise HloraError(
                 "--compile trains on a CUDA GPU: on a CPU torch's compiler gave wrong gradients for "
-                "one-utterance batches and ran slower than eager training (BENCHMARKS.md); drop --compile"
+                "one-utterance batches and ran slower than eager training (BENCHMARKS.md); train with --no-compile"
             )
         self.model = model
-        self.training = training
-        self.compiled = compile_model(model, device, dynamic=training, backend=backend)
+        self.for_training = for_training
+        self.compiled = compile_model(model, device, dynamic=for_training, backend=backend)
 
     def __getattr__(self, name: str) -> Any:  # config, readout, languages ...: the model's own
+        if name == "model":  # not set yet (a copy being made): no endless lookup
+            raise AttributeError(name)
         return getattr(self.model, name)
 
     def __call__(
         self, feats: Features, routing_mode: str = "predicted", langs: torch.Tensor | None = None, hidden: bool = False
     ) -> ModelOutput:
-        padded, rows = bucket(feats, pad_rows=not self.training)
+        padded, rows = bucket(feats, pad_rows=not self.for_training)
         if langs is not None and len(langs) < padded.values.shape[0]:  # padding rows routed as language 0
             langs = torch.cat([langs, langs.new_zeros(padded.values.shape[0] - len(langs))])
         return unbucket(self.compiled(padded, routing_mode, langs, hidden=hidden), rows)

@@ -103,7 +103,8 @@ class Readout(nn.Module):
         """After a compiled step's backward: the gradients of heads that read no utterance (not in
         `read`) back to None. A compiled step runs every head (model/compiled.py), so each gets a
         zero gradient, which AdamW would apply (momentum, weight decay); the eager step leaves
-        them without one, and AdamW leaves them alone."""
+        them without one, and AdamW leaves them alone (in one process; across ranks the gradient
+        average gives every head one in both)."""
 
     def tie_heads(self, config: ModelConfig) -> None:
         """Tie the heads by symbol while a training begins (--head-tie-steps): CTC heads only."""

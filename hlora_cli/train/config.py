@@ -142,6 +142,9 @@ class TrainConfig:
             raise HloraError(f"unknown batching {self.batching}: choose mixed or sorted")
         if self.dtype not in ("auto", "fp32", "bf16"):
             raise HloraError(f"unknown --dtype {self.dtype}: choose auto, fp32 or bf16")
+        if self.compile and self.gradient_checkpointing:
+            # the recomputed layers run inside routing()'s per-layer state: not traced and tested
+            raise HloraError("--compile with --gradient-checkpointing is not supported: choose one")
         if self.tensorboard:
             import importlib.util
 

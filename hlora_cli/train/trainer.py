@@ -27,7 +27,7 @@ from hlora_cli.errors import HloraError
 from hlora_cli.files import json_text
 from hlora_cli.model import BackboneRef, HloraModel, LIDConfig, LoRAConfig, ModelConfig, build_model
 from hlora_cli.model.backbone import detect_kind
-from hlora_cli.model.compiled import CompiledForward
+from hlora_cli.model.compiled import CompiledForward, bucket
 from hlora_cli.model.config import SHARED_HEAD_TYPES, layer_plan
 from hlora_cli.model.experts import (
     init_student,
@@ -197,7 +197,7 @@ class Trainer:
             keep_frozen_in(m.backbone, self.compute_dtype)
         self.model.gradient_checkpointing = cfg.gradient_checkpointing
         # what the training step calls: the model, or its forward compiled (model/compiled.py)
-        self.forward_model = CompiledForward(self.model, self.device, training=True) if cfg.compile else self.model
+        self.forward_model = CompiledForward(self.model, self.device, for_training=True) if cfg.compile else self.model
         lid_weight = cfg.lid_weight if self.model.lid_head is not None else 0.0
         self.objective = Objective(lid_weight, cfg.kd, cfg.kd_cos_weight, cfg.kd_js_weight)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
@@ -348,6 +348,8 @@ class Trainer:
     def _forward(self, batch: list[Example], feats: Features, routing_mode: str):
         """Forward and loss of one batch, as the model's readout computes them (model/readout.py)."""
         feats = feats.to(self.device, non_blocking=self.pin_memory)
+        if self.forward_model is not self.model:  # padded here, so a teacher reads the frames the student does
+            feats = bucket(feats, pad_rows=False)[0]
         model, readout = self.forward_model, self.model.readout
         return readout.loss(model, feats, batch, routing_mode, self.objective, self.teacher, self._autocast)
 

@@ -33,7 +33,7 @@ def test_a_compiled_training_forward_gives_the_eager_loss_and_gradients(kind, ro
     model = build_model(tiny_config(kind, lora=LoRAConfig(4, 16.0, 0.0))).train()
     model.backbone.eval()  # the tiny configs' attention dropout would draw other masks compiled
     randomize_adapters(model)
-    compiled = CompiledForward(model, torch.device("cpu"), training=True, backend="aot_eager")
+    compiled = CompiledForward(model, torch.device("cpu"), for_training=True, backend="aot_eager")
     assert compiled.languages == model.languages  # the model's attributes read through
     for seconds, langs in BATCHES:
         feats, langs = model.prepare(waves(seconds)), torch.tensor(langs)
@@ -50,7 +50,7 @@ def test_a_compiled_training_forward_gives_the_eager_loss_and_gradients(kind, ro
 
 def test_compiled_training_on_a_cpu_is_refused_with_the_reason():
     model = build_model(tiny_config("whisper"))
-    why = r"--compile trains on a CUDA GPU: on a CPU .* wrong gradients .*drop --compile"
+    why = r"--compile trains on a CUDA GPU: on a CPU .* wrong gradients .*train with --no-compile"
     with pytest.raises(HloraError, match=why):
-        CompiledForward(model, torch.device("cpu"), training=True)
+        CompiledForward(model, torch.device("cpu"), for_training=True)
     CompiledForward(model, torch.device("cpu"))  # decoding: its forward is right on a CPU (tests/infer)
