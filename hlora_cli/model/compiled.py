@@ -46,9 +46,11 @@ def bucket(feats: Features, pad_rows: bool = True) -> tuple[Features, int]:
     rows, t = feats.values.shape[0], feats.values.shape[-1]
     step = MEL_FRAMES_PER_SECOND if feats.values.dim() == 3 else SAMPLES_PER_SECOND
     width = -(-t // step) * step
+    padded_rows = 1 << (rows - 1).bit_length() if pad_rows else rows
+    if width == t and padded_rows == rows:  # already bucketed (the trainer pads before a teacher reads)
+        return feats, rows
     values = nn.functional.pad(feats.values, (0, width - t))
     lengths = feats.lengths
-    padded_rows = 1 << (rows - 1).bit_length() if pad_rows else rows
     if padded_rows > rows:
         values = torch.cat([values, values.new_zeros(padded_rows - rows, *values.shape[1:])])
         lengths = torch.cat([lengths, lengths.new_full((padded_rows - rows,), width)])

@@ -374,7 +374,8 @@ class Trainer:
         micro_batches = [self._received(self.train_data, self.batches.next()) for _ in range(cfg.grad_accum)]
         wait = self.batches.wait_seconds - wait
         step_utts = self.dist.sum([float(sum(len(batch) for batch, _ in micro_batches))])[0]
-        read: set[int] = set()  # the heads that read an utterance (routed; all in soft routing)
+        compiled = self.forward_model is not self.model
+        read: set[int] = set()  # compiled: the heads that read an utterance (routed; all in soft routing)
         for micro, (batch, feats) in enumerate(micro_batches):
             if not batch:
                 continue
@@ -383,8 +384,9 @@ class Trainer:
                 bad = 1.0
                 break
             (parts.total * len(batch) * self.dist.world_size / step_utts).backward()
-            routed = out.lang_ids.tolist()
-            read.update(range(len(self.model.languages)) if out.head_ctc_logprobs is not None else routed)
+            routed = out.lang_ids.tolist() if compiled or self.emission is not None else []
+            if compiled:
+                read.update(range(len(self.model.languages)) if out.head_ctc_logprobs is not None else routed)
             n = len(batch)
             if self.emission is not None:
                 refs = [len(e.targets) for e in batch]
@@ -415,7 +417,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             return {"step": self.step, "skipped": 1}
         self.bad_in_a_row = 0
-        if self.forward_model is not self.model:  # as the eager step: no gradient for an unread head
+        if compiled:  # as the eager step: no gradient for an unread head
             self.model.readout.drop_unread_grads(read)
         self.dist.average_gradients(self.params)
         readout = self.model.readout
