@@ -7,6 +7,7 @@ import platform
 import re
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,6 +34,31 @@ def time_interleaved(
             sync()
             times[name].append(time.perf_counter() - t0)
     return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+NOT_KERNELS = {"aten._unsafe_view", "aten.lift_fresh", "aten.detach", "aten.alias", "aten._local_scalar_dense"}
+
+
+def dispatched(fn: Callable[[], object]) -> Counter:
+    """The operators `fn` dispatches below autograd and autocast, by name, views left out: about
+    one kernel launch each on a GPU (a launch-bound step's cost), counted the same on any device."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    seen: Counter = Counter()
+
+    class Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if not func.is_view and str(func.overloadpacket) not in NOT_KERNELS:
+                seen[str(func.overloadpacket)] += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        fn()
+    return seen
+
+
+def count_kernels(fn: Callable[[], object]) -> int:
+    return sum(dispatched(fn).values())
 
 
 def machine() -> str:

@@ -3,7 +3,11 @@
 Side by side in one process, medians of interleaved runs, 2 CPU threads (or on a GPU with
 `--device cuda --dtype bf16 --batch 16,64`):
   (a) bare backbone                       (our layer-by-layer encoder, no LoRA)
-  (b) HLoRA single pass, merged           (shared LoRA folded in; routed layers: one merged weight per language)
+  (b) HLoRA single pass, merged           (shared LoRA folded in; routed layers: one merged weight per language,
+                                            run by one grouped matmul over the language-sorted batch where torch
+                                            has one (bf16 on a CPU or a compute capability 9/10 GPU), else one
+                                            matmul per language present)
+  (b0) (b) with one matmul per language   (only where (b) is grouped: what (b) ran before, side by side)
   (c) HLoRA single pass, unmerged         (batched per-sample adapters)
   (d) two-stage                           (shared-LoRA LID pass over all layers, then a LIDLoRA pass, both merged)
   (e) peft LoRA with adapter_names        (peft's mixed-batch path; per-language adapters in the same layers
@@ -11,9 +15,11 @@ Side by side in one process, medians of interleaved runs, 2 CPU threads (or on a
   (f) MoLE single pass, merged            (4 experts fused in layers 1..L1 = k, folded into one weight per layer;
                                             router after L1; each language's expert in L1+1..N, merged per language)
   (g) distilled student, merged           (one shared LoRA in every layer folded in, LID head on the output)
-With --compile, two rows more (model/compiled.py, the `hlora decode --compile` path; CUDA graphs on a GPU):
-  (h) HLoRA single pass, compiled         (shared LoRA merged, routed LoRA per-row in one batched matmul)
+With --compile, rows more (model/compiled.py, the `hlora decode --compile` path; CUDA graphs on a GPU):
+  (h) HLoRA single pass, compiled         (as `hlora decode --compile` runs it: (b)'s grouped matmul where it
+                                            applies, else (j))
   (i) bare backbone, compiled
+  (j) HLoRA compiled, routed LoRA unmerged (each row's adapter in one batched matmul; only where (h) is grouped)
 (b)-(d) and (f) run with oracle routing set to the batch's 4 languages, which costs the same as predicted routing
 (the LID head runs either way) but guarantees a mixed batch even with untrained LID heads.
 
@@ -28,21 +34,50 @@ import json
 import os
 import sys
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import machine, time_interleaved, whisper_ref, write_section  # noqa: E402
+from bench.common import dispatched, machine, time_interleaved, whisper_ref, write_section  # noqa: E402
 from hlora_cli.data.vocab import BLANK  # noqa: E402
 from hlora_cli.device import autocast, check_dtype, resolve_device  # noqa: E402
-from hlora_cli.model import BackboneRef, LoRAConfig, ModelConfig, build_model, load_backbone  # noqa: E402
+from hlora_cli.model import BackboneRef, LoRAConfig, ModelConfig, build_model, load_backbone, lora  # noqa: E402
 from hlora_cli.model.backbone import additive_mask  # noqa: E402
 
 LANGS = ["en", "de", "fr", "ja"]
 VOCAB = [BLANK, "|", "<unk>"] + [chr(c) for c in range(ord("a"), ord("a") + 29)]
 HUBERT_BASE = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072}
+
+
+COLUMNS = {
+    "a_bare": "(a) bare",
+    "b_hlora_merged": "(b) HLoRA merged",
+    "c_hlora_unmerged": "(c) HLoRA unmerged",
+    "d_two_stage": "(d) two-stage",
+    "e_peft": "(e) peft adapter_names",
+    "f_mole_merged": "(f) MoLE merged",
+    "g_student_merged": "(g) student merged",
+    "b0_hlora_merged_loop": "(b0) merged, a matmul per language",
+    "h_hlora_compiled": "(h) HLoRA compiled",
+    "i_bare_compiled": "(i) bare compiled",
+    "j_hlora_compiled_lora": "(j) compiled, routed LoRA unmerged",
+}
+HOST_RUNS = ("aten._unique2", "aten.unique_consecutive")  # the loop asking which languages a batch holds
+RATIOS = {
+    "hlora_over_bare": "b/a",
+    "unmerged_over_merged": "c/b",
+    "two_stage_over_hlora": "d/b",
+    "peft_over_hlora": "e/b",
+    "mole_over_bare": "f/a",
+    "student_over_bare": "g/a",
+    "grouped_over_loop": "b/b0",
+    "compiled_over_bare": "h/a",
+    "compiled_over_compiled_bare": "h/i",
+    "compiled_grouped_over_lora": "h/j",
+}
 
 
 def config(model_type: str, ref: BackboneRef, k: int | None, rank: int) -> ModelConfig:
@@ -134,18 +169,28 @@ def measure(
         first = baseline.identify(feats).argmax(-1)
         return lidlora(feats, "oracle", first if len(set(first.tolist())) > 1 else langs)
 
+    grouped = lora.grouped_routing(device, dtype)
     extra = {}
+    if grouped:  # the per-language loop (b) ran before, timed beside it
+
+        def loop():
+            with mock.patch.object(lora, "grouped_routing", lambda *_: False):
+                return hlora_m(feats, "oracle", langs)
+
+        extra["b0_hlora_merged_loop"] = loop
     if compiled:  # what `hlora decode --compile` runs: compiled once here, then timed as the others
         from hlora_cli.model.compiled import compile_model
 
-        hlora_s = build_model(config("hlora", ref, k, rank)).eval()
-        randomize(hlora_s)
-        hlora_s.to(device).merge(routed=False)
+        hlora_s, hlora_j = (build_model(config("hlora", ref, k, rank)).eval() for _ in range(2))
+        for m, routed in ((hlora_s, grouped), (hlora_j, False)):
+            randomize(m)
+            m.to(device).merge(routed=routed)
         hlora_c, bare_c = compile_model(hlora_s, device), compile_model(bare, device)
-        extra = {
-            "h_hlora_compiled": lambda: hlora_c(feats, "oracle", langs),
-            "i_bare_compiled": lambda: bare_c(feats.values, feats.lengths),
-        }
+        extra["h_hlora_compiled"] = lambda: hlora_c(feats, "oracle", langs)
+        extra["i_bare_compiled"] = lambda: bare_c(feats.values, feats.lengths)
+        if grouped:
+            hlora_jc = compile_model(hlora_j, device)
+            extra["j_hlora_compiled_lora"] = lambda: hlora_jc(feats, "oracle", langs)
         with torch.inference_mode(), autocast(device, dtype):
             for _ in range(3):  # compile, then (CUDA graphs) record
                 for fn in extra.values():
@@ -162,8 +207,13 @@ def measure(
     }
     with torch.inference_mode(), autocast(device, dtype):
         t = time_interleaved(fns, repeats=repeats, sync=torch.cuda.synchronize if device.type == "cuda" else None)
+        # eager launches (one kernel each on a GPU) and the runs of languages asked of the host
+        ops = {n: dispatched(fns[n]) for n in ("a_bare", "b_hlora_merged", "b0_hlora_merged_loop") if n in fns}
     print(f"{label}: " + ", ".join(f"{n} {s * 1000:.0f} ms" for n, s in t.items()), flush=True)
-    return t
+    kernels = {n: sum(c.values()) for n, c in ops.items()}
+    syncs = {n: sum(c[o] for o in HOST_RUNS) for n, c in ops.items()}
+    print(f"{label}: eager kernels {kernels}, host syncs {syncs}", flush=True)
+    return t, kernels, syncs
 
 
 def main() -> None:
@@ -187,10 +237,10 @@ def main() -> None:
     setups = [("whisper-base", whisper, 3, 8), ("hubert-base-size", hubert, 9, 8)]
     if not args.quick:
         setups += [("whisper-base", whisper, 3, 32), ("hubert-base-size", hubert, 9, 32)]
-    rows, result = [], {}
+    rows, counts, result = [], [], {}
     for (name, ref, k, rank), batch in [(s, b) for s in setups for b in batches]:
         label = f"{name} k={k} rank={rank}" + (f" batch {batch}" if len(batches) > 1 or batch != 8 else "")
-        t = measure(label, ref, k, rank, repeats, batch, device, dtype, args.compile)
+        t, kernels, syncs = measure(label, ref, k, rank, repeats, batch, device, dtype, args.compile)
         key = f"{name.replace('-', '_')}_r{rank}" + (f"_b{batch}" if batch != 8 else "")
         r = {
             "hlora_over_bare": t["b_hlora_merged"] / t["a_bare"],
@@ -200,10 +250,19 @@ def main() -> None:
             "mole_over_bare": t["f_mole_merged"] / t["a_bare"],
             "student_over_bare": t["g_student_merged"] / t["a_bare"],
         }
+        if "b0_hlora_merged_loop" in t:
+            r["grouped_over_loop"] = t["b_hlora_merged"] / t["b0_hlora_merged_loop"]
         if args.compile:
             r["compiled_over_bare"] = t["h_hlora_compiled"] / t["a_bare"]
             r["compiled_over_compiled_bare"] = t["h_hlora_compiled"] / t["i_bare_compiled"]
+        if "j_hlora_compiled_lora" in t:
+            r["compiled_grouped_over_lora"] = t["h_hlora_compiled"] / t["j_hlora_compiled_lora"]
+        columns, ratios = list(t), list(r)
         result[key] = {**{n: round(s * 1000, 1) for n, s in t.items()}, **{n: round(v, 3) for n, v in r.items()}}
+        result[key] |= {"eager_kernels": kernels, "host_syncs": syncs}
+        counts.append(
+            f"{label}: " + ", ".join(f"{COLUMNS[n].split()[0]} {kernels[n]} ({syncs[n]} host syncs)" for n in kernels)
+        )
         rows.append(
             f"| {label} | "
             + " | ".join(f"{t[n] * 1000:.0f}" for n in t)
@@ -219,9 +278,9 @@ def main() -> None:
     result["peft_over_hlora"] = min(h["peft_over_hlora"] for h in heads)
     result["mole_over_bare"] = max(h["mole_over_bare"] for h in heads)
     result["student_over_bare"] = max(h["student_over_bare"] for h in heads)
-    if args.compile:
-        result["compiled_over_bare"] = max(h["compiled_over_bare"] for h in heads)
-        result["compiled_over_compiled_bare"] = max(h["compiled_over_compiled_bare"] for h in heads)
+    for name in list(RATIOS)[6:]:  # the rows this device and --compile have
+        if name in heads[0]:
+            result[name] = max(h[name] for h in heads)
     result["quick"] = args.quick
     on = "" if device.type == "cpu" else f" on {torch.cuda.get_device_name(device)}, {args.dtype}"
     body = (
@@ -229,18 +288,20 @@ def main() -> None:
         f"{'/'.join(map(str, batches))} utterances x 5 s, 4 languages mixed, {machine()}; "
         f"medians of {repeats} interleaved runs, ms.\n"
         "Goals: b/a <= 1.05, d/b >= 1.9, e/b >= 1.1, f/a <= 1.05 (MoLE at HLoRA's speed).\n\n"
-        "| backbone | (a) bare | (b) HLoRA merged | (c) HLoRA unmerged | (d) two-stage | (e) peft adapter_names "
-        "| (f) MoLE merged | (g) student merged "
-        + ("| (h) HLoRA compiled | (i) bare compiled " if args.compile else "")
-        + "| b/a | c/b | d/b | e/b | f/a | g/a "
-        + ("| h/a | h/i " if args.compile else "")
-        + "|\n"
-        + "|---" * (15 + 4 * args.compile)
+        "| backbone | "
+        + " | ".join(COLUMNS[c] for c in columns)
+        + " | "
+        + " | ".join(RATIOS[c] for c in ratios)
+        + " |\n"
+        + "|---" * (1 + len(columns) + len(ratios))
         + "|\n"
         + "\n".join(rows)
         + "\n\nThe headline ratios in the JSON are those of rank 8 (the default), worse backbone of the two. "
         "(b) cannot be faster than (a), so e/b is bounded by e/a: how much peft's unmerged mixed batch "
-        "costs over the bare encoder, which grows with the LoRA rank."
+        "costs over the bare encoder, which grows with the LoRA rank.\n\n"
+        "Kernels one eager forward dispatches (about one launch each on a GPU, counted alike on any device; "
+        "host syncs: the per-language loop asking the host which languages the batch holds, once per routed layer "
+        "and for the heads):\n" + "\n".join(f"- {c}" for c in counts)
     )
     if not args.no_write:
         write_section("core_speed" if device.type == "cpu" else "core_speed_cuda", body, result)

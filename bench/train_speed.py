@@ -137,27 +137,6 @@ def compile_swap(args: argparse.Namespace, forward: list, device):
 
 
 # dispatched, but no kernel of their own: views and metadata
-NOT_KERNELS = {"aten._unsafe_view", "aten.lift_fresh", "aten.detach", "aten.alias", "aten._local_scalar_dense"}
-
-
-def count_kernels(fn) -> int:
-    """Operators `fn` dispatches below autograd and autocast, views left out: about one kernel
-    launch each on a GPU (a launch-bound step's cost), counted the same on any device."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Count(TorchDispatchMode):
-        n = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            if not func.is_view and str(func.overloadpacket) not in NOT_KERNELS:
-                Count.n += 1
-            return func(*args, **(kwargs or {}))
-
-    with Count():
-        fn()
-    return Count.n
-
-
 def textbook_lora() -> None:
     """The LoRA forward as usually written (and as hlora wrote it before): index each row's
     adapter, multiply by the scaling, add; autocast casts x for each product."""
@@ -209,6 +188,8 @@ def timed_steps(args, device, forward_backward, opt, compile_step=None) -> tuple
     called after that eager step, so that the FLOPs are counted eagerly (compiled kernels are not
     dispatched where torch counts them); three untimed steps then compile and record CUDA graphs."""
     import torch
+
+    from bench.common import count_kernels
 
     def step():
         forward_backward()

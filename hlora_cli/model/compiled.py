@@ -4,10 +4,13 @@ otherwise waits on kernel launches.
 
 Shapes are bucketed, so a decode compiles a few graphs rather than one per batch: the batch is padded
 to a power of two rows and the time axis to whole seconds (padded frames are masked as any padding
-is); the padding rows are dropped from the output. Routed LoRA stay unmerged (each row's adapter in
-one batched matmul) and every CTC head runs, each row keeping its own: the merged path's one matmul
-per language present needs the host to know which languages a batch holds, which stops the GPU
-queue once per routed layer. A training step (on a GPU) compiles its backward as well
+is); the padding rows are dropped from the output. The graph must not ask the host anything (a
+CUDA graph replays without it), so the merged path's loop, one matmul per language the batch holds,
+has no place in it. Where torch has a grouped matmul for the dtype and device (bf16 on a CPU, or a GPU
+of compute capability 9 or 10: lora.grouped_routing), the routed layers keep their merged weights
+and each runs as one grouped matmul over the batch the model core sorted by language, and the CTC
+heads likewise; elsewhere routed LoRA stay unmerged (each row's adapter in one batched matmul) and
+every CTC head runs, each row keeping its own. A training step (on a GPU) compiles its backward as well
 (AOTAutograd); its padded frames are masked, so they get no gradient.
 """
 

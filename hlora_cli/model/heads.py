@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+import hlora_cli.model.lora as lora
 from hlora_cli.errors import HloraError
 from hlora_cli.model.config import LID_HEADS, LIDConfig
 
@@ -74,12 +75,18 @@ class CTCHeads(nn.Module):
         self.vocab_sizes = vocab_sizes
         self.heads = nn.ModuleList(nn.Linear(hidden_size, v) for v in vocab_sizes)
         self.tied_rows: list[torch.Tensor] | None = None  # per head, its tokens' rows in the union (tie_rows)
+        # merged (inference): every head in one weight, shape = (heads, width, hidden), its rows past a
+        # head's inventory zero, and one bias, shape = (heads, width), -inf there (fp32); `merge`
+        self.stacked: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def forward(self, h: torch.Tensor, route: torch.Tensor) -> torch.Tensor:
-        """h : shape = (batch, time, hidden); route : shape = (batch,) head per utterance.
+    def forward(self, h: torch.Tensor, route: torch.Tensor, ordered: bool = False) -> torch.Tensor:
+        """h : shape = (batch, time, hidden); route : shape = (batch,) head per utterance;
+        `ordered`: the batch is sorted by head (the model core sorts it for routed layers).
         Returns log_probs, shape = (batch, time, max vocab size)."""
         if len(self.heads) == 1:
             return torch.log_softmax(self.heads[0](h).float(), dim=-1)
+        if ordered and self._grouped(h):
+            return self._forward_grouped(h, route)
         if torch.compiler.is_compiling():  # static shapes, no host sync: every head, each row its own
             width = max(self.vocab_sizes)
             every = [nn.functional.pad(lp, (0, width - lp.shape[-1]), value=float("-inf")) for lp in self.every_head(h)]
@@ -90,6 +97,42 @@ class CTCHeads(nn.Module):
             logits = self.heads[lang](h[idx]).float()
             out[idx, :, : self.vocab_sizes[lang]] = torch.log_softmax(logits, dim=-1)
         return out
+
+    def _grouped(self, h: torch.Tensor) -> bool:
+        """Whether this inference call reads every head in one grouped matmul (lora.grouped_routing)."""
+        if self.stacked is None or torch.is_grad_enabled():  # merged for inference only
+            return False
+        return lora.grouped_routing(h.device, lora.compute_dtype(h.device, h.dtype)) and h.shape[-1] % 8 == 0
+
+    def _forward_grouped(self, h: torch.Tensor, route: torch.Tensor) -> torch.Tensor:
+        # Each utterance's head over its own rows, the run bounds on the device: no host sync, one
+        # matmul where the loop makes one per language (and a compiled graph one per head, each
+        # over every row). The -inf bias past a head's inventory pads its log-probs as the loop does.
+        weight, bias = self.stacked
+        dtype = lora.compute_dtype(h.device, h.dtype)
+        if weight.dtype != dtype:  # cast once, kept (as the merged LoRA weights are)
+            self.stacked = weight, bias = weight.to(dtype), bias
+        offs = lora.group_offsets(route, len(self.heads), h.shape[1])
+        flat = h.to(dtype).reshape(-1, h.shape[-1])
+        logits = nn.functional.grouped_mm(flat, weight.transpose(1, 2), offs=offs).view(*h.shape[:2], -1)
+        log_probs = torch.log_softmax(logits.float() + bias[route][:, None, :], dim=-1)
+        return log_probs[..., : max(self.vocab_sizes)]
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """Stack every head into one weight for inference's grouped read (`stacked`); its width
+        rounded up to 8 (the grouped matmul's 16-byte rows)."""
+        width = -(-max(self.vocab_sizes) // 8) * 8
+        ref = self.heads[0].weight
+        weight = ref.new_zeros(len(self.heads), width, ref.shape[1])
+        bias = torch.full((len(self.heads), width), float("-inf"), device=ref.device)
+        for i, head in enumerate(self.heads):
+            weight[i, : head.out_features] = head.weight
+            bias[i, : head.out_features] = 0.0 if head.bias is None else head.bias.float()
+        self.stacked = weight, bias
+
+    def unmerge(self) -> None:
+        self.stacked = None
 
     def every_head(self, h: torch.Tensor) -> list[torch.Tensor]:
         """Every head's log-probabilities for every utterance (soft-routing training):

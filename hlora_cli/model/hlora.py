@@ -165,7 +165,7 @@ class HloraModel(nn.Module):
                     return self.backbone.layer(i, h, mask)
             if self.layer_lora[i] != "routed":
                 return self.backbone.layer(i, h, mask)
-            with routing(self.lora[i], route, weights):
+            with routing(self.lora[i], route, weights, frames=h.shape[1]):  # forward sorted the batch by language
                 return self.backbone.layer(i, h, mask)
 
         if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
@@ -222,7 +222,7 @@ class HloraModel(nn.Module):
         if self.lid_after == len(self.layer_lora):
             lid_logprobs = self._lid(h, lengths)
             route = route if route is not None else lid_logprobs.argmax(-1)
-        read, read_lid = self.readout.read(h, lengths, route, weights)
+        read, read_lid = self.readout.read(h, lengths, route, weights, ordered=order is not None)
         if read_lid is not None:  # the readout tells the language (ctc's prefix tokens)
             lid_logprobs = read_lid
             route = route if route is not None else lid_logprobs.argmax(-1)
@@ -293,10 +293,13 @@ class HloraModel(nn.Module):
                     m.merge(routed=routed)
         for m in self.readout.lora_modules():
             m.merge(routed=routed)
+        if routed:
+            self.readout.merge()
 
     def unmerge(self) -> None:
         for m in self.lora_modules():
             m.unmerge()
+        self.readout.unmerge()
 
     @property
     def is_merged(self) -> bool:

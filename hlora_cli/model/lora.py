@@ -43,6 +43,7 @@ class LoRALinear(nn.Module):
         self.route: torch.Tensor | None = None  # (batch,) adapter index per sample, routed only
         self.weights: torch.Tensor | None = None  # (batch, n_adapters) soft routing weights, routed only
         self.groups: list[tuple[int, int, int]] | None = None  # (adapter, start, end) runs of `route`
+        self.offs: torch.Tensor | None = None  # (n_adapters,) int32 end row of each adapter's run in x: grouped_mm
         # (batch, n_adapters) one-hot of `route`, and the same times `scaling` (or None): route_picks
         self.picks: tuple[torch.Tensor, torch.Tensor | None] | None = None
         self.merged = False  # shared adapter (or, fused, the weighted sum of all) folded into base.weight
@@ -100,6 +101,8 @@ class LoRALinear(nn.Module):
         # model core has sorted the batch by language (`groups`), each matmul writes straight into
         # its contiguous slice of the output; otherwise rows are gathered and scattered.
         weights, bias, x = self._merged_for(x)
+        if self.offs is not None and len(self.route) == len(route):
+            return self._forward_grouped(x, weights, bias)
         groups = self.groups if self.groups is not None and len(self.route) == len(route) else None
         groups = groups if groups is not None else contiguous_groups(route)
         if groups is not None and len(groups) == 1:
@@ -116,6 +119,14 @@ class LoRALinear(nn.Module):
             idx = (route == lang).nonzero().squeeze(1)
             y[idx] = nn.functional.linear(x[idx], weights[lang], bias)
         return y
+
+    def _forward_grouped(self, x: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        # Rows sorted by language: one grouped matmul over every language's run, whose bounds stay on
+        # the device. No host sync and one kernel where the loop above makes one per language (on a
+        # GPU each waits on the host), so it also runs inside a compiled graph (CUDA graphs).
+        y = nn.functional.grouped_mm(x.reshape(-1, x.shape[-1]), weights.transpose(1, 2), offs=self.offs)
+        y = y.view(*x.shape[:-1], y.shape[-1])
+        return y if bias is None else y + bias
 
     def _merged_for(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """The merged weights, bias and x in the dtype this call computes in (autocast's, else x's).
@@ -216,6 +227,34 @@ def contiguous_groups(route: torch.Tensor) -> list[tuple[int, int, int]] | None:
     return [(lang, end - n, end) for lang, end, n in zip(langs, ends, counts.tolist(), strict=True)]
 
 
+def grouped_routing(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether merged routed layers run as one grouped matmul (torch's grouped_mm, made for mixtures
+    of experts) on `device` at `dtype`: bf16 only (all its compiled form takes), on a CPU or on a
+    GPU with torch's fused kernel (compute capability 9 or 10). Elsewhere torch's fallback copies the
+    group bounds to the host, as the per-language loop does."""
+    if dtype != torch.bfloat16 or not hasattr(nn.functional, "grouped_mm"):
+        return False
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        if index not in _FUSED_GROUPED_MM:
+            _FUSED_GROUPED_MM[index] = torch.cuda.get_device_capability(index)[0] in (9, 10)
+        return _FUSED_GROUPED_MM[index]
+    return device.type == "cpu"
+
+
+# CUDA device index -> whether torch has its fused grouped matmul there. Asked once, eagerly (the
+# decoder asks before it compiles): a compiled graph then reads this dict, not the driver.
+_FUSED_GROUPED_MM: dict[int, bool] = {}
+
+
+def group_offsets(route: torch.Tensor, n_adapters: int, frames: int) -> torch.Tensor:
+    """For a batch sorted by adapter, flattened to (batch x frames) rows: the end row of each
+    adapter's run, shape = (n_adapters,), int32 (grouped_mm's `offs`). Worked out on the device,
+    in int32 throughout (no cast), from a one-hot count (a static shape, unlike bincount's)."""
+    one_hot = route[:, None] == torch.arange(n_adapters, device=route.device)
+    return one_hot.sum(0, dtype=torch.int32).cumsum(0, dtype=torch.int32) * frames
+
+
 def route_picks(route: torch.Tensor, modules: list[LoRALinear]) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The one-hot (batch, n_adapters) of `route` in the dtype the matmuls run in, and, where the
     modules share one scaling that this dtype holds exactly (2.0: alpha = 2 x rank), the one-hot
@@ -238,18 +277,35 @@ def _rounding(value: float) -> frozenset[torch.dtype]:
 
 
 @contextmanager
-def routing(modules: list[LoRALinear], route: torch.Tensor, weights: torch.Tensor | None = None) -> Iterator[None]:
+def routing(
+    modules: list[LoRALinear], route: torch.Tensor, weights: torch.Tensor | None = None, frames: int | None = None
+) -> Iterator[None]:
     """Give the routed LoRA modules of one layer their per-sample adapter (`route`, shape = (batch,))
-    or, for soft routing, their per-sample adapter weights (shape = (batch, n_adapters)) for one forward."""
+    or, for soft routing, their per-sample adapter weights (shape = (batch, n_adapters)) for one forward.
+    `frames`: the caller sorted the batch by adapter (the model core does) and each module's input
+    has this many frames an utterance, so merged layers may run one grouped matmul (`grouped_routing`),
+    their offsets worked out here once for the layer."""
     merged = weights is None and any(m.merged_weights is not None for m in modules)
-    groups = contiguous_groups(route) if merged else None
-    picks = None
+    offs = groups = picks = None
+    if merged and frames is not None and _groupable(modules, route):
+        offs = group_offsets(route, modules[0].n_adapters, frames)
+    elif merged:
+        groups = contiguous_groups(route)
     if weights is None and route is not None and not merged and modules:  # once for the layer's modules
         picks = route_picks(route, modules)
     for m in modules:
-        m.route, m.groups, m.weights, m.picks = route, groups, weights, picks
+        m.route, m.groups, m.offs, m.weights, m.picks = route, groups, offs, weights, picks
     try:
         yield
     finally:
         for m in modules:
-            m.route, m.groups, m.weights, m.picks = None, None, None, None
+            m.route, m.groups, m.offs, m.weights, m.picks = None, None, None, None, None
+
+
+def _groupable(modules: list[LoRALinear], route: torch.Tensor) -> bool:
+    """Merged routed modules that grouped_mm takes: every one merged, the dtype and device it runs
+    on, and rows of a multiple of 16 bytes (its kernels' alignment)."""
+    dtype = compute_dtype(route.device, modules[0].base.weight.dtype)
+    return grouped_routing(route.device, dtype) and all(
+        m.merged_weights is not None and m.base.in_features % 8 == 0 and m.base.out_features % 8 == 0 for m in modules
+    )

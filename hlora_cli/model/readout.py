@@ -68,12 +68,23 @@ class Readout(nn.Module):
     tied_rows: list[torch.Tensor] | None = None  # CTC heads tied by symbol while a training begins
 
     def read(
-        self, h: torch.Tensor, lengths: torch.Tensor, route: torch.Tensor | None, weights: torch.Tensor | None
+        self,
+        h: torch.Tensor,
+        lengths: torch.Tensor,
+        route: torch.Tensor | None,
+        weights: torch.Tensor | None,
+        ordered: bool = False,
     ) -> tuple[dict[str, Any], torch.Tensor | None]:
         """The ModelOutput fields it makes of the encoder output h (shape = (batch, frames,
-        hidden)), each utterance read as `route` says; and LID log-posteriors where it reads the
-        language itself (else None)."""
+        hidden)), each utterance read as `route` says (`ordered`: the batch sorted by it); and LID
+        log-posteriors where it reads the language itself (else None)."""
         raise NotImplementedError
+
+    def merge(self) -> None:
+        """Ready its own weights for inference (the model's merge(routed=True)); unmerge undoes it."""
+
+    def unmerge(self) -> None:
+        """Undo merge."""
 
     def loss(
         self,
@@ -137,9 +148,9 @@ class CTCReadout(CTCHeads, Readout):
     def follows_route(self) -> bool:  # type: ignore[override]
         return not self.shared  # one shared head reads every language alike
 
-    def read(self, h, lengths, route, weights):
+    def read(self, h, lengths, route, weights, ordered=False):
         head_route = torch.zeros(h.shape[0], dtype=torch.long, device=h.device) if self.shared else route
-        log_probs = self(h, head_route)
+        log_probs = self(h, head_route, ordered)
         every = self.every_head(h) if weights is not None and self.training else None
         lid = self.prefix_lid(log_probs, lengths) if self.prefix_ids is not None else None
         return {"ctc_logprobs": log_probs, "head_ctc_logprobs": every}, lid
@@ -249,7 +260,7 @@ class DecoderReadout(Readout):
             decoder_lora += inject_decoder_lora(layer, n, config.lora, f"whisper decoder layer {i + 1}")
         self.decoder_lora = decoder_lora  # a plain list: not registered twice
 
-    def read(self, h, lengths, route, weights):
+    def read(self, h, lengths, route, weights, ordered=False):
         return {"encoder_out": h}, None
 
     def lora_modules(self) -> list[LoRALinear]:

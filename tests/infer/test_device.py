@@ -158,6 +158,24 @@ def test_compiled_decoding_equals_eager_decoding(items, device):  # noqa: F811
         assert max(abs(a.lang_probs[x] - b.lang_probs[x]) for x in a.lang_probs) < 1e-3
 
 
+@pytest.mark.parametrize("device", ["cpu", *(["cuda"] if torch.cuda.is_available() else [])])
+def test_compiled_bf16_decoding_merges_routed_layers_into_grouped_matmuls(items, device):  # noqa: F811
+    # bf16 on a CPU (or a GPU of compute capability 9-10) has torch's grouped matmul: the compiled
+    # pass keeps the merged weights per language (no per-row LoRA) and decodes as the eager pass does
+    from hlora_cli.model.lora import grouped_routing
+
+    m = model("hlora", 1)
+    grouped = grouped_routing(resolve_device(device), torch.bfloat16)
+    assert grouped or device == "cuda"
+    eager = Recognizer(m, DecodeOptions(mode="single", device=device, dtype="bf16"))
+    rec = Recognizer(m, DecodeOptions(mode="single", device=device, dtype="bf16", compile=True))
+    assert all((x.merged_weights is not None) == grouped for x in rec.model.lora_modules() if x.routed)
+    compiled, expected = rec.run(items).results, eager.run(items).results
+    assert [(r.id, r.lang, r.text) for r in compiled] == [(r.id, r.lang, r.text) for r in expected]
+    fp32 = Recognizer(m, DecodeOptions(mode="single", device=device, dtype="fp32", compile=True))
+    assert all(x.merged_weights is None for x in fp32.model.lora_modules() if x.routed)  # no kernel: per-row LoRA
+
+
 def test_compile_on_a_cpu_says_it_was_measured_slower(capsys):
     rec = Recognizer(model("hlora", 1), DecodeOptions(device="cpu", dtype="fp32", compile=True))
     rec._say_dtype()  # said when the first batch runs

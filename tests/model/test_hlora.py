@@ -137,3 +137,58 @@ def test_attentive_pooling_ignores_padding():
         alone = model.identify(model.prepare([short]))
         padded = model.identify(model.prepare([short, long]))
     torch.testing.assert_close(padded[0], alone[0], atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("device", ["cpu", *(["cuda"] if torch.cuda.is_available() else [])])
+@pytest.mark.parametrize("routing_mode", ["oracle", "predicted"])
+def test_a_merged_bf16_model_reads_its_routed_layers_and_heads_in_grouped_matmuls(
+    kind, routing_mode, device, monkeypatch
+):
+    from hlora_cli.model import lora
+    from tests.model.test_lora import Ops
+
+    if not lora.grouped_routing(torch.device(device, 0) if device == "cuda" else torch.device(device), torch.bfloat16):
+        pytest.skip("no grouped matmul kernel in torch for this GPU (compute capability 9-10)")
+    model = build_model(tiny_config(kind, k=1)).eval().to(device)  # 1 shared layer, 3 routed ones
+    randomize_adapters(model, seed=2)
+    feats = model.prepare(waves([0.9, 0.5, 1.2, 0.7, 1.0], seed=4)).to(device)
+    langs = torch.tensor([1, 3, 1, 0, 3], device=device)  # unsorted: the model core sorts the batch
+    model.merge(routed=True)
+    routed = sum(m.routed for m in model.lora_modules())
+    with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16):
+        with Ops() as ops:
+            grouped = model(feats, routing_mode, langs)
+        monkeypatch.setattr(lora, "grouped_routing", lambda device, dtype: False)
+        with Ops() as loop_ops:
+            loop = model(feats, routing_mode, langs)
+    assert ops.seen.count("aten._grouped_mm") == routed + 1  # each routed module, and the heads
+    runs = {"aten._unique2", "aten.unique_consecutive"}  # the loop asks the host for each layer's runs
+    assert not runs & set(ops.seen) and runs & set(loop_ops.seen)
+    assert torch.equal(grouped.lang_ids, loop.lang_ids) and grouped.ctc_logprobs.shape == loop.ctc_logprobs.shape
+    assert torch.equal(grouped.ctc_logprobs.isinf(), loop.ctc_logprobs.isinf())  # each head's own columns
+    for b in range(5):
+        torch.testing.assert_close(valid(grouped, b), valid(loop, b), atol=0.05, rtol=0)
+
+
+def test_merged_heads_read_in_grad_mode_or_unmerged_as_before():
+    from hlora_cli.model.heads import CTCHeads
+
+    torch.manual_seed(0)
+    heads = CTCHeads(16, [5, 9, 7])
+    h, route = torch.randn(4, 6, 16), torch.tensor([0, 1, 1, 2])
+    with torch.no_grad():
+        loop = heads(h, route, ordered=True)  # not merged: the loop
+        heads.merge()
+        assert heads.stacked[0].shape == (3, 16, 16) and heads.stacked[1][0, 5:].isinf().all()
+        stacked = heads(h, route, ordered=True)  # fp32: no grouped kernel, the loop
+    torch.testing.assert_close(stacked, loop, atol=0, rtol=0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        trained = heads(h, route, ordered=True)  # grad mode: the loop (its unread heads get no gradient)
+        with torch.no_grad():
+            grouped = heads(h, route, ordered=True)
+    assert grouped.shape == (4, 6, 9) and torch.equal(grouped.isinf(), loop.isinf())
+    torch.testing.assert_close(grouped, trained.detach(), atol=0.03, rtol=0)
+    trained.nan_to_num(0, 0, 0).sum().backward()
+    assert heads.heads[0].weight.grad is not None
+    heads.unmerge()
+    assert heads.stacked is None

@@ -3,9 +3,9 @@ import torch
 from torch import nn
 
 from hlora_cli.errors import HloraError
-from hlora_cli.model import LoRAConfig, build_model, load_backbone
+from hlora_cli.model import LoRAConfig, build_model, load_backbone, lora
 from hlora_cli.model.backbone import additive_mask
-from hlora_cli.model.lora import LoRALinear, inject_lora, route_picks, routing
+from hlora_cli.model.lora import LoRALinear, grouped_routing, inject_lora, route_picks, routing
 from tests.conftest import randomize_adapters, tiny_config, waves
 
 
@@ -141,3 +141,57 @@ def test_routed_lora_training_step_scatters_nothing_and_matches_per_sample(rank)
         for b, a in enumerate(route.tolist())).backward()  # fmt: skip
     torch.testing.assert_close(layer.lora_A.grad, ref[0], atol=1e-4, rtol=1e-5)
     torch.testing.assert_close(layer.lora_B.grad, ref[1], atol=1e-4, rtol=1e-5)
+
+
+class Ops(torch.utils._python_dispatch.TorchDispatchMode):
+    """The aten operators a call dispatches, by name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.seen.append(str(func.overloadpacket))
+        return func(*args, **(kwargs or {}))
+
+
+def test_grouped_routing_where_torch_has_the_kernel(monkeypatch):
+    cpu = torch.device("cpu")
+    assert grouped_routing(cpu, torch.bfloat16) and not grouped_routing(cpu, torch.float32)
+    cuda = torch.device("cuda", 0)
+    for capability, fused in (((8, 0), False), ((9, 0), True), ((10, 0), True), ((12, 0), False)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d, c=capability: c)
+        monkeypatch.setattr(lora, "_FUSED_GROUPED_MM", {})
+        assert grouped_routing(cuda, torch.bfloat16) is fused
+        assert lora._FUSED_GROUPED_MM == {0: fused}  # asked once: a compiled graph reads the answer
+    assert not grouped_routing(cuda, torch.float16)
+
+
+def test_a_merged_routed_layer_on_a_sorted_bf16_batch_is_one_grouped_matmul_without_host_sync():
+    torch.manual_seed(0)
+    layer = LoRALinear(nn.Linear(16, 24), 3, LoRAConfig(rank=2))
+    nn.init.normal_(layer.lora_B)
+    x, route = torch.randn(5, 7, 16), torch.tensor([0, 0, 2, 2, 2])  # sorted; adapter 1 routes no row
+    with torch.no_grad(), routing([layer], route):
+        unmerged = layer(x)
+    layer.merge(routed=True)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        with routing([layer], route, frames=7):
+            assert layer.offs.tolist() == [14, 14, 35] and layer.groups is None
+            with Ops() as ops:
+                grouped = layer(x)
+        with routing([layer], route):  # not said to be sorted: the loop, which asks the host for the runs
+            assert layer.offs is None and layer.groups == [(0, 0, 2), (2, 2, 5)]
+            with Ops() as loop_ops:
+                loop = layer(x)
+    assert ops.seen.count("aten._grouped_mm") == 1 and "aten._grouped_mm" not in loop_ops.seen
+    assert not {"aten.index", "aten.unique_consecutive", "aten._local_scalar_dense"} & set(ops.seen)
+    assert grouped.dtype == torch.bfloat16  # the bias added after the matmul's rounding: an ulp apart
+    torch.testing.assert_close(grouped.float(), loop.float(), atol=0.02, rtol=0.01)
+    torch.testing.assert_close(grouped.float(), unmerged, atol=0.1, rtol=0.05)
+    with routing([layer], route, frames=7):  # fp32 (and rows grouped_mm cannot align): the loop
+        assert layer.offs is None
+    odd = LoRALinear(nn.Linear(6, 5), 3, LoRAConfig(rank=2))
+    odd.merge(routed=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16), routing([odd], route, frames=7):
+        assert odd.offs is None and odd.groups is not None
