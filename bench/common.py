@@ -36,6 +36,8 @@ def time_interleaved(
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
+# dispatched, but no kernel launch of their own: views and metadata, and a scalar's read by the host
+# (on a GPU a copy that waits for the queue: a sync, not a launch)
 NOT_KERNELS = {"aten._unsafe_view", "aten.lift_fresh", "aten.detach", "aten.alias", "aten._local_scalar_dense"}
 
 

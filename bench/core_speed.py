@@ -184,7 +184,7 @@ def measure(
         hlora_s, hlora_j = (build_model(config("hlora", ref, k, rank)).eval() for _ in range(2))
         for m, routed in ((hlora_s, grouped), (hlora_j, False)):
             randomize(m)
-            m.to(device).merge(routed=routed)
+            m.to(device).merge(routed=routed, dtype=dtype)  # cast before compiling: no second compile
         hlora_c, bare_c = compile_model(hlora_s, device), compile_model(bare, device)
         extra["h_hlora_compiled"] = lambda: hlora_c(feats, "oracle", langs)
         extra["i_bare_compiled"] = lambda: bare_c(feats.values, feats.lengths)
@@ -211,9 +211,9 @@ def measure(
         ops = {n: dispatched(fns[n]) for n in ("a_bare", "b_hlora_merged", "b0_hlora_merged_loop") if n in fns}
     print(f"{label}: " + ", ".join(f"{n} {s * 1000:.0f} ms" for n, s in t.items()), flush=True)
     kernels = {n: sum(c.values()) for n, c in ops.items()}
-    syncs = {n: sum(c[o] for o in HOST_RUNS) for n, c in ops.items()}
-    print(f"{label}: eager kernels {kernels}, host syncs {syncs}", flush=True)
-    return t, kernels, syncs
+    lookups = {n: sum(c[o] for o in HOST_RUNS) for n, c in ops.items()}
+    print(f"{label}: eager kernels {kernels}, language lookups {lookups}", flush=True)
+    return t, kernels, lookups
 
 
 def main() -> None:
@@ -240,7 +240,7 @@ def main() -> None:
     rows, counts, result = [], [], {}
     for (name, ref, k, rank), batch in [(s, b) for s in setups for b in batches]:
         label = f"{name} k={k} rank={rank}" + (f" batch {batch}" if len(batches) > 1 or batch != 8 else "")
-        t, kernels, syncs = measure(label, ref, k, rank, repeats, batch, device, dtype, args.compile)
+        t, kernels, lookups = measure(label, ref, k, rank, repeats, batch, device, dtype, args.compile)
         key = f"{name.replace('-', '_')}_r{rank}" + (f"_b{batch}" if batch != 8 else "")
         r = {
             "hlora_over_bare": t["b_hlora_merged"] / t["a_bare"],
@@ -259,9 +259,9 @@ def main() -> None:
             r["compiled_grouped_over_lora"] = t["h_hlora_compiled"] / t["j_hlora_compiled_lora"]
         columns, ratios = list(t), list(r)
         result[key] = {**{n: round(s * 1000, 1) for n, s in t.items()}, **{n: round(v, 3) for n, v in r.items()}}
-        result[key] |= {"eager_kernels": kernels, "host_syncs": syncs}
+        result[key] |= {"eager_kernels": kernels, "language_lookups": lookups}
         counts.append(
-            f"{label}: " + ", ".join(f"{COLUMNS[n].split()[0]} {kernels[n]} ({syncs[n]} host syncs)" for n in kernels)
+            f"{label}: " + ", ".join(f"{COLUMNS[n].split()[0]} {kernels[n]} ({lookups[n]} lookups)" for n in kernels)
         )
         rows.append(
             f"| {label} | "
@@ -300,8 +300,8 @@ def main() -> None:
         "(b) cannot be faster than (a), so e/b is bounded by e/a: how much peft's unmerged mixed batch "
         "costs over the bare encoder, which grows with the LoRA rank.\n\n"
         "Kernels one eager forward dispatches (about one launch each on a GPU, counted alike on any device; "
-        "host syncs: the per-language loop asking the host which languages the batch holds, once per routed layer "
-        "and for the heads):\n" + "\n".join(f"- {c}" for c in counts)
+        "language lookups: the per-language loop asking the host which languages the batch holds, once per routed "
+        "layer and for the heads, each a few device-to-host reads):\n" + "\n".join(f"- {c}" for c in counts)
     )
     if not args.no_write:
         write_section("core_speed" if device.type == "cpu" else "core_speed_cuda", body, result)

@@ -136,7 +136,6 @@ def compile_swap(args: argparse.Namespace, forward: list, device):
     return swap
 
 
-# dispatched, but no kernel of their own: views and metadata
 def textbook_lora() -> None:
     """The LoRA forward as usually written (and as hlora wrote it before): index each row's
     adapter, multiply by the scaling, add; autocast casts x for each product."""

@@ -36,7 +36,6 @@ from hlora_cli.infer.results import Report, Result
 from hlora_cli.model import ModelOutput
 from hlora_cli.model.backbone import Features
 from hlora_cli.model.compiled import CompiledForward
-from hlora_cli.model.lora import grouped_routing
 
 
 class Recognizer:
@@ -86,7 +85,8 @@ class Recognizer:
             model = copy.deepcopy(model)
         model = model.eval().to(self.device)
         if options.merge:  # compiled: routed LoRA merged only where one grouped matmul runs them (model/compiled.py)
-            model.merge(routed=not options.compile or grouped_routing(self.device, self.dtype))
+            routed = not options.compile or model.merges_grouped(self.device, self.dtype)
+            model.merge(routed=routed, dtype=self.dtype)
         if options.compile:
             self._compiled[id(model)] = CompiledForward(model, self.device)
         return model

@@ -119,8 +119,9 @@ class CTCHeads(nn.Module):
         return log_probs[..., : max(self.vocab_sizes)]
 
     @torch.no_grad()
-    def merge(self) -> None:
-        """Stack every head into one weight for inference's grouped read (`stacked`); its width
+    def merge(self, dtype: torch.dtype | None = None) -> None:
+        """Stack every head into one weight for inference's grouped read (`stacked`, on the heads'
+        device: merge after moving them), cast now to the `dtype` it computes in if given; its width
         rounded up to 8 (the grouped matmul's 16-byte rows)."""
         width = -(-max(self.vocab_sizes) // 8) * 8
         ref = self.heads[0].weight
@@ -129,7 +130,7 @@ class CTCHeads(nn.Module):
         for i, head in enumerate(self.heads):
             weight[i, : head.out_features] = head.weight
             bias[i, : head.out_features] = 0.0 if head.bias is None else head.bias.float()
-        self.stacked = weight, bias
+        self.stacked = weight if dtype is None else weight.to(dtype), bias
 
     def unmerge(self) -> None:
         self.stacked = None

@@ -37,7 +37,7 @@ from hlora_cli.errors import HloraError
 from hlora_cli.model.backbone import Backbone, Features, additive_mask
 from hlora_cli.model.config import ModelConfig, resolve_layout
 from hlora_cli.model.heads import LIDHead
-from hlora_cli.model.lora import LoRALinear, inject_lora, layer_of, routing
+from hlora_cli.model.lora import LoRALinear, groupable, inject_lora, layer_of, routing
 from hlora_cli.model.output import ModelOutput
 from hlora_cli.model.readout import READOUTS, make_readout
 
@@ -281,20 +281,29 @@ class HloraModel(nn.Module):
     def lora_modules(self) -> list[LoRALinear]:
         return [m for layer in self.lora for m in layer] + self.readout.lora_modules()
 
-    def merge(self, routed: bool = False) -> None:
+    def merge(self, routed: bool = False, dtype: torch.dtype | None = None) -> None:
         """Fold shared LoRA into the frozen weights for inference; with `routed`, also keep one
-        merged weight per language for routed layers (more memory, bare-backbone speed). Fused
-        layers fold their weighted sum of experts into one weight."""
+        merged weight per language for routed layers (more memory, bare-backbone speed), and the
+        CTC heads stacked for a grouped read, cast to `dtype` (the dtype they will compute in) now
+        if given. Fused layers fold their weighted sum of experts into one weight. Merge after
+        moving the model: the per-language copies are not parameters and stay where they were made."""
         for i, modules in enumerate(self.lora):
             for m in modules:
                 if self.layer_lora[i] == "fused":
                     m.merge_fused(self.fusion_weights(i))
                 else:
-                    m.merge(routed=routed)
+                    m.merge(routed=routed, dtype=dtype)
         for m in self.readout.lora_modules():
-            m.merge(routed=routed)
+            m.merge(routed=routed, dtype=dtype)
         if routed:
-            self.readout.merge()
+            self.readout.merge(dtype)
+
+    def merges_grouped(self, device: torch.device, dtype: torch.dtype) -> bool:
+        """Whether, merged with `routed`, its routed layers and CTC heads run as grouped matmuls on
+        `device` at `dtype` (lora.groupable): what a compiled pass needs to keep them merged (the
+        per-language loop asks the host, which a compiled graph cannot)."""
+        routed = [m for modules in self.lora for m in modules if m.routed]
+        return groupable(routed, device, dtype) and self.backbone.hidden_size % 8 == 0
 
     def unmerge(self) -> None:
         for m in self.lora_modules():

@@ -43,7 +43,9 @@ class LoRALinear(nn.Module):
         self.route: torch.Tensor | None = None  # (batch,) adapter index per sample, routed only
         self.weights: torch.Tensor | None = None  # (batch, n_adapters) soft routing weights, routed only
         self.groups: list[tuple[int, int, int]] | None = None  # (adapter, start, end) runs of `route`
-        self.offs: torch.Tensor | None = None  # (n_adapters,) int32 end row of each adapter's run in x: grouped_mm
+        # grouped_mm's offsets, shape = (n_adapters,) int32 (each adapter's end row in the flattened
+        # input), and the frames an utterance they were worked out for
+        self.offs: tuple[torch.Tensor, int] | None = None
         # (batch, n_adapters) one-hot of `route`, and the same times `scaling` (or None): route_picks
         self.picks: tuple[torch.Tensor, torch.Tensor | None] | None = None
         self.merged = False  # shared adapter (or, fused, the weighted sum of all) folded into base.weight
@@ -101,7 +103,7 @@ class LoRALinear(nn.Module):
         # model core has sorted the batch by language (`groups`), each matmul writes straight into
         # its contiguous slice of the output; otherwise rows are gathered and scattered.
         weights, bias, x = self._merged_for(x)
-        if self.offs is not None and len(self.route) == len(route):
+        if self.offs is not None and len(self.route) == len(route) and x.dim() == 3 and x.shape[1] == self.offs[1]:
             return self._forward_grouped(x, weights, bias)
         groups = self.groups if self.groups is not None and len(self.route) == len(route) else None
         groups = groups if groups is not None else contiguous_groups(route)
@@ -124,7 +126,7 @@ class LoRALinear(nn.Module):
         # Rows sorted by language: one grouped matmul over every language's run, whose bounds stay on
         # the device. No host sync and one kernel where the loop above makes one per language (on a
         # GPU each waits on the host), so it also runs inside a compiled graph (CUDA graphs).
-        y = nn.functional.grouped_mm(x.reshape(-1, x.shape[-1]), weights.transpose(1, 2), offs=self.offs)
+        y = nn.functional.grouped_mm(x.reshape(-1, x.shape[-1]), weights.transpose(1, 2), offs=self.offs[0])
         y = y.view(*x.shape[:-1], y.shape[-1])
         return y if bias is None else y + bias
 
@@ -133,20 +135,27 @@ class LoRALinear(nn.Module):
         out= matmuls do not autocast, and casting the weights anew on every call would cost a
         kernel per language per layer: the cast is made once and kept until unmerge."""
         dtype = compute_dtype(x.device, x.dtype)
+        return *self._merged_at(dtype), x.to(dtype)
+
+    def _merged_at(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.merged_cast is None or self.merged_cast[0].dtype != dtype:
             bias = self.base.bias
             self.merged_cast = (self.merged_weights.to(dtype), None if bias is None else bias.to(dtype))
-        return *self.merged_cast, x.to(dtype)
+        return self.merged_cast
 
     @torch.no_grad()
-    def merge(self, routed: bool = False) -> None:
+    def merge(self, routed: bool = False, dtype: torch.dtype | None = None) -> None:
         """Fold the shared adapter into the frozen weight; with `routed`, keep a merged copy of
-        the weight per language for routed layers."""
+        the weight per language for routed layers (made on the module's device: merge after moving
+        it), and, given the `dtype` it will compute in, its cast copy now rather than inside the first
+        call (a compiled forward would record the cast and compile again on its next call)."""
         if not self.routed and not self.merged:
             self.base.weight += self.delta_weight()[0].to(self.base.weight.dtype)
             self.merged = True
         elif self.routed and routed and self.merged_weights is None:
             self.merged_weights = self.base.weight[None] + self.delta_weight().to(self.base.weight.dtype)
+        if self.merged_weights is not None and dtype is not None:
+            self._merged_at(dtype)
 
     @torch.no_grad()
     def merge_fused(self, weights: torch.Tensor) -> None:
@@ -230,11 +239,13 @@ def contiguous_groups(route: torch.Tensor) -> list[tuple[int, int, int]] | None:
 def grouped_routing(device: torch.device, dtype: torch.dtype) -> bool:
     """Whether merged routed layers run as one grouped matmul (torch's grouped_mm, made for mixtures
     of experts) on `device` at `dtype`: bf16 only (all its compiled form takes), on a CPU or on a
-    GPU with torch's fused kernel (compute capability 9 or 10). Elsewhere torch's fallback copies the
-    group bounds to the host, as the per-language loop does."""
+    NVIDIA GPU with torch's fused kernel (compute capability 9 or 10). Elsewhere (ROCm too) torch's
+    fallback copies the group bounds to the host, as the per-language loop does."""
     if dtype != torch.bfloat16 or not hasattr(nn.functional, "grouped_mm"):
         return False
     if device.type == "cuda":
+        if torch.version.hip is not None:
+            return False
         index = device.index if device.index is not None else torch.cuda.current_device()
         if index not in _FUSED_GROUPED_MM:
             _FUSED_GROUPED_MM[index] = torch.cuda.get_device_capability(index)[0] in (9, 10)
@@ -287,9 +298,10 @@ def routing(
     their offsets worked out here once for the layer."""
     merged = weights is None and any(m.merged_weights is not None for m in modules)
     offs = groups = picks = None
-    if merged and frames is not None and _groupable(modules, route):
-        offs = group_offsets(route, modules[0].n_adapters, frames)
-    elif merged:
+    if merged and frames is not None and all(m.merged_weights is not None for m in modules):
+        if groupable(modules, route.device, compute_dtype(route.device, modules[0].base.weight.dtype)):
+            offs = group_offsets(route, modules[0].n_adapters, frames), frames
+    if merged and offs is None:
         groups = contiguous_groups(route)
     if weights is None and route is not None and not merged and modules:  # once for the layer's modules
         picks = route_picks(route, modules)
@@ -302,10 +314,9 @@ def routing(
             m.route, m.groups, m.offs, m.weights, m.picks = None, None, None, None, None
 
 
-def _groupable(modules: list[LoRALinear], route: torch.Tensor) -> bool:
-    """Merged routed modules that grouped_mm takes: every one merged, the dtype and device it runs
-    on, and rows of a multiple of 16 bytes (its kernels' alignment)."""
-    dtype = compute_dtype(route.device, modules[0].base.weight.dtype)
-    return grouped_routing(route.device, dtype) and all(
-        m.merged_weights is not None and m.base.in_features % 8 == 0 and m.base.out_features % 8 == 0 for m in modules
+def groupable(modules: list[LoRALinear], device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether merged, `modules` run as grouped matmuls on `device` at `dtype`: torch has the
+    kernel there (`grouped_routing`) and their rows are a multiple of 16 bytes (its alignment)."""
+    return grouped_routing(device, dtype) and all(
+        m.base.in_features % 8 == 0 and m.base.out_features % 8 == 0 for m in modules
     )

@@ -80,8 +80,9 @@ class Readout(nn.Module):
         log-posteriors where it reads the language itself (else None)."""
         raise NotImplementedError
 
-    def merge(self) -> None:
-        """Ready its own weights for inference (the model's merge(routed=True)); unmerge undoes it."""
+    def merge(self, dtype: torch.dtype | None = None) -> None:
+        """Ready its own weights for inference (the model's merge(routed=True)), in `dtype` if
+        given; unmerge undoes it."""
 
     def unmerge(self) -> None:
         """Undo merge."""

@@ -54,3 +54,23 @@ def test_compiled_training_on_a_cpu_is_refused_with_the_reason():
     with pytest.raises(HloraError, match=why):
         CompiledForward(model, torch.device("cpu"), for_training=True)
     CompiledForward(model, torch.device("cpu"))  # decoding: its forward is right on a CPU (tests/infer)
+
+
+@pytest.mark.parametrize("cast_at_merge", [True, False])
+def test_a_merged_grouped_model_compiles_once_when_its_weights_are_cast_at_merge(cast_at_merge):
+    # the merged weights' bf16 copies made inside the first compiled call would be recorded there,
+    # and the next call would compile the model again
+    torch._dynamo.reset()
+    counters.clear()
+    model = build_model(tiny_config("whisper", k=1)).eval()
+    randomize_adapters(model)
+    model.merge(routed=True, dtype=torch.bfloat16 if cast_at_merge else None)
+    compiled = CompiledForward(model, torch.device("cpu"), backend="eager")
+    feats, langs = model.prepare(waves([0.7, 0.6, 1.3, 0.65])), torch.tensor([1, 0, 3, 1])
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        outs = [compiled(feats, "oracle", langs) for _ in range(3)]
+        eager = model(feats, "oracle", langs)
+    assert counters["stats"]["unique_graphs"] == (1 if cast_at_merge else 2)
+    assert torch.equal(outs[-1].lang_ids, eager.lang_ids)
+    for b, n in enumerate(eager.out_lengths.tolist()):
+        torch.testing.assert_close(outs[-1].ctc_logprobs[b, :n], eager.ctc_logprobs[b, :n], atol=0.05, rtol=0)

@@ -177,13 +177,16 @@ def test_a_merged_routed_layer_on_a_sorted_bf16_batch_is_one_grouped_matmul_with
     layer.merge(routed=True)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         with routing([layer], route, frames=7):
-            assert layer.offs.tolist() == [14, 14, 35] and layer.groups is None
+            assert layer.offs[0].tolist() == [14, 14, 35] and layer.offs[1] == 7 and layer.groups is None
             with Ops() as ops:
                 grouped = layer(x)
+            with Ops() as other_ops:  # an input of other frames than the offsets were made for: the loop
+                other = layer(torch.cat([x, x[:, :2]], dim=1))
         with routing([layer], route):  # not said to be sorted: the loop, which asks the host for the runs
             assert layer.offs is None and layer.groups == [(0, 0, 2), (2, 2, 5)]
             with Ops() as loop_ops:
                 loop = layer(x)
+    assert "aten._grouped_mm" not in other_ops.seen and torch.equal(other[:, :7], loop)
     assert ops.seen.count("aten._grouped_mm") == 1 and "aten._grouped_mm" not in loop_ops.seen
     assert not {"aten.index", "aten.unique_consecutive", "aten._local_scalar_dense"} & set(ops.seen)
     assert grouped.dtype == torch.bfloat16  # the bias added after the matmul's rounding: an ulp apart
