@@ -169,7 +169,7 @@ def measure(
         first = baseline.identify(feats).argmax(-1)
         return lidlora(feats, "oracle", first if len(set(first.tolist())) > 1 else langs)
 
-    grouped = lora.grouped_routing(device, dtype)
+    grouped = hlora_m.merges_grouped(device, dtype)  # as `hlora decode` decides it
     extra = {}
     if grouped:  # the per-language loop (b) ran before, timed beside it
 

@@ -103,9 +103,10 @@ class LoRALinear(nn.Module):
         # model core has sorted the batch by language (`groups`), each matmul writes straight into
         # its contiguous slice of the output; otherwise rows are gathered and scattered.
         weights, bias, x = self._merged_for(x)
-        if self.offs is not None and len(self.route) == len(route) and x.dim() == 3 and x.shape[1] == self.offs[1]:
+        own_rows = len(self.route) == len(route)  # not repeated per beam: the runs set for the layer hold
+        if self.offs is not None and own_rows and x.dim() == 3 and x.shape[1] == self.offs[1]:
             return self._forward_grouped(x, weights, bias)
-        groups = self.groups if self.groups is not None and len(self.route) == len(route) else None
+        groups = self.groups if self.groups is not None and own_rows else None
         groups = groups if groups is not None else contiguous_groups(route)
         if groups is not None and len(groups) == 1:
             return nn.functional.linear(x, weights[groups[0][0]], bias)

@@ -108,6 +108,18 @@ def test_route_picks_carry_the_scaling_only_where_the_dtype_holds_it():
     assert picks.dtype == torch.float32 and torch.equal(scaled, picks * (1 / 3))
 
 
+class Ops(torch.utils._python_dispatch.TorchDispatchMode):
+    """The aten operators a call dispatches, by name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.seen.append(str(func.overloadpacket))
+        return func(*args, **(kwargs or {}))
+
+
 @pytest.mark.parametrize("rank", [2, 3])  # scaling 2 (carried by the pick of B), 1/3 (baddbmm's alpha)
 def test_routed_lora_training_step_scatters_nothing_and_matches_per_sample(rank):
     torch.manual_seed(0)
@@ -115,19 +127,12 @@ def test_routed_lora_training_step_scatters_nothing_and_matches_per_sample(rank)
     layer = LoRALinear(nn.Linear(6, 5), 3, LoRAConfig(rank=rank, alpha=alpha))
     nn.init.normal_(layer.lora_B)
     x, route = torch.randn(4, 7, 6, requires_grad=True), torch.tensor([2, 0, 2, 1])
-    ops = []
-
-    class Seen(torch.utils._python_dispatch.TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            ops.append(str(func.overloadpacket))
-            return func(*args, **(kwargs or {}))
-
-    with Seen(), torch.autocast("cpu", dtype=torch.bfloat16), routing([layer], route):
+    with Ops() as ops, torch.autocast("cpu", dtype=torch.bfloat16), routing([layer], route):
         layer(x).float().sum().backward()
-    assert not {"aten.index", "aten.index_put", "aten.index_put_"} & set(ops)  # one-hot picks, not a scatter
+    assert not {"aten.index", "aten.index_put", "aten.index_put_"} & set(ops.seen)  # one-hot picks, not a scatter
     # bf16 holds 2 exactly: one multiply makes the scaled pick; 1/3 it would round: baddbmm's alpha,
     # which costs a multiply for each of its two input gradients
-    assert ops.count("aten.mul") == (1 if rank == 2 else 2)
+    assert ops.seen.count("aten.mul") == (1 if rank == 2 else 2)
     layer.lora_A.grad = layer.lora_B.grad = None
     with routing([layer], route):
         y = layer(x)
@@ -141,18 +146,6 @@ def test_routed_lora_training_step_scatters_nothing_and_matches_per_sample(rank)
         for b, a in enumerate(route.tolist())).backward()  # fmt: skip
     torch.testing.assert_close(layer.lora_A.grad, ref[0], atol=1e-4, rtol=1e-5)
     torch.testing.assert_close(layer.lora_B.grad, ref[1], atol=1e-4, rtol=1e-5)
-
-
-class Ops(torch.utils._python_dispatch.TorchDispatchMode):
-    """The aten operators a call dispatches, by name."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.seen.append(str(func.overloadpacket))
-        return func(*args, **(kwargs or {}))
 
 
 def test_grouped_routing_where_torch_has_the_kernel(monkeypatch):
